@@ -1,0 +1,38 @@
+"""cnnpool: compiled CNN layers for understanding and comparing pooling.
+
+NumPy arrays in NCHW layout, float32 and float64, gradients that match
+PyTorch.  Start with :class:`MaxPool2d`, :class:`MeanPool2d` and the
+:class:`Pool2d` base for your own strategy; check any layer with
+:func:`gradcheck`.
+"""
+
+from ._version import __version__
+
+try:
+    from . import _parallel  # noqa: F401  (the smallest compiled module)
+except ImportError as exc:  # pragma: no cover - depends on how it was installed
+    import os as _os
+
+    raise ImportError(
+        "cnnpool's compiled extensions are not built in "
+        f"{_os.path.dirname(__file__)}. If this is the source checkout, install it "
+        "first ('pip install .' or 'pip install -e .') and run the tests with "
+        "'pytest' (not 'python -m pytest', which imports the unbuilt source folder)."
+    ) from exc
+
+from .gradcheck import gradcheck
+from .layer import BackwardBeforeForwardError, Layer, Parameter
+from .pooling import AvgPool2d, MaxPool2d, MeanPool2d, Pool2d, PoolGeometry
+
+__all__ = [
+    "__version__",
+    "AvgPool2d",
+    "BackwardBeforeForwardError",
+    "Layer",
+    "MaxPool2d",
+    "MeanPool2d",
+    "Parameter",
+    "Pool2d",
+    "PoolGeometry",
+    "gradcheck",
+]

@@ -1,0 +1,131 @@
+"""Argument and array validation shared by every layer.
+
+Every public layer validates here, in Python, before it enters a compiled
+kernel that runs with bounds checks off.  One message style throughout:
+the argument is named, and so are the shapes or values that were wrong.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: The floating dtypes the compiled kernels are built for.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pair(value, name, *, minimum=1):
+    """Return ``value`` as a pair of Python ints, each at least ``minimum``.
+
+    Parameters
+    ----------
+    value : int or tuple of two ints
+        What the user passed (``3`` or ``(3, 2)``).
+    name : str
+        The argument's name, used in the error message.
+    minimum : int
+        The smallest allowed value.
+
+    Returns
+    -------
+    tuple of (int, int)
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        items = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    ):
+        items = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(items) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return items
+
+
+def positive_int(value, name, *, minimum=1):
+    """Return ``value`` as a Python int, checking type and lower bound."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def float_dtype(dtype, name="dtype"):
+    """Return ``dtype`` as a NumPy dtype, which must be float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def as_float_array(x, name, ndim=None, *, layout="NCHW"):
+    """Validate ``x`` and return it as a C-contiguous float32/float64 array.
+
+    A non-contiguous, Fortran-ordered, negative-stride or read-only input is
+    accepted (copied when needed); its values are never modified.
+
+    Parameters
+    ----------
+    x : array_like
+        The input.  Must already be float32 or float64: integer, bool,
+        complex and object arrays are refused rather than silently cast,
+        because a silent cast would hide a bug in the caller.
+    name : str
+        The argument's name, for error messages.
+    ndim : int, optional
+        The required number of dimensions.
+    layout : str
+        How the dimensions are read, used in the message (``"NCHW"``).
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous, float32 or float64.
+    """
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (list, tuple)) or np.isscalar(x):
+            x = np.asarray(x)
+            if x.dtype.kind in "iu" or x.dtype == bool:
+                raise TypeError(
+                    f"{name} must be a float32 or float64 array, got a sequence "
+                    f"of {x.dtype} values; convert it with np.asarray(..., "
+                    f"dtype=np.float32) first"
+                )
+        else:
+            raise TypeError(
+                f"{name} must be a NumPy array, got {type(x).__name__}"
+            )
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be float32 or float64, got dtype {x.dtype} "
+            f"(shape {x.shape})"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D ({layout}), got {x.ndim}-D array of "
+            f"shape {x.shape}"
+        )
+    return np.ascontiguousarray(x)
+
+
+def grad_like(grad, expected_shape, dtype, name="grad_output"):
+    """Validate an incoming gradient against the saved output shape and dtype."""
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != tuple(expected_shape):
+        raise ValueError(
+            f"{name} must have the shape of the forward output "
+            f"{tuple(expected_shape)}, got {grad.shape}"
+        )
+    if grad.dtype != dtype:
+        raise TypeError(
+            f"{name} must have the dtype of the forward output ({dtype}), "
+            f"got {grad.dtype}"
+        )
+    return np.ascontiguousarray(grad)

@@ -1,0 +1,230 @@
+"""``Pool2d``: the base of every pooling strategy.
+
+The base owns everything that is the same for all pooling: the geometry
+(kernel, stride, padding, dilation, ceil mode), validation of arguments
+and arrays, cutting the input into windows, and the backward rule.  A
+strategy owns only two things, written in NumPy over the windows:
+
+``pool(windows) -> pooled``
+    ``windows`` has shape ``(N, C, OH, OW, K)`` with ``K = kh * kw`` taps
+    in row-major window order; a tap in the padding holds ``pad_value``.
+    Return the pooled output, shape ``(N, C, OH, OW)``.
+``route(windows, pooled) -> local gradient``
+    ``d pooled / d window element``, shape ``(N, C, OH, OW, K)``.  The
+    textbook "mask": one-hot at the winner for max, ``1/count`` for mean.
+
+The backward pass is then the same for every strategy: each input element
+receives ``route * grad_output`` summed over every window that contains it
+(overlapping windows accumulate; taps in the padding are dropped).  The
+gather and the scatter-add are compiled (``_windows.pyx``), so a strategy
+written in pure Python costs only its own NumPy math.
+
+Built-in strategies also override :meth:`Pool2d._forward_fast` and
+:meth:`Pool2d._backward_fast` with compiled kernels; set
+``use_fast_path = False`` on an instance to run their ``pool``/``route``
+through the generic path instead (the tests check both agree).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks
+from .._parallel import threads_for
+from ..layer import BackwardBeforeForwardError, Layer
+from . import _windows
+from .geometry import make_geometry
+
+
+class Pool2d(Layer):
+    """Base class of 2-D pooling over NCHW arrays.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Window size ``(kh, kw)``.
+    stride : int or (int, int), optional
+        Step between windows; ``None`` (default) means ``kernel_size``.
+    padding : int or (int, int)
+        Implicit padding on both sides, at most half the kernel size.
+        Padded taps hold :attr:`pad_value` in the windows a strategy sees.
+    dilation : int or (int, int)
+        Spacing between the taps of a window.
+    ceil_mode : bool
+        Round the output size up instead of down; the last window must
+        still start inside the input or its left padding (PyTorch's rule).
+
+    Attributes
+    ----------
+    pad_value : float
+        What a padded tap holds in the windows passed to :meth:`pool`.
+    geometry : PoolGeometry or None
+        The geometry of the last forward call (tap positions, counts).
+    use_fast_path : bool
+        Use the strategy's compiled kernels when it has them (default True).
+
+    Notes
+    -----
+    Input ``x`` has shape ``(N, C, H, W)``, float32 or float64 (any memory
+    layout); the output has shape ``(N, C, OH, OW)`` and the dtype of ``x``.
+    """
+
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.kernel_size = _checks.pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _checks.pair(stride, "stride")
+        self.padding = _checks.pair(padding, "padding", minimum=0)
+        self.dilation = _checks.pair(dilation, "dilation")
+        if not isinstance(ceil_mode, (bool, np.bool_)):
+            raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
+        self.ceil_mode = bool(ceil_mode)
+        for k, p in zip(self.kernel_size, self.padding):
+            if p > k // 2:
+                raise ValueError(
+                    f"padding must be at most half the kernel size, got "
+                    f"padding={self.padding} for kernel_size={self.kernel_size}"
+                )
+        self.use_fast_path = True
+        self.geometry = None
+        self._geometries = {}
+        self._saved = None
+
+    # ------------------------------------------------------------------ geometry
+    def geometry_for(self, height, width):
+        """The :class:`PoolGeometry` for an input of spatial size ``(height, width)``.
+
+        Cached per size.  Raises ``ValueError`` when the window does not fit
+        or when some window would hold no input element.
+        """
+        key = (int(height), int(width))
+        geom = self._geometries.get(key)
+        if geom is None:
+            geom = make_geometry(
+                key, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+            )
+            if len(self._geometries) > 32:  # a model sees few sizes; bound the cache anyway
+                self._geometries.clear()
+            self._geometries[key] = geom
+        return geom
+
+    def output_shape(self, input_shape):
+        """Output shape ``(N, C, OH, OW)`` for an input of shape ``(N, C, H, W)``."""
+        if len(input_shape) != 4:
+            raise ValueError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
+        geom = self.geometry_for(*input_shape[2:])
+        return tuple(input_shape[:2]) + geom.out_size
+
+    # ------------------------------------------------------------- the strategy
+    def pool(self, windows):
+        """Reduce each window: ``(N, C, OH, OW, K) -> (N, C, OH, OW)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement pool(windows)")
+
+    def route(self, windows, pooled):
+        """Local gradient ``d pooled / d windows``, shape ``(N, C, OH, OW, K)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement route(windows, pooled)"
+        )
+
+    # Compiled strategies override these two; the base marks them absent.
+    _forward_fast = None
+    _backward_fast = None
+
+    # ---------------------------------------------------------- forward/backward
+    def forward(self, x):
+        """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
+        x = _checks.as_float_array(x, "x", 4)
+        geom = self.geometry_for(*x.shape[2:])
+        self.geometry = geom
+        fast = self.use_fast_path and self._forward_fast is not None
+        if fast:
+            y, context = self._forward_fast(x, geom)
+        else:
+            y, context = self._forward_generic(x, geom)
+        self._saved = (x.shape, x.dtype, y.shape, geom, fast, context)
+        return y
+
+    def backward(self, grad_output):
+        """Gradient w.r.t. the input of the last forward; shape and dtype of ``x``.
+
+        Saved state is never modified: calling it twice gives the same answer.
+        """
+        if self._saved is None:
+            raise BackwardBeforeForwardError(
+                f"{type(self).__name__}.backward called before forward"
+            )
+        x_shape, dtype, y_shape, geom, fast, context = self._saved
+        grad_output = _checks.grad_like(grad_output, y_shape, dtype)
+        if fast:
+            return self._backward_fast(grad_output, x_shape, geom, context)
+        return self._backward_generic(grad_output, x_shape, geom, context)
+
+    # ------------------------------------------------------------ generic path
+    def gather_windows(self, x, geom=None):
+        """Cut ``x`` (N, C, H, W) into windows ``(N, C, OH, OW, K)``.
+
+        Padded taps hold :attr:`pad_value`.  Compiled; ``x`` must be
+        validated (see :func:`cnnpool._checks.as_float_array`).
+        """
+        geom = geom or self.geometry_for(*x.shape[2:])
+        n, c, h, w = x.shape
+        taps = geom.taps.reshape(-1)
+        windows = np.empty((n * c, taps.size), dtype=x.dtype)
+        _windows.gather(
+            x.reshape(n * c, h * w),
+            taps,
+            x.dtype.type(self.pad_value),
+            windows,
+            threads_for(n * c, windows.size + x.size),
+        )
+        return windows.reshape((n, c) + geom.out_size + (geom.window_size,))
+
+    def scatter_windows(self, grad_windows, x_shape, geom):
+        """Sum ``grad_windows`` (N, C, OH, OW, K) back onto the input grid (N, C, H, W)."""
+        n, c, h, w = x_shape
+        grad_windows = np.ascontiguousarray(grad_windows)
+        taps = geom.taps.reshape(-1)
+        grad_x = np.zeros((n * c, h * w), dtype=grad_windows.dtype)
+        _windows.scatter_add(
+            grad_windows.reshape(n * c, taps.size),
+            taps,
+            grad_x,
+            threads_for(n * c, grad_windows.size + grad_x.size),
+        )
+        return grad_x.reshape(x_shape)
+
+    def _forward_generic(self, x, geom):
+        windows = self.gather_windows(x, geom)
+        windows.flags.writeable = False  # a strategy must not edit what backward reuses
+        pooled = self.pool(windows)
+        expected = windows.shape[:4]
+        if not isinstance(pooled, np.ndarray) or pooled.shape != expected:
+            got = getattr(pooled, "shape", type(pooled).__name__)
+            raise ValueError(
+                f"{type(self).__name__}.pool must return an array of shape {expected} "
+                f"(N, C, OH, OW) for windows of shape {windows.shape}, got {got}"
+            )
+        pooled = np.array(pooled, dtype=x.dtype, copy=True)
+        saved = pooled.copy()
+        saved.flags.writeable = False
+        return pooled, (windows, saved)
+
+    def _backward_generic(self, grad_output, x_shape, geom, context):
+        windows, pooled = context
+        local = self.route(windows, pooled)
+        if not isinstance(local, np.ndarray) or local.shape != windows.shape:
+            got = getattr(local, "shape", type(local).__name__)
+            raise ValueError(
+                f"{type(self).__name__}.route must return an array of the windows' "
+                f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
+            )
+        grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        return self.scatter_windows(grad_windows, x_shape, geom)
+
+    # -------------------------------------------------------------------- repr
+    def extra_repr(self):
+        parts = [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]
+        parts.append(f"padding={self.padding}")
+        parts.append(f"dilation={self.dilation}")
+        parts.append(f"ceil_mode={self.ceil_mode}")
+        return ", ".join(parts)

@@ -1,0 +1,107 @@
+"""Max pooling: the window's largest element wins, and takes the whole gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._parallel import threads_for
+from . import _kernels
+from .base import Pool2d
+
+
+def _winner(windows, inside):
+    """Tap number of each window's winner, shape ``(N, C, OH, OW)``.
+
+    PyTorch's rule: the first of equal maxima, but a NaN beats everything
+    and the last of several NaNs wins; padded taps never win, and a window
+    of -inf's is won by its first input tap.
+    """
+    masked = np.where(inside, windows, -np.inf)
+    best = masked.max(axis=-1, keepdims=True)
+    first_max = np.argmax((masked == best) & inside, axis=-1)
+    nan = np.isnan(windows) & inside
+    last_nan = nan.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    return np.where(nan.any(axis=-1), last_nan, first_max)
+
+
+class MaxPool2d(Pool2d):
+    """2-D max pooling, as ``torch.nn.MaxPool2d``.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, dilation, ceil_mode
+        See :class:`Pool2d`.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (N, C, OH, OW)
+        After a forward pass: the flat index ``ih * W + iw`` of each
+        window's winner within its (H, W) plane, as PyTorch's
+        ``return_indices=True``.  Read-only.
+
+    Notes
+    -----
+    Backward routes each output's gradient to its window's winner only;
+    with overlapping windows (stride < kernel) an element that wins several
+    windows receives the sum.  Ties go to the first maximum in row-major
+    window order; a NaN wins its window (the last NaN if several).
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> x = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    >>> cp.MaxPool2d(3, stride=1)(x)[0, 0]
+    array([[11., 12.],
+           [15., 16.]])
+    """
+
+    pad_value = -np.inf
+
+    # The reference strategy, in NumPy: the generic path runs these.
+    def pool(self, windows):
+        winner = _winner(windows, self.geometry.inside)
+        return np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
+
+    def route(self, windows, pooled):
+        winner = _winner(windows, self.geometry.inside)
+        onehot = np.zeros(windows.shape, dtype=windows.dtype)
+        np.put_along_axis(onehot, winner[..., None], 1, axis=-1)
+        return onehot
+
+    @property
+    def indices(self):
+        if self._saved is None:
+            return None
+        x_shape, _, y_shape, geom, fast, context = self._saved
+        if fast:
+            return context
+        windows, _ = context
+        winner = _winner(windows, geom.inside)
+        taps = geom.taps  # (OH, OW, K)
+        oh, ow = np.indices(geom.out_size)
+        out = taps[oh, ow, winner].astype(np.int64)
+        out.flags.writeable = False
+        return out
+
+    # The compiled path.
+    def _forward_fast(self, x, geom):
+        n, c, h, w = x.shape
+        out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
+        indices = np.empty((n * c,) + geom.out_size, dtype=np.int64)
+        _kernels.max_forward(
+            x.reshape(n * c, h, w), out, indices, *geom.ranges,
+            threads_for(n * c, x.size + out.size),
+        )
+        indices = indices.reshape((n, c) + geom.out_size)
+        indices.flags.writeable = False  # backward trusts these: keep them ours
+        return out.reshape((n, c) + geom.out_size), indices
+
+    def _backward_fast(self, grad_output, x_shape, geom, indices):
+        n, c, h, w = x_shape
+        grad_x = np.zeros((n * c, h * w), dtype=grad_output.dtype)
+        planes = n * c
+        _kernels.max_backward(
+            grad_output.reshape(planes, -1), indices.reshape(planes, -1), grad_x,
+            threads_for(planes, grad_x.size + grad_output.size),
+        )
+        return grad_x.reshape(x_shape)

@@ -1,0 +1,105 @@
+"""Mean (average) pooling: each window's mean, its gradient spread evenly."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._parallel import threads_for
+from . import _kernels
+from .base import Pool2d
+
+
+class MeanPool2d(Pool2d):
+    """2-D mean pooling, as ``torch.nn.AvgPool2d``.  ``AvgPool2d`` is this class.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, ceil_mode
+        See :class:`Pool2d`.
+    count_include_pad : bool
+        Count padded taps in the divisor (default True, as PyTorch).  The
+        overhang that only ``ceil_mode`` creates past the right padding is
+        never counted, as in PyTorch.
+    divisor_override : int, optional
+        Divide every window's sum by this instead.
+    dilation : int or (int, int)
+        Spacing between taps (an extension: PyTorch's AvgPool2d has none).
+
+    Notes
+    -----
+    Backward gives every input tap of a window ``grad / divisor``, with the
+    very same divisor array as the forward, accumulated over overlapping
+    windows.
+    """
+
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None, dilation=1):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        if not isinstance(count_include_pad, (bool, np.bool_)):
+            raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+        self.count_include_pad = bool(count_include_pad)
+        if divisor_override is not None:
+            if not isinstance(divisor_override, numbers.Integral) or isinstance(
+                divisor_override, bool
+            ):
+                raise TypeError(f"divisor_override must be an int, got {divisor_override!r}")
+            if divisor_override < 1:
+                raise ValueError(f"divisor_override must be >= 1, got {divisor_override}")
+        self.divisor_override = divisor_override
+        self._divisors = {}
+
+    def divisor(self, geom=None):
+        """The divisor of every window, shape ``(OH, OW)``, float64.
+
+        One array, used by the forward and the backward alike.
+        """
+        geom = geom or self.geometry
+        d = self._divisors.get(geom.in_size)
+        if d is None or d.shape != geom.out_size:
+            if self.divisor_override is not None:
+                d = np.full(geom.out_size, float(self.divisor_override))
+            else:
+                d = geom.counts(self.count_include_pad).astype(np.float64)
+            d.flags.writeable = False
+            self._divisors[geom.in_size] = d
+        return d
+
+    # The reference strategy, in NumPy.
+    def pool(self, windows):
+        return (windows.sum(axis=-1) / self.divisor()).astype(windows.dtype, copy=False)
+
+    def route(self, windows, pooled):
+        share = (1.0 / self.divisor()).astype(windows.dtype)[..., None]
+        return np.broadcast_to(share, windows.shape)
+
+    # The compiled path.
+    def _forward_fast(self, x, geom):
+        n, c, h, w = x.shape
+        out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
+        _kernels.mean_forward(
+            x.reshape(n * c, h, w), out, self.divisor(geom), *geom.ranges,
+            threads_for(n * c, x.size + out.size),
+        )
+        return out.reshape((n, c) + geom.out_size), None
+
+    def _backward_fast(self, grad_output, x_shape, geom, context):
+        n, c, h, w = x_shape
+        grad_x = np.zeros((n * c, h, w), dtype=grad_output.dtype)
+        _kernels.mean_backward(
+            grad_output.reshape((n * c,) + geom.out_size), grad_x, self.divisor(geom),
+            *geom.ranges, threads_for(n * c, grad_x.size + grad_output.size),
+        )
+        return grad_x.reshape(x_shape)
+
+    def extra_repr(self):
+        text = super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+        if self.divisor_override is not None:
+            text += f", divisor_override={self.divisor_override}"
+        return text
+
+
+AvgPool2d = MeanPool2d
