@@ -89,7 +89,7 @@ def as_float_array(x, name, ndim=None, *, layout="NCHW"):
         C-contiguous, float32 or float64.
     """
     if not isinstance(x, np.ndarray):
-        if isinstance(x, (list, tuple)) or np.isscalar(x):
+        if isinstance(x, (list, tuple)):
             x = np.asarray(x)
             if x.dtype.kind in "iu" or x.dtype == bool:
                 raise TypeError(

@@ -101,7 +101,9 @@ class MaxPool2d(Pool2d):
         grad_x = np.zeros((n * c, h * w), dtype=grad_output.dtype)
         planes = n * c
         _kernels.max_backward(
-            grad_output.reshape(planes, -1), indices.reshape(planes, -1), grad_x,
+            grad_output.reshape(planes, -1 if planes else 0),
+            indices.reshape(planes, -1 if planes else 0),
+            grad_x,
             threads_for(planes, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)
