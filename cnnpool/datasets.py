@@ -1,0 +1,376 @@
+"""Small image datasets that ship inside scikit-image: no download, no network.
+
+Two tasks for comparing pooling strategies on real pictures:
+
+:func:`load_faces`
+    ``skimage.data.lfw_subset()``: 200 grayscale 25x25 crops, the first 100
+    faces from Labeled Faces in the Wild, the other 100 not faces.  Two
+    classes, a stratified train/test split drawn from the seed.
+:func:`load_textures`
+    Square patches cut from the ``brick``, ``grass`` and ``gravel`` texture
+    photographs (512x512 each), labelled by the photograph they come from.
+    Test patches come from a horizontal band of each photograph that no
+    training patch touches, so a model cannot pass the test by remembering
+    pixels it was trained on.
+
+Both return a :class:`Dataset`: ``float32`` arrays in NCHW layout (one
+channel), integer labels (``int64``) and the class names.  By default the
+pixels are in ``[0, 1]``; with ``standardize=True`` they are shifted and
+scaled by the *training* set's mean and standard deviation (one number
+each, so test pixels are transformed exactly as training pixels are, and
+no statistic of the test set leaks into the inputs).  The same arguments
+and seed always give the same arrays.
+
+scikit-image is an optional dependency: it is imported only when a loader
+is called.  Install it with ``pip install "cnnpool[examples]"``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Dataset", "load_faces", "load_textures", "load", "TEXTURES", "NAMES"]
+
+#: The texture photographs of ``skimage.data`` :func:`load_textures` cuts from.
+TEXTURES = ("brick", "grass", "gravel")
+
+#: The dataset names :func:`load` accepts.
+NAMES = ("faces", "textures")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test split of single-channel images.
+
+    Unpacks as ``x_train, y_train, x_test, y_test, classes = dataset``.
+
+    Attributes
+    ----------
+    x_train, x_test : ndarray of float32, shape (N, 1, H, W)
+        The images, NCHW.  In ``[0, 1]`` unless ``standardized``.
+    y_train, y_test : ndarray of int64, shape (N,)
+        Class numbers, indices into ``classes``.
+    classes : tuple of str
+        The class names.
+    name : str
+        ``"faces"`` or ``"textures"``.
+    standardized : bool
+        Whether the pixels were standardised with the training statistics
+        ``pixel_mean`` and ``pixel_std`` (``x = (raw - mean) / std``).
+    pixel_mean, pixel_std : float
+        The training set's raw pixel mean and standard deviation (in the
+        ``[0, 1]`` scale), whether or not they were applied.
+    info : dict
+        Everything else a user may want to check: the seed and arguments,
+        and for textures the origin ``(source, row, col)`` of every patch
+        (``train_origins``, ``test_origins``, arrays of shape ``(N, 3)``)
+        and the rows of the test band of each source image.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple
+    name: str = ""
+    standardized: bool = False
+    pixel_mean: float = 0.0
+    pixel_std: float = 1.0
+    info: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.x_train, self.y_train, self.x_test, self.y_test, self.classes))
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def image_shape(self):
+        """``(C, H, W)`` of one image."""
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self):
+        return (
+            f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"classes={self.classes}, standardized={self.standardized})"
+        )
+
+
+# --------------------------------------------------------------------- helpers
+def _skimage_data():
+    """``skimage.data``, or an ImportError that says how to get it."""
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise ImportError(
+            "cnnpool.datasets needs scikit-image, an optional dependency. "
+            'Install it with: pip install "cnnpool[examples]"  (or: pip install scikit-image)'
+        ) from exc
+    return data
+
+
+def _seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _fraction(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _count(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _finish(name, classes, x_train, y_train, x_test, y_test, standardize, info):
+    """Common tail: dtype, layout, optional standardisation, the Dataset."""
+    x_train = np.ascontiguousarray(x_train[:, None], dtype=np.float32)
+    x_test = np.ascontiguousarray(x_test[:, None], dtype=np.float32)
+    mean = float(x_train.mean(dtype=np.float64))
+    std = float(x_train.std(dtype=np.float64))
+    if standardize:
+        scale = std if std > 0 else 1.0
+        x_train = ((x_train - np.float32(mean)) / np.float32(scale)).astype(np.float32)
+        x_test = ((x_test - np.float32(mean)) / np.float32(scale)).astype(np.float32)
+    return Dataset(
+        x_train=x_train,
+        y_train=np.asarray(y_train, dtype=np.int64),
+        x_test=x_test,
+        y_test=np.asarray(y_test, dtype=np.int64),
+        classes=tuple(classes),
+        name=name,
+        standardized=bool(standardize),
+        pixel_mean=mean,
+        pixel_std=std,
+        info=info,
+    )
+
+
+def _augment(patches, rng):
+    """A random one of the 8 flips/right-angle rotations for each patch (N, H, W)."""
+    out = np.empty_like(patches)
+    choice = rng.integers(0, 8, size=len(patches))
+    for i, (p, k) in enumerate(zip(patches, choice, strict=True)):
+        q = np.rot90(p, k % 4)
+        out[i] = q[:, ::-1] if k >= 4 else q
+    return out
+
+
+# --------------------------------------------------------------------- loaders
+def load_faces(seed=0, test_fraction=0.25, standardize=False):
+    """Faces versus non-faces: ``skimage.data.lfw_subset()``, 25x25 grayscale.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the split.  The same seed gives the same split.
+    test_fraction : float
+        Share of *each* class held out for testing (stratified), default
+        0.25: 150 training and 50 test images, balanced.
+    standardize : bool
+        Standardise pixels with the training mean and std (see module docs).
+
+    Returns
+    -------
+    Dataset
+        Classes ``("not face", "face")``: label 1 is a face.
+
+    Examples
+    --------
+    >>> from cnnpool.datasets import load_faces
+    >>> x_train, y_train, x_test, y_test, classes = load_faces(seed=0)
+    >>> x_train.shape, x_test.shape, classes
+    ((150, 1, 25, 25), (50, 1, 25, 25), ('not face', 'face'))
+    """
+    seed = _seed(seed)
+    test_fraction = _fraction(test_fraction, "test_fraction")
+    images = np.asarray(_skimage_data().lfw_subset(), dtype=np.float64)
+    half = len(images) // 2
+    labels = np.r_[np.ones(half, np.int64), np.zeros(len(images) - half, np.int64)]
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for cls in (0, 1):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = max(1, int(round(test_fraction * len(members))))
+        test_idx.append(members[:n_test])
+        train_idx.append(members[n_test:])
+    train_idx = rng.permutation(np.concatenate(train_idx))
+    test_idx = np.sort(np.concatenate(test_idx))
+    info = {
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "source": "skimage.data.lfw_subset()",
+        "train_index": train_idx,
+        "test_index": test_idx,
+    }
+    return _finish(
+        "faces", ("not face", "face"),
+        images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
+        standardize, info,
+    )
+
+
+def load_textures(
+    patch_size=32,
+    train_per_class=200,
+    test_per_class=48,
+    seed=0,
+    textures=TEXTURES,
+    test_fraction=0.25,
+    augment=False,
+    standardize=False,
+):
+    """Texture patches, labelled by the photograph they were cut from.
+
+    Each source photograph (``skimage.data.brick()`` etc., 512x512) is split
+    into a horizontal *test band* of ``test_fraction`` of its rows, at a
+    position drawn from the seed, and the rows outside it.  Training patches
+    are random crops lying wholly outside the band (they may overlap each
+    other); test patches are distinct non-overlapping tiles of the band.  No
+    test pixel is ever inside a training patch.
+
+    Parameters
+    ----------
+    patch_size : int
+        Side of the square patches (default 32).
+    train_per_class, test_per_class : int
+        Patches per class.  ``test_per_class`` is at most the number of
+        tiles that fit in the band (64 for the defaults).
+    seed : int
+        Seeds the band positions, the crops and the augmentation.
+    textures : sequence of str
+        Names of ``skimage.data`` images to use as classes (default
+        ``("brick", "grass", "gravel")``); any grayscale or colour image of
+        scikit-image works (colour is converted to gray).
+    test_fraction : float
+        Share of each photograph's rows reserved for testing.
+    augment : bool
+        Apply a random flip/right-angle rotation to each *training* patch.
+    standardize : bool
+        Standardise pixels with the training mean and std (see module docs).
+
+    Returns
+    -------
+    Dataset
+        ``info["train_origins"]`` and ``info["test_origins"]`` hold the
+        ``(source, row, col)`` of every patch's top-left pixel, and
+        ``info["test_bands"]`` the ``(start, stop)`` rows of each band.
+    """
+    seed = _seed(seed)
+    patch_size = _count(patch_size, "patch_size", 2)
+    train_per_class = _count(train_per_class, "train_per_class")
+    test_per_class = _count(test_per_class, "test_per_class")
+    test_fraction = _fraction(test_fraction, "test_fraction")
+    if isinstance(textures, str) or len(textures) < 2:
+        raise ValueError(f"textures must name at least two images, got {textures!r}")
+    data = _skimage_data()
+    rng = np.random.default_rng(seed)
+    ps = patch_size
+
+    xs_train, ys_train, xs_test, ys_test = [], [], [], []
+    origins_train, origins_test, bands = [], [], []
+    for cls, texture in enumerate(textures):
+        loader = getattr(data, texture, None)
+        if loader is None or not callable(loader):
+            raise ValueError(f"textures: skimage.data has no image called {texture!r}")
+        image = _as_gray01(loader(), texture)
+        h, w = image.shape
+        band_rows = max(ps, int(round(test_fraction * h)))
+        band_rows -= band_rows % ps  # a whole number of tile rows
+        if band_rows + ps > h or w < ps:
+            raise ValueError(
+                f"patch_size={ps} is too large for {texture!r} of shape {image.shape} "
+                f"with test_fraction={test_fraction}"
+            )
+        start = int(rng.integers(0, h - band_rows + 1))
+        stop = start + band_rows
+        bands.append((start, stop))
+
+        # Test: distinct non-overlapping tiles of the band.
+        tile_rows = np.arange(start, stop - ps + 1, ps)
+        tile_cols = np.arange(0, w - ps + 1, ps)
+        n_tiles = len(tile_rows) * len(tile_cols)
+        if test_per_class > n_tiles:
+            raise ValueError(
+                f"test_per_class={test_per_class} is more than the {n_tiles} tiles of "
+                f"{ps}x{ps} that fit in the test band of {texture!r}; lower it or raise "
+                "test_fraction"
+            )
+        pick = rng.choice(n_tiles, size=test_per_class, replace=False)
+        rows_t = tile_rows[pick // len(tile_cols)]
+        cols_t = tile_cols[pick % len(tile_cols)]
+
+        # Train: random crops whose rows avoid the band entirely.
+        allowed = np.r_[np.arange(0, start - ps + 1), np.arange(stop, h - ps + 1)]
+        rows_r = rng.choice(allowed, size=train_per_class)
+        cols_r = rng.integers(0, w - ps + 1, size=train_per_class)
+
+        xs_test.append(_crop(image, rows_t, cols_t, ps))
+        xs_train.append(_crop(image, rows_r, cols_r, ps))
+        ys_test.append(np.full(test_per_class, cls, np.int64))
+        ys_train.append(np.full(train_per_class, cls, np.int64))
+        origins_test.append(np.c_[np.full(test_per_class, cls), rows_t, cols_t])
+        origins_train.append(np.c_[np.full(train_per_class, cls), rows_r, cols_r])
+
+    x_train, y_train = np.concatenate(xs_train), np.concatenate(ys_train)
+    origins_train = np.concatenate(origins_train).astype(np.int64)
+    order = rng.permutation(len(x_train))
+    x_train, y_train, origins_train = x_train[order], y_train[order], origins_train[order]
+    if augment:
+        x_train = _augment(x_train, rng)
+    info = {
+        "seed": seed,
+        "patch_size": ps,
+        "textures": tuple(textures),
+        "test_fraction": test_fraction,
+        "augment": bool(augment),
+        "test_bands": bands,
+        "train_origins": origins_train,
+        "test_origins": np.concatenate(origins_test).astype(np.int64),
+        "source": "skimage.data." + "/".join(textures),
+    }
+    return _finish(
+        "textures", textures, x_train, y_train,
+        np.concatenate(xs_test), np.concatenate(ys_test), standardize, info,
+    )
+
+
+def _crop(image, rows, cols, ps):
+    """The ``ps`` x ``ps`` patches of ``image`` with top-left corners ``(rows, cols)``."""
+    return np.stack([image[r:r + ps, c:c + ps] for r, c in zip(rows, cols, strict=True)])
+
+
+def _as_gray01(image, name):
+    """A 2-D float64 image in [0, 1] from whatever skimage.data returns."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        if image.shape[-1] == 4:
+            image = image[..., :3]
+        weights = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray's
+        scale = 255.0 if image.dtype == np.uint8 else 1.0
+        return (image.astype(np.float64) / scale) @ weights
+    if image.ndim != 2:
+        raise ValueError(f"textures: {name!r} is not a 2-D image (shape {image.shape})")
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype(np.float64) / np.iinfo(image.dtype).max
+    return image.astype(np.float64)  # bool, or float already in [0, 1]
+
+
+def load(name, seed=0, **kwargs):
+    """Load a dataset by name: ``"faces"`` or ``"textures"``; ``kwargs`` go to the loader."""
+    if name == "faces":
+        return load_faces(seed=seed, **kwargs)
+    if name == "textures":
+        return load_textures(seed=seed, **kwargs)
+    raise ValueError(f"dataset must be one of {NAMES}, got {name!r}")
