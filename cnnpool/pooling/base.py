@@ -19,6 +19,12 @@ receives ``route * grad_output`` summed over every window that contains it
 gather and the scatter-add are compiled (``_windows.pyx``), so a strategy
 written in pure Python costs only its own NumPy math.
 
+A strategy with learnable weights stores them as
+:class:`~cnnpool.layer.Parameter` attributes (``parameters()`` finds them)
+and implements one optional third hook, ``param_grads(windows, pooled,
+grad_output) -> {parameter: gradient}``; parameter-free strategies never
+see it (see :meth:`Pool2d.param_grads`).
+
 Built-in strategies also override :meth:`Pool2d._forward_fast` and
 :meth:`Pool2d._backward_fast` with compiled kernels; set
 ``use_fast_path = False`` on an instance to run their ``pool``/``route``
@@ -31,7 +37,7 @@ import numpy as np
 
 from .. import _checks
 from .._parallel import threads_for
-from ..layer import BackwardBeforeForwardError, Layer
+from ..layer import BackwardBeforeForwardError, Layer, Parameter
 from . import _windows
 from .geometry import make_geometry
 
@@ -67,6 +73,18 @@ class Pool2d(Layer):
     -----
     Input ``x`` has shape ``(N, C, H, W)``, float32 or float64 (any memory
     layout); the output has shape ``(N, C, OH, OW)`` and the dtype of ``x``.
+
+    Strategies with parameters: assign each learnable array as a
+    :class:`~cnnpool.layer.Parameter` attribute in ``__init__`` (read
+    ``p.data`` inside ``pool``/``route``, never a copy taken earlier:
+    optimizers and :func:`~cnnpool.gradcheck` replace or update it).
+    :meth:`parameters` returns them, and the generic backward calls
+    :meth:`param_grads` once, after the input gradient, and adds what it
+    returns into each ``p.grad``.  ``pool`` and ``route`` keep their
+    meaning (``route`` is still the derivative with respect to the window
+    only), so a parameter-free strategy is exactly the two-method contract
+    above.  A strategy with a compiled ``_backward_fast`` adds its parameter
+    gradients there itself.
     """
 
     pad_value = 0.0
@@ -125,6 +143,52 @@ class Pool2d(Layer):
         raise NotImplementedError(
             f"{type(self).__name__} must implement route(windows, pooled)"
         )
+
+    def param_grads(self, windows, pooled, grad_output):
+        """Gradients of the loss for the strategy's own parameters (optional hook).
+
+        Implement it only in a strategy that owns :class:`Parameter` s.
+        ``windows`` and ``pooled`` are those of the last forward (as in
+        :meth:`route`) and ``grad_output`` is ``d loss / d pooled``, shape
+        ``(N, C, OH, OW)``.  Return a dict ``{parameter: gradient}`` with
+        one entry for every parameter in :meth:`parameters`, each gradient
+        of the parameter's shape: ``sum(grad_output * d pooled / d param)``
+        over all windows.  The base adds each into ``parameter.grad``.
+        The default returns ``{}``: no parameters.
+        """
+        return {}
+
+    def parameters(self):
+        """The :class:`Parameter` attributes of this layer, in assignment order."""
+        return [v for v in vars(self).values() if isinstance(v, Parameter)]
+
+    def _add_param_grads(self, windows, pooled, grad_output):
+        params = self.parameters()
+        grads = self.param_grads(windows, pooled, grad_output)
+        if not params and not grads:
+            return
+        name = type(self).__name__
+        if not isinstance(grads, dict):
+            raise TypeError(
+                f"{name}.param_grads must return a dict {{parameter: gradient}}, "
+                f"got {type(grads).__name__}"
+            )
+        unknown = [k for k in grads if not any(k is p for p in params)]
+        missing = [p for p in params if not any(k is p for k in grads)]
+        if unknown or missing:
+            raise ValueError(
+                f"{name}.param_grads must return one gradient for each of its "
+                f"parameters {params}; missing {missing}, not parameters of this "
+                f"layer: {unknown}"
+            )
+        for p in params:
+            g = np.asarray(grads[p])
+            if g.shape != p.data.shape:
+                raise ValueError(
+                    f"{name}.param_grads returned a gradient of shape {g.shape} for "
+                    f"{p!r}, expected {p.data.shape}"
+                )
+            p.grad += g.astype(p.grad.dtype, copy=False)
 
     # Compiled strategies override these two; the base marks them absent.
     _forward_fast = None
@@ -219,7 +283,9 @@ class Pool2d(Layer):
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
         grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
-        return self.scatter_windows(grad_windows, x_shape, geom)
+        grad_x = self.scatter_windows(grad_windows, x_shape, geom)
+        self._add_param_grads(windows, pooled, grad_output)
+        return grad_x
 
     # -------------------------------------------------------------------- repr
     def extra_repr(self):
