@@ -8,14 +8,16 @@ the argument is named, and so are the shapes or values that were wrong.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 #: The floating dtypes the compiled kernels are built for.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def pair(value, name, *, minimum=1):
+def pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
     """Return ``value`` as a pair of Python ints, each at least ``minimum``.
 
     Parameters
@@ -44,7 +46,7 @@ def pair(value, name, *, minimum=1):
     return items
 
 
-def positive_int(value, name, *, minimum=1):
+def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as a Python int, checking type and lower bound."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -53,7 +55,7 @@ def positive_int(value, name, *, minimum=1):
     return int(value)
 
 
-def float_dtype(dtype, name="dtype"):
+def float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
     """Return ``dtype`` as a NumPy dtype, which must be float32 or float64."""
     try:
         dt = np.dtype(dtype)
@@ -64,7 +66,9 @@ def float_dtype(dtype, name="dtype"):
     return dt
 
 
-def as_float_array(x, name, ndim=None, *, layout="NCHW"):
+def as_float_array(
+    x: Any, name: str, ndim: int | None = None, *, layout: str = "NCHW"
+) -> npt.NDArray[np.floating[Any]]:
     """Validate ``x`` and return it as a C-contiguous float32/float64 array.
 
     A non-contiguous, Fortran-ordered, negative-stride or read-only input is
@@ -114,7 +118,9 @@ def as_float_array(x, name, ndim=None, *, layout="NCHW"):
     return np.ascontiguousarray(x)
 
 
-def grad_like(grad, expected_shape, dtype, name="grad_output"):
+def grad_like(
+    grad: Any, expected_shape: tuple[int, ...], dtype: npt.DTypeLike, name: str = "grad_output"
+) -> npt.NDArray[np.floating[Any]]:
     """Validate an incoming gradient against the saved output shape and dtype."""
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(grad).__name__}")

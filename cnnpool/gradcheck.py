@@ -8,10 +8,16 @@ compare that numerical derivative with what ``backward(g)`` returns.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from .layer import Layer
 
 
-def _relative_error(analytic, numeric):
+def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """Normwise relative error: ``max|a - n| / max(max|a|, max|n|)``.
 
     Normwise rather than elementwise, so that elements whose true gradient
@@ -23,7 +29,14 @@ def _relative_error(analytic, numeric):
     return float(np.max(np.abs(analytic - numeric)) / scale)
 
 
-def gradcheck(layer, x, *, eps=1e-6, seed=0, check_params=True):
+def gradcheck(
+    layer: Layer,
+    x: npt.ArrayLike,
+    *,
+    eps: float = 1e-6,
+    seed: int = 0,
+    check_params: bool = True,
+) -> float:
     """Compare a layer's backward with central finite differences, in float64.
 
     Parameters
@@ -65,7 +78,7 @@ def gradcheck(layer, x, *, eps=1e-6, seed=0, check_params=True):
             p.grad = np.zeros_like(p.data)
         g = np.random.default_rng(seed).standard_normal(np.shape(layer.forward(x)))
 
-        def objective():
+        def objective() -> float:
             return float(np.sum(layer.forward(x) * g))
 
         layer.forward(x)

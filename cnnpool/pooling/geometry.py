@@ -22,13 +22,19 @@ Conventions (those of PyTorch, so that the numbers agree):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
+
+_Intp = npt.NDArray[np.intp]
 
 
-def output_size(size, kernel, stride, padding, dilation, ceil_mode):
+def output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> int:
     """Number of windows along one axis, by PyTorch's rule (may be < 1)."""
     span = dilation * (kernel - 1) + 1
     numerator = size + 2 * padding - span + (stride - 1 if ceil_mode else 0)
@@ -53,14 +59,16 @@ class AxisTaps:
         How many taps hit the input, and the input or its padding.
     """
 
-    positions: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    count_inside: np.ndarray
-    count_padded: np.ndarray
+    positions: _Intp
+    lo: _Intp
+    hi: _Intp
+    count_inside: _Intp
+    count_padded: _Intp
 
 
-def axis_taps(size, out, kernel, stride, padding, dilation):
+def axis_taps(
+    size: int, out: int, kernel: int, stride: int, padding: int, dilation: int
+) -> AxisTaps:
     """Compute :class:`AxisTaps` for one axis."""
     starts = np.arange(out, dtype=np.intp) * stride - padding
     positions = starts[:, None] + np.arange(kernel, dtype=np.intp) * dilation
@@ -94,22 +102,22 @@ class PoolGeometry:
         Tap positions along H and along W.
     """
 
-    in_size: tuple
-    out_size: tuple
-    kernel_size: tuple
-    stride: tuple
-    padding: tuple
-    dilation: tuple
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
     rows: AxisTaps
     cols: AxisTaps
 
     @property
-    def window_size(self):
+    def window_size(self) -> int:
         """``K = kh * kw``: taps per window, the last axis of the windows array."""
         return self.kernel_size[0] * self.kernel_size[1]
 
     @cached_property
-    def taps(self):
+    def taps(self) -> _Intp:
         """Flat index ``ih * W + iw`` of every tap, -1 where it misses the input.
 
         Shape ``(OH, OW, K)``, dtype intp, taps in row-major window order.
@@ -124,12 +132,12 @@ class PoolGeometry:
         return flat.reshape(self.out_size + (self.window_size,))
 
     @cached_property
-    def inside(self):
+    def inside(self) -> npt.NDArray[np.bool_]:
         """Boolean ``(OH, OW, K)``: True where a tap hits the input."""
         return self.taps >= 0
 
     @cached_property
-    def in_padded(self):
+    def in_padded(self) -> npt.NDArray[np.bool_]:
         """Boolean ``(OH, OW, K)``: True where a tap hits the input or its padding."""
         pad_h, pad_w = self.padding
         r = self.rows.positions < self.in_size[0] + pad_h
@@ -138,7 +146,7 @@ class PoolGeometry:
         return both.reshape(self.out_size + (self.window_size,))
 
     @cached_property
-    def ranges(self):
+    def ranges(self) -> tuple[_Intp, _Intp, _Intp, _Intp, _Intp, _Intp, int, int]:
         """Arguments of the compiled kernels that describe every window.
 
         ``(row_start, row_lo, row_hi, col_start, col_lo, col_hi, dil_h, dil_w)``:
@@ -158,7 +166,7 @@ class PoolGeometry:
             self.dilation[1],
         )
 
-    def counts(self, include_pad):
+    def counts(self, include_pad: bool) -> _Intp:
         """Taps per window that count for a mean, shape ``(OH, OW)``, intp.
 
         ``include_pad=True`` counts taps in the input or its padding (the
@@ -170,7 +178,14 @@ class PoolGeometry:
         return np.outer(self.rows.count_inside, self.cols.count_inside)
 
 
-def make_geometry(in_size, kernel_size, stride, padding, dilation, ceil_mode):
+def make_geometry(
+    in_size: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> PoolGeometry:
     """Build and validate the :class:`PoolGeometry` of one input size.
 
     Raises
@@ -207,12 +222,17 @@ def make_geometry(in_size, kernel_size, stride, padding, dilation, ceil_mode):
                 f"between dilated taps. Use less padding or dilation."
             )
     return PoolGeometry(
-        tuple(in_size),
+        _two(in_size),
         (outs[0], outs[1]),
-        tuple(kernel_size),
-        tuple(stride),
-        tuple(padding),
-        tuple(dilation),
+        _two(kernel_size),
+        _two(stride),
+        _two(padding),
+        _two(dilation),
         rows,
         cols,
     )
+
+
+def _two(pair: Sequence[int]) -> tuple[int, int]:
+    """A pair given as any two-item sequence, as a tuple."""
+    return (pair[0], pair[1])

@@ -1,0 +1,89 @@
+"""Type stub of the compiled module ``cnnpool.pooling._kernels`` (see ``_kernels.pyx``).
+
+Arrays are C-contiguous; ``x``/``out``/``grad_*`` are float32 or float64
+(one dtype per call), the window ranges are intp (``PoolGeometry.ranges``).
+Shapes are checked by the callers in ``max.py`` and ``mean.py``.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Float = npt.NDArray[np.floating[Any]]
+_Intp = npt.NDArray[np.intp]
+_Int64 = npt.NDArray[np.int64]
+_Float64 = npt.NDArray[np.float64]
+
+def max_forward(
+    x: _Float,
+    out: _Float,
+    indices: _Int64,
+    row_start: _Intp,
+    row_lo: _Intp,
+    row_hi: _Intp,
+    col_start: _Intp,
+    col_lo: _Intp,
+    col_hi: _Intp,
+    dil_h: int,
+    dil_w: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    n_threads: int,
+) -> None: ...
+def max_backward(
+    grad_out: _Float,
+    indices: _Int64,
+    grad_in: _Float,
+    row_start: _Intp,
+    row_lo: _Intp,
+    row_hi: _Intp,
+    col_start: _Intp,
+    col_lo: _Intp,
+    col_hi: _Intp,
+    dil_h: int,
+    dil_w: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    n_threads: int,
+) -> None: ...
+def mean_forward(
+    x: _Float,
+    out: _Float,
+    divisor: _Float64,
+    row_start: _Intp,
+    row_lo: _Intp,
+    row_hi: _Intp,
+    col_start: _Intp,
+    col_lo: _Intp,
+    col_hi: _Intp,
+    dil_h: int,
+    dil_w: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    n_threads: int,
+) -> None: ...
+def mean_backward(
+    grad_out: _Float,
+    grad_in: _Float,
+    divisor: _Float64,
+    row_start: _Intp,
+    row_lo: _Intp,
+    row_hi: _Intp,
+    col_start: _Intp,
+    col_lo: _Intp,
+    col_hi: _Intp,
+    dil_h: int,
+    dil_w: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    n_threads: int,
+) -> None: ...
