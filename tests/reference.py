@@ -107,3 +107,86 @@ def mean_pool2d_backward(grad_y, x_shape, k, s, p=(0, 0), ceil_mode=False,
                 if t:
                     gx[:, :, t[0], t[1]] += grad_y[:, :, oh, ow] / div
     return gx.astype(grad_y.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Convolution, linear, losses and optimizers (tests of issue 3).
+
+
+def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """Cross-correlation by its definition, one output position at a time.
+
+    ``out[n, o, oh, ow] = b[o] + sum_{c,i,j} w[o, c, i, j] *
+    xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]`` with ``xpad`` zero-padded.
+    """
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((N, O, OH, OW))
+    for oh in range(OH):
+        for ow in range(OW):
+            patch = xp[:, :, oh * sh:oh * sh + dh * (kh - 1) + 1:dh,
+                       ow * sw:ow * sw + dw * (kw - 1) + 1:dw]  # (N, C, kh, kw)
+            out[:, :, oh, ow] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    if b is not None:
+        out += b[None, :, None, None]
+    return out
+
+
+def conv2d_backward(x, w, grad_y, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """Gradients ``(grad_x, grad_w, grad_b)`` of :func:`conv2d`, by the chain rule.
+
+    Every output position adds ``grad_y * w`` onto the input patch it read
+    and ``grad_y * patch`` onto the weights.
+    """
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).astype(np.float64)
+    gxp = np.zeros_like(xp)
+    gw = np.zeros(w.shape)
+    OH, OW = grad_y.shape[2:]
+    for oh in range(OH):
+        for ow in range(OW):
+            rows = slice(oh * sh, oh * sh + dh * (kh - 1) + 1, dh)
+            cols = slice(ow * sw, ow * sw + dw * (kw - 1) + 1, dw)
+            g = grad_y[:, :, oh, ow]  # (N, O)
+            gxp[:, :, rows, cols] += np.tensordot(g, w, axes=([1], [0]))
+            gw += np.tensordot(g, xp[:, :, rows, cols], axes=([0], [0]))
+    gx = gxp[:, :, ph:ph + H, pw:pw + W]
+    return gx, gw, grad_y.sum(axis=(0, 2, 3))
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean of ``-log softmax(logits)[n, labels[n]]`` and its gradient, in float64."""
+    z = np.asarray(logits, np.float64)
+    n = z.shape[0]
+    probs = np.array([np.exp(row - row.max()) / np.exp(row - row.max()).sum() for row in z])
+    loss = -np.mean([math.log(probs[i, labels[i]]) for i in range(n)])
+    grad = probs.copy()
+    for i in range(n):
+        grad[i, labels[i]] -= 1.0
+    return loss, grad / n
+
+
+def sgd_step(p, g, buf, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One ``torch.optim.SGD`` step (no dampening); returns ``(p, buf)``."""
+    g = g + weight_decay * p
+    if momentum:
+        buf = g.copy() if buf is None else momentum * buf + g
+        g = g + momentum * buf if nesterov else buf
+    return p - lr * g, buf
+
+
+def adam_step(p, g, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """One ``torch.optim.Adam`` step number ``t`` (from 1); returns ``(p, m, v)``."""
+    b1, b2 = betas
+    g = g + weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1**t)
+    v_hat = v / (1 - b2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v

@@ -1,0 +1,230 @@
+"""``Conv2d``: 2-D convolution as im2col + one batched GEMM.
+
+Forward: unroll every receptive field of ``x`` into a column (compiled
+``im2col``), then ``out[n] = W @ cols[n]`` for all images in one
+``np.matmul`` call, which runs BLAS.  Backward, with ``g`` the output
+gradient:
+
+* ``grad_bias   = sum over n, oh, ow of g``
+* ``grad_weight = sum over n of g[n] @ cols[n].T``  (the saved columns)
+* ``grad_x      = col2im(W.T @ g[n])``  (compiled; overlapping receptive
+  fields accumulate)
+
+As in PyTorch (and every deep-learning library), "convolution" is
+cross-correlation: the kernel is not flipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks, _im2col
+from ._init import he_normal, make_rng
+from ._parallel import threads_for
+from .layer import BackwardBeforeForwardError, Layer, Parameter
+
+
+def conv_output_size(size, kernel, stride, padding, dilation):
+    """Output length along one axis: ``(L + 2p - d(k-1) - 1) // s + 1`` (may be < 1)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Conv2d(Layer):
+    """2-D convolution over NCHW arrays, as ``torch.nn.Conv2d`` (groups=1).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels ``C`` of the input and ``O`` of the output.
+    kernel_size : int or (int, int)
+        ``(kh, kw)``.
+    stride : int or (int, int)
+        Step between receptive fields.
+    padding : int or (int, int)
+        Zeros added on both sides of each spatial axis.
+    dilation : int or (int, int)
+        Spacing between kernel taps.
+    bias : bool
+        Add a learnable bias per output channel.
+    dtype : float32 or float64
+        Dtype of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights: He (Kaiming) normal,
+        ``N(0, 2 / (C*kh*kw))``, and a zero bias.  A seed makes the layer
+        reproducible.  (PyTorch's default initialisation differs; copy
+        weights across to compare the two.)
+
+    Attributes
+    ----------
+    weight : Parameter, shape (O, C, kh, kw)
+    bias : Parameter of shape (O,), or None
+
+    Notes
+    -----
+    Input ``(N, C, H, W)``, output ``(N, O, OH, OW)`` with
+    ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).  The
+    forward pass keeps the unrolled columns, ``N*C*kh*kw*OH*OW`` elements,
+    for the weight gradient, and reuses that buffer on the next forward of
+    the same shape; backward keeps a scratch buffer of that size too.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> conv = cp.Conv2d(3, 8, 3, padding=1, rng=0)
+    >>> conv(np.zeros((2, 3, 16, 16), np.float32)).shape
+    (2, 8, 16, 16)
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, bias=True, dtype=np.float32, rng=None):
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.positive_int(out_channels, "out_channels")
+        self.kernel_size = _checks.pair(kernel_size, "kernel_size")
+        self.stride = _checks.pair(stride, "stride")
+        self.padding = _checks.pair(padding, "padding", minimum=0)
+        self.dilation = _checks.pair(dilation, "dilation")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be a bool, got {bias!r}")
+        dtype = _checks.float_dtype(dtype)
+        generator = make_rng(rng)
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels * kh * kw
+        self.weight = Parameter(
+            he_normal((self.out_channels, self.in_channels, kh, kw), fan_in, dtype, generator),
+            "weight",
+        )
+        self.bias = Parameter(np.zeros(self.out_channels, dtype), "bias") if bias else None
+        # A 1x1 kernel with unit stride and no padding reads each pixel once:
+        # the columns are the input itself, so im2col and col2im are skipped.
+        self._pointwise = (
+            self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+        )
+        self._geometry_args = self.kernel_size + self.stride + self.padding + self.dilation
+        self._out_sizes = {}
+        self._cols = None  # reusable im2col buffer (the one the last forward filled)
+        self._grad_cols = None  # backward's scratch buffer of the same shape
+        self._saved = None
+
+    # ------------------------------------------------------------------ geometry
+    def _out_size(self, x_shape):
+        """``(OH, OW)`` for input shape ``x_shape``; raise when the kernel does not fit."""
+        key = x_shape[2:]
+        size = self._out_sizes.get(key)
+        if size is None:
+            size = tuple(
+                conv_output_size(length, k, s, p, d)
+                for length, k, s, p, d in zip(
+                    key, self.kernel_size, self.stride, self.padding, self.dilation, strict=True
+                )
+            )
+            if min(size) < 1:
+                raise ValueError(
+                    f"Conv2d kernel (kernel_size={self.kernel_size}, dilation="
+                    f"{self.dilation}) is larger than the padded input: x of shape "
+                    f"{tuple(x_shape)} with padding={self.padding} gives output "
+                    f"(OH, OW) = {size}"
+                )
+            if len(self._out_sizes) > 32:  # a model sees few sizes; bound the cache anyway
+                self._out_sizes.clear()
+            self._out_sizes[key] = size
+        return size
+
+    def output_shape(self, input_shape):
+        """Output shape ``(N, O, OH, OW)`` for an input of shape ``(N, C, H, W)``."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4 or input_shape[1] != self.in_channels:
+            raise ValueError(
+                f"input_shape must be (N, {self.in_channels}, H, W) for Conv2d with "
+                f"in_channels={self.in_channels}, got {input_shape}"
+            )
+        return (input_shape[0], self.out_channels) + self._out_size(input_shape)
+
+    # ---------------------------------------------------------- forward/backward
+    def forward(self, x):
+        """Convolve ``x`` (N, C, H, W); returns ``(N, O, OH, OW)`` of the same dtype."""
+        x = _checks.as_float_array(x, "x", 4)
+        weight = self.weight.data
+        if x.dtype != weight.dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} (shape {x.shape}) but the Conv2d weights are "
+                f"{weight.dtype}; convert x with x.astype(np.{weight.dtype}) or build "
+                f"the layer with dtype=np.{x.dtype}"
+            )
+        n, c, h, w = x.shape
+        if c != self.in_channels:
+            raise ValueError(
+                f"x has {c} channels (shape {x.shape}) but Conv2d expects "
+                f"in_channels={self.in_channels}"
+            )
+        out_h, out_w = self._out_size(x.shape)
+        if self._pointwise:
+            cols = x.reshape(n, c, h * w)
+        else:
+            kh, kw = self.kernel_size
+            shape = (n, c * kh * kw, out_h * out_w)
+            cols = self._cols
+            if cols is None or cols.shape != shape or cols.dtype != x.dtype:
+                cols = self._cols = np.empty(shape, x.dtype)
+            _im2col.im2col(
+                x, cols, *self._geometry_args, out_h, out_w,
+                threads_for(n, x.size + cols.size),
+            )
+        w2 = weight.reshape(self.out_channels, weight[0].size)
+        out = np.matmul(w2, cols)  # (N, O, OH*OW): one BLAS GEMM per image, in C
+        if self.bias is not None:
+            out += self.bias.data[:, None]
+        self._saved = (x.shape, cols, w2)
+        return out.reshape(n, self.out_channels, out_h, out_w)
+
+    def backward(self, grad_output):
+        """Gradient w.r.t. ``x``; adds the weight and bias gradients into ``.grad``."""
+        if self._saved is None:
+            raise BackwardBeforeForwardError("Conv2d.backward called before forward")
+        x_shape, cols, w2 = self._saved
+        n = x_shape[0]
+        out_shape = (n, self.out_channels) + self._out_size(x_shape)
+        grad = _checks.grad_like(grad_output, out_shape, cols.dtype)
+        g = grad.reshape(n, self.out_channels, out_shape[2] * out_shape[3])
+        if self.bias is not None:
+            self.bias.grad += g.sum(axis=(0, 2))
+        grad_w = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
+        self.weight.grad += grad_w.reshape(self.weight.grad.shape)
+        if self._pointwise:
+            return np.matmul(w2.T, g).reshape(x_shape)
+        # (N, C*kh*kw, OH*OW), written whole by the GEMM: a scratch buffer kept
+        # between calls, since a fresh one this large costs page faults each time.
+        grad_cols = self._grad_cols
+        if grad_cols is None or grad_cols.shape != cols.shape or grad_cols.dtype != cols.dtype:
+            grad_cols = self._grad_cols = np.empty(cols.shape, cols.dtype)
+        np.matmul(w2.T, g, out=grad_cols)
+        grad_x = np.zeros(x_shape, cols.dtype)
+        _im2col.col2im(
+            grad_cols, grad_x, *self._geometry_args, *out_shape[2:],
+            threads_for(n, grad_x.size + grad_cols.size),
+        )
+        return grad_x
+
+    # ---------------------------------------------------------------- the rest
+    def parameters(self):
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
+
+    def get_config(self):
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "bias": self.bias is not None,
+            "dtype": str(self.weight.data.dtype),
+        }
+
+    def extra_repr(self):
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}"
+        )
+        if self.bias is None:
+            text += ", bias=False"
+        return text + f", dtype={self.weight.data.dtype}"
