@@ -22,7 +22,26 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
 
 from .gradcheck import gradcheck
 from .layer import BackwardBeforeForwardError, Layer, Parameter
-from .pooling import AvgPool2d, MaxPool2d, MeanPool2d, Pool2d, PoolGeometry
+from .pooling import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AdaptiveMeanPool2d,
+    AvgPool2d,
+    CompiledPool2d,
+    GatedPool2d,
+    GlobalAvgPool2d,
+    GlobalMaxPool2d,
+    GlobalMeanPool2d,
+    LpPool2d,
+    MaxPool2d,
+    MaxUnpool2d,
+    MeanPool2d,
+    MixedPool2d,
+    Pool2d,
+    PoolGeometry,
+    StochasticPool2d,
+    make_pool,
+)
 
 __all__ = [
     "__version__",
@@ -35,4 +54,19 @@ __all__ = [
     "Pool2d",
     "PoolGeometry",
     "gradcheck",
+]
+__all__ += [
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AdaptiveMeanPool2d",
+    "CompiledPool2d",
+    "GatedPool2d",
+    "GlobalAvgPool2d",
+    "GlobalMaxPool2d",
+    "GlobalMeanPool2d",
+    "LpPool2d",
+    "MaxUnpool2d",
+    "MixedPool2d",
+    "StochasticPool2d",
+    "make_pool",
 ]

@@ -1,0 +1,178 @@
+"""Strategies written in Cython: :class:`CompiledPool2d` and the window driver.
+
+The compiled twin of the ``pool``/``route`` contract.  A strategy is a
+``cdef class`` deriving from ``cnnpool.pooling._strategy.WindowStrategy``
+(declared in ``_strategy.pxd``, shipped with the package) that reduces one
+window and routes its gradient, both ``nogil``; the driver in
+``_strategy.pyx`` runs it over every window of a batch, OpenMP-parallel
+over the N*C planes.  See ``docs/writing_a_strategy.md`` for a complete
+example and how to build it.
+
+This module checks everything the driver trusts (shapes, dtypes, the tap
+table's range) before entering it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._parallel import threads_for
+from . import _strategy
+from ._strategy import WindowStrategy
+from .base import Pool2d
+
+__all__ = ["CompiledPool2d", "WindowStrategy", "strategy_forward", "strategy_backward"]
+
+
+def _check_taps(taps, plane_size):
+    if not (isinstance(taps, np.ndarray) and taps.dtype == np.intp and taps.ndim == 2):
+        raise TypeError("taps must be a 2-D intp array (windows, taps per window)")
+    if taps.shape[1] < 1:
+        raise ValueError("taps must have at least one tap per window")
+    if taps.size and (taps.min() < -1 or taps.max() >= plane_size):
+        raise ValueError(
+            f"taps must lie in [-1, {plane_size}) (flat index into a plane of "
+            f"{plane_size} elements, -1 for none), got [{taps.min()}, {taps.max()}]"
+        )
+    if taps.shape[0] and not (taps >= 0).any(axis=1).all():
+        raise ValueError("every window must hold at least one tap inside the input")
+    return np.ascontiguousarray(taps)
+
+
+def _check_planes(array, name, dtype, shape=None):
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.dtype != dtype:
+        raise TypeError(f"{name} must be a 2-D {dtype} array")
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def _strategy_arg(strategy):
+    if not isinstance(strategy, WindowStrategy):
+        raise TypeError(
+            f"strategy must be a cnnpool.pooling.WindowStrategy (a cdef class built "
+            f"against _strategy.pxd), got {type(strategy).__name__}"
+        )
+    return strategy
+
+
+def strategy_forward(strategy, x, taps):
+    """Run ``strategy.reduce`` over every window: ``x`` (P, S), ``taps`` (O, K) -> (P, O).
+
+    ``x`` holds P independent planes of S elements (float32 or float64);
+    ``taps[o]`` lists the flat indices in a plane of window ``o``'s taps,
+    -1 for a tap outside the input.  Returns the pooled values in the dtype
+    of ``x``.
+    """
+    strategy = _strategy_arg(strategy)
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        raise TypeError("x must be a float32 or float64 array")
+    x = _check_planes(x, "x", x.dtype)
+    taps = _check_taps(taps, x.shape[1])
+    planes, (n_out, k) = x.shape[0], taps.shape
+    out = np.empty((planes, n_out), dtype=x.dtype)
+    threads = threads_for(planes, x.size + out.size * k)
+    work = np.empty((threads, k), dtype=np.float64)
+    _strategy.forward(strategy, x, taps, out, work, threads)
+    return out
+
+
+def strategy_backward(strategy, x, taps, pooled, grad_output):
+    """Input gradient through ``strategy.route``: (P, S) from ``grad_output`` (P, O).
+
+    ``pooled`` is what :func:`strategy_forward` returned for ``x``.  Windows
+    that share an input element accumulate into it.
+    """
+    strategy = _strategy_arg(strategy)
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        raise TypeError("x must be a float32 or float64 array")
+    x = _check_planes(x, "x", x.dtype)
+    taps = _check_taps(taps, x.shape[1])
+    planes, (n_out, k) = x.shape[0], taps.shape
+    pooled = _check_planes(pooled, "pooled", x.dtype, (planes, n_out))
+    grad_output = _check_planes(grad_output, "grad_output", x.dtype, (planes, n_out))
+    grad_x = np.zeros_like(x)
+    threads = threads_for(planes, x.size + grad_output.size * k)
+    work = np.empty((threads, 2 * k), dtype=np.float64)
+    _strategy.backward(strategy, x, taps, pooled, grad_output, grad_x, work, threads)
+    return grad_x
+
+
+class CompiledPool2d(Pool2d):
+    """A pooling layer whose strategy is a compiled :class:`WindowStrategy`.
+
+    Parameters
+    ----------
+    strategy : WindowStrategy
+        An instance of a ``cdef class`` derived from
+        ``cnnpool.pooling._strategy.WindowStrategy`` (your own ``.pyx``,
+        compiled against the ``_strategy.pxd`` installed with cnnpool).
+    kernel_size, stride, padding, dilation, ceil_mode
+        See :class:`Pool2d`.
+
+    Notes
+    -----
+    The strategy sees only the taps of a window that fall inside the input
+    (padding is never materialised), as float64.  The compiled path walks
+    the geometry's tap table; ``pool`` and ``route`` (the generic path,
+    ``use_fast_path = False``) run the very same strategy over the gathered
+    windows, so the two paths agree exactly.  Backward uses a private copy
+    of the input, so editing ``x`` after the forward pass changes nothing.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> from cnnpool.pooling._lp import LpWindow
+    >>> layer = cp.CompiledPool2d(LpWindow(2.0), 2)
+    >>> layer(np.full((1, 1, 2, 2), 3.0))[0, 0]
+    array([[6.]])
+    """
+
+    pad_value = 0.0
+
+    def __init__(self, strategy, kernel_size, stride=None, padding=0, dilation=1,
+                 ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.strategy = _strategy_arg(strategy)
+
+    # The generic path: the same strategy over the gathered windows.
+    def _window_taps(self, windows):
+        n, c, oh, ow, k = windows.shape
+        index = np.arange(oh * ow * k, dtype=np.intp).reshape(oh * ow, k)
+        inside = self.geometry.inside.reshape(oh * ow, k)
+        return np.where(inside, index, -1), windows.reshape(n * c, oh * ow * k)
+
+    def pool(self, windows):
+        taps, planes = self._window_taps(windows)
+        return strategy_forward(self.strategy, planes, taps).reshape(windows.shape[:4])
+
+    def route(self, windows, pooled):
+        taps, planes = self._window_taps(windows)
+        shape = (planes.shape[0], taps.shape[0])
+        ones = np.ones(shape, dtype=windows.dtype)
+        local = strategy_backward(
+            self.strategy, planes, taps, pooled.reshape(shape).astype(windows.dtype), ones
+        )
+        return local.reshape(windows.shape)
+
+    # The compiled path: the tap table of the input itself.
+    def _forward_fast(self, x, geom):
+        n, c, h, w = x.shape
+        planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
+        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
+        out = strategy_forward(self.strategy, planes, taps)
+        saved = out.copy()
+        saved.flags.writeable = False
+        planes.flags.writeable = False
+        return out.reshape((n, c) + geom.out_size), (planes, saved)
+
+    def _backward_fast(self, grad_output, x_shape, geom, context):
+        planes, pooled = context
+        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
+        grad = strategy_backward(
+            self.strategy, planes, taps, pooled, grad_output.reshape(pooled.shape)
+        )
+        return grad.reshape(x_shape)
+
+    def extra_repr(self):
+        return f"{type(self.strategy).__name__}, " + super().extra_repr()

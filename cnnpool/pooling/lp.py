@@ -1,0 +1,164 @@
+"""Lp (power-average) pooling, as ``torch.nn.LPPool2d``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._lp import LpWindow
+from .base import Pool2d
+from .compiled import strategy_backward, strategy_forward
+from .max import MaxPool2d, _winner
+
+
+class LpPool2d(Pool2d):
+    """2-D power-average pooling, ``torch.nn.LPPool2d`` to float tolerance.
+
+    For each window, with ``p = norm_type``, ``K = kh * kw`` and ``n`` the
+    number of the window's taps that fall inside the input::
+
+        y = (K / n * sum(x_i ** p)) ** (1 / p)
+
+    which is ``(sum x_i ** p) ** (1/p)`` for every full window.  The odd
+    ``K / n`` factor on the partial windows that only ``ceil_mode`` creates
+    is PyTorch's (it computes ``avg_pool2d(x ** p) * K``) and is kept so the
+    numbers agree.  ``norm_type = inf`` is the max of ``|x|`` and ``-inf``
+    the min of ``|x|`` (PyTorch routes both to ``max_pool2d``).
+
+    Parameters
+    ----------
+    norm_type : float
+        ``p``, any non-zero number (or ``±inf``).  ``p = 1`` is sum pooling,
+        ``p = 2`` the Euclidean norm of each window.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Default: ``kernel_size``.
+    ceil_mode : bool
+
+    Notes
+    -----
+    No padding and no dilation, as in PyTorch.  Everything below follows
+    PyTorch's formula operation by operation:
+
+    * **Zero sum.**  Where ``sum(x_i ** p)`` is zero the output is 0 (for
+      ``p > 0``) and the gradient is set to **zero**, not the infinite slope
+      of ``s ** (1/p)`` at 0 (PyTorch's ``relu(abs(.))`` stage has zero
+      slope there).  With ``p < 1`` a zero *input* element still gets
+      ``0 * x ** (p - 1) = 0 * inf = NaN``, as in PyTorch.
+    * **Negative inputs.**  ``x ** p`` is taken literally: with an even
+      integer ``p`` signs vanish (``p = 2`` is a true norm); with an odd
+      integer ``p`` negative terms subtract, and a window whose sum is
+      negative gives ``NaN`` (``s ** (1/p)`` of a negative ``s``; ``p = 1``
+      is the exception, a plain signed sum); with a fractional ``p`` any
+      negative input makes its windows ``NaN``.  Apply ``abs`` first (or
+      pool after a ReLU) for a norm of signed values.
+    * The gradient is ``dy/dx_i = K/n * s ** (1/p - 1) * x_i ** (p - 1)``
+      with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
+
+    The compiled path is :class:`~cnnpool.pooling._lp.LpWindow`, a
+    ``WindowStrategy`` run by the compiled window driver (the library's own
+    example of the ``_strategy.pxd`` extension point); it computes in
+    float64 and rounds once.  ``use_fast_path = False`` runs the NumPy
+    ``pool``/``route`` below instead, in the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> x = np.array([[[[3.0, 4.0], [0.0, 0.0]]]])
+    >>> cp.LpPool2d(2, 2)(x)[0, 0]
+    array([[5.]])
+    """
+
+    pad_value = 0.0
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+            raise TypeError(f"norm_type must be a real number, got {norm_type!r}")
+        norm_type = float(norm_type)
+        if norm_type == 0 or math.isnan(norm_type):
+            raise ValueError(f"norm_type must be non-zero and not NaN, got {norm_type}")
+        super().__init__(kernel_size, stride, 0, 1, ceil_mode)
+        self.norm_type = norm_type
+        if math.isinf(norm_type):
+            # PyTorch: max_pool2d(|x|), or -max_pool2d(-|x|) for -inf.
+            self._sign = 1.0 if norm_type > 0 else -1.0
+            self._max = MaxPool2d(kernel_size, stride, 0, 1, ceil_mode)
+            self._window = None
+        else:
+            self._max = None
+            self._window = LpWindow(norm_type)
+
+    # ------------------------------------------------------------ NumPy strategy
+    def _terms(self, windows):
+        """``(x ** p summed over the window's input taps, K / n)`` in the windows' dtype."""
+        geom = self.geometry
+        with np.errstate(all="ignore"):
+            powered = np.where(geom.inside, windows ** self.norm_type, 0)
+        count = geom.counts(True).astype(windows.dtype)  # no padding: taps in the input
+        return powered.sum(axis=-1) / count, windows.dtype.type(geom.window_size)
+
+    def pool(self, windows):
+        if self._max is not None:
+            return self._pool_inf(windows)
+        avg, k = self._terms(windows)
+        with np.errstate(all="ignore"):
+            return (avg * k) ** (1.0 / self.norm_type)
+
+    def route(self, windows, pooled):
+        if self._max is not None:
+            return self._route_inf(windows)
+        p = self.norm_type
+        avg, k = self._terms(windows)
+        count = self.geometry.counts(True).astype(windows.dtype)
+        with np.errstate(all="ignore"):
+            coef = np.where(avg != 0, k / count * (avg * k) ** (1.0 / p - 1.0), 0)
+            local = coef[..., None].astype(windows.dtype) * windows ** (p - 1.0)
+        return np.where(self.geometry.inside, local, 0).astype(windows.dtype, copy=False)
+
+    def _inf_winner(self, windows):
+        return _winner(self._sign * np.abs(windows), self.geometry.inside)
+
+    def _pool_inf(self, windows):
+        winner = self._inf_winner(windows)
+        return np.take_along_axis(np.abs(windows), winner[..., None], axis=-1)[..., 0]
+
+    def _route_inf(self, windows):
+        onehot = np.zeros(windows.shape, dtype=windows.dtype)
+        np.put_along_axis(onehot, self._inf_winner(windows)[..., None], 1, axis=-1)
+        return onehot * np.sign(windows)
+
+    # ------------------------------------------------------------- compiled path
+    def _forward_fast(self, x, geom):
+        n, c, h, w = x.shape
+        if self._max is not None:
+            y = self._max.forward(self._sign * np.abs(x))
+            return self._sign * y, np.sign(x)
+        planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
+        taps = geom.taps.reshape(-1, geom.window_size)
+        out = strategy_forward(self._window, planes, taps)
+        saved = out.copy()
+        saved.flags.writeable = False
+        planes.flags.writeable = False
+        return out.reshape((n, c) + geom.out_size), (planes, saved)
+
+    def _backward_fast(self, grad_output, x_shape, geom, context):
+        if self._max is not None:
+            return self._max.backward(grad_output) * context
+        planes, pooled = context
+        taps = geom.taps.reshape(-1, geom.window_size)
+        grad = strategy_backward(
+            self._window, planes, taps, pooled, grad_output.reshape(pooled.shape)
+        )
+        return grad.reshape(x_shape)
+
+    # ----------------------------------------------------------------- display
+    def extra_repr(self):
+        return (f"norm_type={self.norm_type:g}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
+
+    def get_config(self):
+        """Constructor arguments, for saved models."""
+        return {"norm_type": self.norm_type, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "ceil_mode": self.ceil_mode}

@@ -1,0 +1,152 @@
+"""Stochastic pooling (Zeiler & Fergus, 2013): sample a window's element by its size."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Pool2d
+
+
+class StochasticPool2d(Pool2d):
+    """Stochastic pooling: in training, each window outputs one of its elements
+    drawn with probability proportional to its activation; in evaluation,
+    the probability-weighted average.
+
+    Zeiler & Fergus, "Stochastic Pooling for Regularization of Deep
+    Convolutional Neural Networks", ICLR 2013.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, dilation, ceil_mode
+        See :class:`Pool2d`.  Padded taps hold 0: they are never drawn.
+    rng : None, int or numpy.random.Generator
+        The source of the draws (``numpy.random.default_rng(rng)``).  Two
+        layers built with the same seed, fed the same inputs, draw the same
+        elements.  Assign ``layer.rng = seed`` to restart the stream.
+
+    Attributes
+    ----------
+    indices : ndarray of int64, shape (N, C, OH, OW)
+        After a training forward pass: the flat index ``ih * W + iw`` of
+        the element drawn in each window (as ``MaxPool2d.indices``).
+        ``None`` after an evaluation pass.
+
+    Notes
+    -----
+    The probabilities are those of the paper, defined for non-negative
+    activations (the output of a ReLU).  With ``r = max(x, 0)`` over a
+    window's input taps and ``S = sum(r)``:
+
+    * **Training**: element ``i`` is drawn with probability ``r_i / S`` and
+      the output is ``r_s`` (= ``x_s``, which is positive).  One uniform
+      number ``u`` in ``[0, 1)`` per window, from :attr:`rng`, in row-major
+      ``(N, C, OH, OW)`` order, picks the first tap whose running sum of
+      ``r`` exceeds ``u * S``.  The whole gradient goes to the drawn element
+      (the sample is held fixed, as for the winner of a max).
+    * **Evaluation**: ``y = sum(r_i * r_i / S) = sum(r**2) / S``, with
+      gradient ``(2 r_i S - sum(r**2)) / S**2`` for ``x_i > 0`` and 0 for
+      the others.  Evaluation draws nothing.
+    * **Negative inputs** count as zero activation: they are never drawn
+      and receive no gradient.  The layer therefore pools ``max(x, 0)``.
+    * **A window with no positive element** (all zeros or negatives; ``S =
+      0``) outputs 0 with zero gradient in both modes, the limit of both
+      formulas as ``S -> 0``; its "drawn" index is its first input tap.
+    * A NaN in a window makes that window's output NaN (training: the first
+      NaN is "drawn"), with zero gradient.
+    """
+
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 rng=None):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.rng = rng
+        self._drawn = None
+
+    @property
+    def rng(self):
+        """The ``numpy.random.Generator`` the samples come from."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, value):
+        self._rng = np.random.default_rng(value)
+
+    # --------------------------------------------------------------- strategy
+    def _activations(self, windows):
+        """``r = max(x, 0)`` on input taps, 0 on padded ones (NaN kept)."""
+        r = np.where(self.geometry.inside, windows, 0)
+        return np.where(r < 0, 0, r)  # keeps NaN, unlike a comparison to 0 would drop it
+
+    def _draw(self, r):
+        """Tap number of the element drawn in each window (float64 sums)."""
+        cum = np.cumsum(r, axis=-1, dtype=np.float64)
+        total = cum[..., -1]
+        u = self.rng.random(total.shape)
+        hit = cum > (u * total)[..., None]
+        drawn = np.argmax(hit, axis=-1)
+        # u * S can round up to S: take the last positive tap then.
+        last_positive = r.shape[-1] - 1 - np.argmax(r[..., ::-1] > 0, axis=-1)
+        drawn = np.where(hit.any(axis=-1), drawn, last_positive)
+        # No positive element: the first input tap (its activation is 0).
+        first_inside = np.argmax(self.geometry.inside, axis=-1)
+        drawn = np.where(total > 0, drawn, first_inside)
+        nan = np.isnan(r)
+        return np.where(nan.any(axis=-1), np.argmax(nan, axis=-1), drawn)
+
+    def pool(self, windows):
+        r = self._activations(windows)
+        if self.training:
+            self._drawn = self._draw(r)
+            return np.take_along_axis(r, self._drawn[..., None], axis=-1)[..., 0]
+        self._drawn = None
+        total = r.sum(axis=-1, dtype=np.float64)
+        squares = np.sum(r.astype(np.float64) ** 2, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, squares / total, np.where(np.isnan(total), total, 0))
+
+    def route(self, windows, pooled):
+        r = self._activations(windows)
+        positive = r > 0
+        if self._drawn is not None:
+            onehot = np.zeros(windows.shape, dtype=windows.dtype)
+            np.put_along_axis(onehot, self._drawn[..., None], 1, axis=-1)
+            return onehot * positive
+        r64 = r.astype(np.float64)
+        total = r64.sum(axis=-1, keepdims=True)
+        squares = np.sum(r64**2, axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            local = (2 * r64 * total - squares) / total**2
+        return np.where(positive & (total > 0), local, 0).astype(windows.dtype)
+
+    def forward(self, x):
+        """Pool ``x``; draws from :attr:`rng` in training mode only."""
+        self._drawn = None
+        y = super().forward(x)
+        self._saved_drawn = self._drawn
+        return y
+
+    def backward(self, grad_output):
+        """Gradient of the last forward (its draws, or the evaluation formula)."""
+        self._drawn = getattr(self, "_saved_drawn", None)
+        return super().backward(grad_output)
+
+    @property
+    def indices(self):
+        drawn = getattr(self, "_saved_drawn", None)
+        if drawn is None or self._saved is None:
+            return None
+        geom = self._saved[3]
+        oh, ow = np.indices(geom.out_size)
+        out = geom.taps[oh, ow, drawn].astype(np.int64)
+        out.flags.writeable = False
+        return out
+
+    def extra_repr(self):
+        return super().extra_repr() + f", training={self.training}"
+
+    def get_config(self):
+        """Constructor arguments, for saved models (the generator is not saved)."""
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "dilation": list(self.dilation),
+                "ceil_mode": self.ceil_mode}

@@ -1,0 +1,195 @@
+"""MixedPool2d and GatedPool2d: strategies with parameters, and the param_grads hook of Pool2d."""
+
+import numpy as np
+import pytest
+
+import cnnpool as cp
+
+GEOMETRIES = [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=1),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+]
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+
+
+def _pair(layer_cls, fast, **kwargs):
+    layer = layer_cls(**kwargs)
+    layer.use_fast_path = fast
+    return layer
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled", "generic"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_mixed_endpoints_are_max_and_mean(x, geometry, fast):
+    g = np.random.default_rng(1).standard_normal(cp.MaxPool2d(**geometry).output_shape(x.shape))
+    for alpha, other in ((1.0, cp.MaxPool2d), (0.0, cp.MeanPool2d)):
+        mixed = _pair(cp.MixedPool2d, fast, alpha=alpha, dtype=np.float64, **geometry)
+        ref = other(**geometry)
+        np.testing.assert_allclose(mixed(x), ref(x), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(mixed.backward(g), ref.backward(g), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["compiled", "generic"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_mixed_gradcheck_input_and_alpha(x, geometry, fast):
+    layer = _pair(cp.MixedPool2d, fast, alpha=0.3, **geometry)
+    assert cp.gradcheck(layer, x) < 1e-7
+    per_channel = _pair(cp.MixedPool2d, fast, channels=3, **geometry)
+    per_channel.alpha.data[:] = [0.1, 0.5, 0.8]
+    assert cp.gradcheck(per_channel, x) < 1e-7
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_gated_gradcheck_input_and_weight(x, geometry):
+    layer = cp.GatedPool2d(**geometry)
+    layer.weight.data[:] = np.random.default_rng(2).standard_normal(layer.weight.shape)
+    assert cp.gradcheck(layer, x) < 1e-7
+
+
+def test_mixed_paths_agree_on_output_and_parameter_gradient():
+    x = np.random.default_rng(3).standard_normal((4, 2, 9, 9)).astype(np.float32)
+    g = np.random.default_rng(4).standard_normal((4, 2, 4, 4)).astype(np.float32)
+    results = []
+    for fast in (True, False):
+        layer = _pair(cp.MixedPool2d, fast, kernel_size=3, stride=2, alpha=0.25, channels=2)
+        y = layer(x)
+        gx = layer.backward(g)
+        results.append((y, gx, layer.alpha.grad.copy()))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert results[0][2].shape == (2,) and results[0][2].dtype == np.float32
+
+
+def test_alpha_gradient_by_hand():
+    x = np.array([[[[1.0, 5.0], [2.0, 0.0]]]])  # max 5, mean 2
+    layer = cp.MixedPool2d(2, alpha=0.5)
+    assert layer(x)[0, 0, 0, 0] == pytest.approx(3.5)
+    layer.backward(np.array([[[[2.0]]]]))
+    assert layer.alpha.grad[0] == pytest.approx(2.0 * (5 - 2))
+    layer.backward(np.array([[[[2.0]]]]))  # gradients accumulate, as for every layer
+    assert layer.alpha.grad[0] == pytest.approx(12.0)
+    layer.zero_grad()
+    assert layer.alpha.grad[0] == 0.0
+
+
+def test_gated_starts_as_an_even_blend_and_gates_by_content():
+    x = np.random.default_rng(5).standard_normal((1, 2, 4, 4))
+    layer = cp.GatedPool2d(2)
+    half = 0.5 * (cp.MaxPool2d(2)(x) + cp.MeanPool2d(2)(x))
+    np.testing.assert_allclose(layer(x), half, rtol=1e-6)
+    layer.weight.data[:] = 50.0  # a large positive window sum -> a = 1 -> max
+    big = np.abs(x) + 1.0
+    np.testing.assert_allclose(layer(big), cp.MaxPool2d(2)(big), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [cp.MixedPool2d, cp.GatedPool2d])
+def test_parameters_are_found_and_an_optimizer_step_lowers_the_loss(cls):
+    rng = np.random.default_rng(6)
+    x = np.abs(rng.standard_normal((8, 2, 6, 6))) + 0.5  # positive: a gate can open fully
+    target = cp.MaxPool2d(2)(x)  # the best blend is pure max
+    layer = cls(2, dtype=np.float64)
+    params = layer.parameters()
+    assert len(params) == 1 and params[0].name in ("alpha", "weight")
+
+    def loss():
+        return 0.5 * np.sum((layer(x) - target) ** 2)
+
+    before = loss()
+    for _ in range(20):
+        layer.zero_grad()
+        diff = layer(x) - target
+        layer.backward(diff)
+        for p in layer.parameters():
+            p.data -= 0.01 * p.grad
+    assert loss() < 0.5 * before
+
+
+def test_per_channel_alpha_checks_the_channel_count():
+    layer = cp.MixedPool2d(2, channels=3)
+    assert layer.alpha.shape == (3,)
+    with pytest.raises(ValueError, match="3 channels, got an input with 2"):
+        layer(np.zeros((1, 2, 4, 4)))
+    with pytest.raises(TypeError):
+        cp.MixedPool2d(2, alpha="half")
+    with pytest.raises(TypeError):
+        cp.MixedPool2d(2, dtype=np.int32)
+
+
+def test_config_round_trip():
+    for layer in (cp.MixedPool2d(3, 2, 1, channels=4), cp.GatedPool2d((2, 3), 1)):
+        clone = type(layer)(**layer.get_config())
+        assert clone.get_config() == layer.get_config()
+        assert [p.shape for p in clone.parameters()] == [p.shape for p in layer.parameters()]
+
+
+# ------------------------------------------------- the param_grads contract of Pool2d
+class Scaled(cp.Pool2d):
+    """A user's strategy with a parameter: ``y = s * mean(window)``."""
+
+    def __init__(self, kernel_size):
+        super().__init__(kernel_size)
+        self.scale = cp.Parameter(np.array([2.0]), "scale")
+
+    def pool(self, windows):
+        return self.scale.data[0] * windows.mean(axis=-1)
+
+    def route(self, windows, pooled):
+        k = windows.shape[-1]
+        return np.full(windows.shape, self.scale.data[0] / k)
+
+    def param_grads(self, windows, pooled, grad_output):
+        return {self.scale: np.array([np.sum(grad_output * windows.mean(axis=-1))])}
+
+
+def test_user_strategy_with_a_parameter_passes_gradcheck(x):
+    layer = Scaled(2)
+    assert layer.parameters() == [layer.scale]
+    assert cp.gradcheck(layer, x) < 1e-8
+
+
+def test_param_grads_mistakes_are_caught(x):
+    class Forgot(Scaled):
+        param_grads = cp.Pool2d.param_grads
+
+    layer = Forgot(2)
+    layer(x)
+    with pytest.raises(ValueError, match="missing"):
+        layer.backward(np.ones((2, 3, 3, 3)))
+
+    class WrongShape(Scaled):
+        def param_grads(self, windows, pooled, grad_output):
+            return {self.scale: np.zeros(3)}
+
+    layer = WrongShape(2)
+    layer(x)
+    with pytest.raises(ValueError, match="shape"):
+        layer.backward(np.ones((2, 3, 3, 3)))
+
+    class Stranger(Scaled):
+        def param_grads(self, windows, pooled, grad_output):
+            return {self.scale: np.zeros(1), cp.Parameter(np.zeros(1)): np.zeros(1)}
+
+    layer = Stranger(2)
+    layer(x)
+    with pytest.raises(ValueError, match="not parameters of this layer"):
+        layer.backward(np.ones((2, 3, 3, 3)))
+
+
+def test_parameter_free_strategies_are_untouched(x):
+    """The two-method contract: no parameters, param_grads never needed."""
+    class Plain(cp.Pool2d):
+        def pool(self, windows):
+            return windows.sum(axis=-1)
+
+        def route(self, windows, pooled):
+            return np.ones_like(windows)
+
+    layer = Plain(2)
+    assert layer.parameters() == []
+    assert cp.gradcheck(layer, x) < 1e-8

@@ -1,0 +1,190 @@
+"""The compiled extension point: _strategy.pxd, the window driver, LpWindow, a user's own .pyx."""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnpool as cp
+from cnnpool.pooling import _strategy
+from cnnpool.pooling._lp import LpWindow
+from cnnpool.pooling.compiled import strategy_backward, strategy_forward
+
+GEOMETRIES = [
+    dict(kernel_size=2),
+    dict(kernel_size=3, stride=1),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+]
+
+
+@pytest.fixture
+def x():
+    return np.abs(np.random.default_rng(0).standard_normal((2, 3, 7, 6))) + 0.1
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_compiled_lp_strategy_matches_the_numpy_strategy(x, geometry):
+    """LpWindow run by the driver = the same Lp written in NumPy (Pool2d's generic path)."""
+
+    class NumpyLp(cp.Pool2d):
+        def pool(self, windows):
+            inside = self.geometry.inside
+            n = inside.sum(axis=-1)
+            s = np.where(inside, windows**3, 0).sum(axis=-1) / n * windows.shape[-1]
+            return s ** (1 / 3)
+
+        def route(self, windows, pooled):
+            inside = self.geometry.inside
+            n = inside.sum(axis=-1)[..., None]
+            k = windows.shape[-1]
+            s = np.where(inside, windows**3, 0).sum(axis=-1, keepdims=True) / n * k
+            return np.where(inside, k / n * s ** (1 / 3 - 1) * windows**2, 0)
+
+    compiled = cp.CompiledPool2d(LpWindow(3.0), **geometry)
+    reference = NumpyLp(**geometry)
+    y = compiled(x)
+    np.testing.assert_allclose(y, reference(x), rtol=1e-13)
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    np.testing.assert_allclose(compiled.backward(g), reference.backward(g), rtol=1e-12)
+    for fast in (True, False):
+        compiled.use_fast_path = fast
+        assert cp.gradcheck(compiled, x) < 1e-7
+
+
+def test_generic_path_runs_the_same_compiled_strategy(x):
+    layer = cp.CompiledPool2d(LpWindow(2.0), 3, 2, padding=1)
+    y_fast = layer(x)
+    g = np.random.default_rng(2).standard_normal(y_fast.shape)
+    gx_fast = layer.backward(g)
+    layer.use_fast_path = False
+    np.testing.assert_array_equal(layer(x), y_fast)
+    np.testing.assert_allclose(layer.backward(g), gx_fast, rtol=1e-15, atol=1e-15)
+
+
+def test_lp_layer_uses_the_driver_and_threads_do_not_change_results():
+    x = np.abs(np.random.default_rng(3).standard_normal((16, 8, 20, 20))).astype(np.float32)
+    layer = cp.LpPool2d(2, 3, 2)
+    y = layer(x)
+    gx = layer.backward(np.ones_like(y))
+    planes, taps = x.reshape(128, 400), layer.geometry.taps.reshape(-1, 9)
+    # The same driver called directly on one thread gives the same bits.
+    out = np.empty((128, taps.shape[0]), np.float32)
+    _strategy.forward(LpWindow(2.0), planes, taps, out, np.empty((1, 9)), 1)
+    np.testing.assert_array_equal(out.reshape(y.shape), y)
+    grad = np.zeros_like(planes)
+    _strategy.backward(LpWindow(2.0), planes, taps, out, np.ones_like(out), grad,
+                       np.empty((1, 18)), 1)
+    np.testing.assert_array_equal(grad.reshape(x.shape), gx)
+
+
+def test_driver_checks_its_inputs():
+    planes = np.ones((2, 9))
+    with pytest.raises(ValueError, match=r"\[-1, 9\)"):
+        strategy_forward(LpWindow(2.0), planes, np.array([[0, 9]], dtype=np.intp))
+    with pytest.raises(ValueError, match=r"\[-1, 9\)"):
+        strategy_forward(LpWindow(2.0), planes, np.array([[0, -2]], dtype=np.intp))
+    with pytest.raises(ValueError, match="at least one tap"):
+        strategy_forward(LpWindow(2.0), planes, np.array([[-1, -1]], dtype=np.intp))
+    with pytest.raises(TypeError, match="intp"):
+        strategy_forward(LpWindow(2.0), planes, np.array([[0, 1]], dtype=np.int32))
+    with pytest.raises(TypeError, match="WindowStrategy"):
+        strategy_forward(object(), planes, np.array([[0, 1]], dtype=np.intp))
+    with pytest.raises(ValueError, match="shape"):
+        strategy_backward(LpWindow(2.0), planes, np.array([[0, 1]], dtype=np.intp),
+                          np.ones((2, 2)), np.ones((2, 1)))
+    with pytest.raises(TypeError, match="abstract"):
+        cp.pooling.WindowStrategy()
+    with pytest.raises(TypeError, match="WindowStrategy"):
+        cp.CompiledPool2d(lambda w: w, 2)
+    with pytest.raises(ValueError, match="finite non-zero"):
+        LpWindow(0.0)
+
+
+def test_pxd_ships_with_the_package():
+    here = Path(cp.__file__).parent / "pooling"
+    assert (here / "_strategy.pxd").is_file()
+    assert "cdef class WindowStrategy" in (here / "_strategy.pxd").read_text()
+
+
+# --------------------------------------------------- a user's strategy, compiled here
+USER_PYX = textwrap.dedent('''
+    # cython: language_level=3
+    """Log-sum-exp pooling, a smooth maximum: y = log(sum(exp(x_i)))."""
+    from libc.math cimport exp, log
+    from cnnpool.pooling._strategy cimport WindowStrategy
+
+
+    cdef class LogSumExp(WindowStrategy):
+        cdef double reduce(self, const double* values, Py_ssize_t n,
+                           Py_ssize_t window_size) noexcept nogil:
+            cdef double top = values[0], total = 0
+            cdef Py_ssize_t i
+            for i in range(1, n):
+                if values[i] > top:
+                    top = values[i]
+            for i in range(n):
+                total += exp(values[i] - top)
+            return top + log(total)
+
+        cdef void route(self, const double* values, Py_ssize_t n, Py_ssize_t window_size,
+                        double pooled, double* local) noexcept nogil:
+            cdef Py_ssize_t i
+            for i in range(n):
+                local[i] = exp(values[i] - pooled)   # softmax weights
+''')
+
+USER_SETUP = textwrap.dedent('''
+    import sys
+    from Cython.Build import cythonize
+    from setuptools import Extension, setup
+
+    setup(
+        name="user_strategy",
+        ext_modules=cythonize(
+            [Extension("user_strategy", ["user_strategy.pyx"])],
+            include_path=[sys.argv.pop()],  # where the installed cnnpool package lives
+            quiet=True,
+        ),
+        script_args=["build_ext", "--inplace"],
+    )
+''')
+
+
+def _compiler():
+    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc)
+
+
+def test_user_strategy_compiles_against_the_installed_pxd(tmp_path, monkeypatch):
+    if _compiler() is None:
+        pytest.skip("no C compiler found")
+    (tmp_path / "user_strategy.pyx").write_text(USER_PYX)
+    (tmp_path / "setup.py").write_text(USER_SETUP)
+    package_root = str(Path(cp.__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "setup.py", package_root], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_strategy
+
+    x = np.random.default_rng(5).standard_normal((2, 3, 7, 6))
+    layer = cp.CompiledPool2d(user_strategy.LogSumExp(), 3, 2, padding=1)
+    y = layer(x)
+    # reference: log-sum-exp over the input taps of each window
+    windows = layer.gather_windows(x)
+    inside = layer.geometry.inside
+    expected = np.log(np.where(inside, np.exp(windows), 0).sum(axis=-1))
+    np.testing.assert_allclose(y, expected, rtol=1e-13)
+    assert cp.gradcheck(layer, x) < 1e-7
+    layer.use_fast_path = False
+    np.testing.assert_allclose(layer(x), y, rtol=1e-15)
+    assert cp.gradcheck(layer, x) < 1e-7
