@@ -84,7 +84,29 @@ def extensions():
         "cdivision": True,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives, quiet=True)
+    return cythonize(exts, compiler_directives=directives, quiet=True, force=mode_changed())
+
+
+def mode_changed():
+    """True when this tree was last built in the other mode (debug vs optimised).
+
+    Cython regenerates a ``.c`` file only when its ``.pyx`` is newer, never
+    because the directives changed, and setuptools then keeps the old
+    ``.so``: without this, ``CNNPOOL_DEBUG=1`` in a tree built before would
+    silently give the optimised, unchecked extensions (or the reverse).
+    """
+    marker = HERE / "build" / "cnnpool-build-mode"
+    mode = "debug" if DEBUG else "optimised"
+    try:
+        previous = marker.read_text().strip()
+    except OSError:
+        previous = None  # a fresh tree, or one built before this marker existed
+    try:
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text(mode + "\n")
+    except OSError:
+        pass
+    return previous != mode and (DEBUG or previous is not None)
 
 
 setup(ext_modules=extensions())

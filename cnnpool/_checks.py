@@ -17,8 +17,13 @@ import numpy.typing as npt
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+#: Largest kernel size, stride, padding or dilation: products of two of them
+#: stay far inside the compiled kernels' 64-bit ``Py_ssize_t`` arithmetic.
+MAX_GEOMETRY = 2**31 - 1
+
+
 def pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
-    """Return ``value`` as a pair of Python ints, each at least ``minimum``.
+    """Return ``value`` as a pair of Python ints, each in ``[minimum, MAX_GEOMETRY]``.
 
     Parameters
     ----------
@@ -43,6 +48,8 @@ def pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(items) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(items) > MAX_GEOMETRY:
+        raise ValueError(f"{name} must be at most 2**31 - 1, got {value!r}")
     return items
 
 

@@ -42,6 +42,15 @@ from . import _windows
 from .geometry import make_geometry
 
 
+def _check_geometry(geom, x_shape, name):
+    """The compiled gather/scatter trust ``geom``: it must be the one of ``x_shape``."""
+    if len(x_shape) != 4 or tuple(x_shape[2:]) != tuple(geom.in_size):
+        raise ValueError(
+            f"geom was built for an input of (H, W) = {tuple(geom.in_size)}, but {name} "
+            f"has shape {tuple(x_shape)}"
+        )
+
+
 class Pool2d(Layer):
     """Base class of 2-D pooling over NCHW arrays.
 
@@ -227,10 +236,12 @@ class Pool2d(Layer):
     def gather_windows(self, x, geom=None):
         """Cut ``x`` (N, C, H, W) into windows ``(N, C, OH, OW, K)``.
 
-        Padded taps hold :attr:`pad_value`.  Compiled; ``x`` must be
-        validated (see :func:`cnnpool._checks.as_float_array`).
+        Padded taps hold :attr:`pad_value`.  Compiled; ``x`` is validated as
+        in :meth:`forward`, and ``geom`` must be the geometry of its (H, W).
         """
+        x = _checks.as_float_array(x, "x", 4)
         geom = geom or self.geometry_for(*x.shape[2:])
+        _check_geometry(geom, x.shape, "x")
         n, c, h, w = x.shape
         taps = geom.taps.reshape(-1)
         windows = np.empty((n * c, taps.size), dtype=x.dtype)
@@ -245,8 +256,16 @@ class Pool2d(Layer):
 
     def scatter_windows(self, grad_windows, x_shape, geom):
         """Sum ``grad_windows`` (N, C, OH, OW, K) back onto the input grid (N, C, H, W)."""
+        x_shape = tuple(x_shape)
+        _check_geometry(geom, x_shape, "x_shape")
+        grad_windows = _checks.as_float_array(grad_windows, "grad_windows", 5)
+        expected = x_shape[:2] + geom.out_size + (geom.window_size,)
+        if grad_windows.shape != expected:
+            raise ValueError(
+                f"grad_windows must have shape (N, C, OH, OW, K) = {expected} for "
+                f"x_shape {x_shape}, got {grad_windows.shape}"
+            )
         n, c, h, w = x_shape
-        grad_windows = np.ascontiguousarray(grad_windows)
         taps = geom.taps.reshape(-1)
         grad_x = np.zeros((n * c, h * w), dtype=grad_windows.dtype)
         _windows.scatter_add(
