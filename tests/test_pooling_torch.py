@@ -63,7 +63,7 @@ def test_ceil_mode_with_padding_divisor_matches_torch():
             pool = cp.MeanPool2d(k, s, p, ceil_mode=True, count_include_pad=include)
             y = pool(x)
             g = np.ones_like(y)
-            ty, tgx = _torch_grad(lambda t: F.avg_pool2d(t, k, s, p, True, include), x, g)
+            ty, tgx = _torch_grad(lambda t: F.avg_pool2d(t, k, s, p, True, include), x, g)  # noqa: B023
             np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12)
             np.testing.assert_allclose(pool.backward(g), tgx, rtol=1e-12)
 
