@@ -230,6 +230,7 @@ def load_textures(
     test_fraction=0.25,
     augment=False,
     standardize=False,
+    patch_norm=False,
 ):
     """Texture patches, labelled by the photograph they were cut from.
 
@@ -259,6 +260,11 @@ def load_textures(
         Apply a random flip/right-angle rotation to each *training* patch.
     standardize : bool
         Standardise pixels with the training mean and std (see module docs).
+    patch_norm : bool
+        Give every patch zero mean and unit standard deviation (each patch
+        by its own statistics), so that brightness and contrast no longer
+        tell the classes apart and only the texture's structure does.  The
+        pixels are then not in ``[0, 1]``; ``standardize`` is not needed.
 
     Returns
     -------
@@ -327,23 +333,34 @@ def load_textures(
     origins_train = np.concatenate(origins_train).astype(np.int64)
     order = rng.permutation(len(x_train))
     x_train, y_train, origins_train = x_train[order], y_train[order], origins_train[order]
+    x_test = np.concatenate(xs_test)
     if augment:
         x_train = _augment(x_train, rng)
+    if patch_norm:
+        x_train, x_test = _patch_normalize(x_train), _patch_normalize(x_test)
     info = {
         "seed": seed,
         "patch_size": ps,
         "textures": tuple(textures),
         "test_fraction": test_fraction,
         "augment": bool(augment),
+        "patch_norm": bool(patch_norm),
         "test_bands": bands,
         "train_origins": origins_train,
         "test_origins": np.concatenate(origins_test).astype(np.int64),
         "source": "skimage.data." + "/".join(textures),
     }
     return _finish(
-        "textures", textures, x_train, y_train,
-        np.concatenate(xs_test), np.concatenate(ys_test), standardize, info,
+        "textures", textures, x_train, y_train, x_test, np.concatenate(ys_test),
+        standardize, info,
     )
+
+
+def _patch_normalize(patches):
+    """Each patch (N, H, W) shifted to mean 0 and scaled to std 1 (flat patches: std 1)."""
+    mean = patches.mean(axis=(1, 2), keepdims=True)
+    std = patches.std(axis=(1, 2), keepdims=True)
+    return (patches - mean) / np.where(std > 0, std, 1.0)
 
 
 def _crop(image, rows, cols, ps):

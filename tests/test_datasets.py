@@ -185,3 +185,11 @@ def test_import_cnnpool_does_not_import_skimage_or_matplotlib():
         "if m in sys.modules]; print(bad); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_textures_patch_norm_gives_each_patch_zero_mean_unit_std():
+    d = load_textures(patch_size=16, train_per_class=20, test_per_class=10, patch_norm=True)
+    for x in (d.x_train, d.x_test):
+        np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+        np.testing.assert_allclose(x.std(axis=(1, 2, 3)), 1, atol=1e-4)
+    assert d.info["patch_norm"] is True

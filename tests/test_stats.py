@@ -182,3 +182,9 @@ def test_to_dict_is_strict_json():
 )
 def test_format_p(p, text):
     assert format_p(p) == text
+
+
+def test_summary_leads_with_the_side_that_won_more_seeds():
+    c = paired_comparison([0.8, 0.7, 0.9, 0.6], [0.9, 0.8, 0.9, 0.5])
+    assert (c.wins, c.ties, c.losses) == (1, 1, 2)
+    assert c.summary.startswith("Mean pooling beat max pooling on 2 of 4 seeds (1 tied, max won 1)")

@@ -160,7 +160,9 @@ def plot_routing(feature_map, path, *, kernel_size=2, image=None, title=None,
             "max: each window's gradient\n"
             "goes to its largest element\n"
             "(winner takes all)\n\n"
-            f"mean: every element of the\nwindow gets 1/{k * k} = {share:g}",
+            f"mean: every element of the\nwindow gets 1/{k * k} = {share:g}\n\n"
+            "A window of equal values (all\nzero after ReLU) routes to its\n"
+            "first element: ties go to the\nfirst maximum, as in PyTorch",
             va="center", fontsize=9,
         )
         col = 1

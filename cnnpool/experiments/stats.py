@@ -361,12 +361,18 @@ def _with_summary(c, noun, digits):
     elif c.ties == n:
         head = f"{label_a} and {label_b} tied on {every}"
     else:
-        head = f"{label_a} beat {label_b} on {c.wins} of {n} seeds"
+        # Lead with whichever side won more seeds.
+        if c.losses > c.wins:
+            head = f"{label_b} beat {label_a} on {c.losses} of {n} seeds"
+            other, other_name = c.wins, c.name_a
+        else:
+            head = f"{label_a} beat {label_b} on {c.wins} of {n} seeds"
+            other, other_name = c.losses, c.name_b
         extra = []
         if c.ties:
             extra.append(f"{c.ties} tied")
-        if c.losses:
-            extra.append(f"{c.name_b} won {c.losses}")
+        if other:
+            extra.append(f"{other_name} won {other}")
         head += " (" + ", ".join(extra) + ")"
 
     iv = c.difference
