@@ -20,8 +20,14 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
         "'pytest' (not 'python -m pytest', which imports the unbuilt source folder)."
     ) from exc
 
+from .activations import ReLU, Sigmoid, Tanh
+from .conv import Conv2d
 from .gradcheck import gradcheck
 from .layer import BackwardBeforeForwardError, Layer, Parameter
+from .linear import Flatten, Linear
+from .losses import MSELoss, SoftmaxCrossEntropy
+from .model import Sequential, load, register_layer
+from .optim import SGD, Adam
 from .pooling import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -45,6 +51,19 @@ from .pooling import (
 
 __all__ = [
     "__version__",
+    "Adam",
+    "Conv2d",
+    "Flatten",
+    "Linear",
+    "MSELoss",
+    "ReLU",
+    "SGD",
+    "Sequential",
+    "Sigmoid",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "load",
+    "register_layer",
     "AvgPool2d",
     "BackwardBeforeForwardError",
     "Layer",

@@ -120,12 +120,12 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]`` with ``xpad`` zero-padded.
     """
     N, C, H, W = x.shape
-    O, _, kh, kw = w.shape
+    M, _, kh, kw = w.shape  # M output channels
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     OH = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    out = np.zeros((N, O, OH, OW))
+    out = np.zeros((N, M, OH, OW))
     for oh in range(OH):
         for ow in range(OW):
             patch = xp[:, :, oh * sh:oh * sh + dh * (kh - 1) + 1:dh,
@@ -143,7 +143,7 @@ def conv2d_backward(x, w, grad_y, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
     and ``grad_y * patch`` onto the weights.
     """
     N, C, H, W = x.shape
-    O, _, kh, kw = w.shape
+    kh, kw = w.shape[2:]
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).astype(np.float64)
     gxp = np.zeros_like(xp)
@@ -153,7 +153,7 @@ def conv2d_backward(x, w, grad_y, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
         for ow in range(OW):
             rows = slice(oh * sh, oh * sh + dh * (kh - 1) + 1, dh)
             cols = slice(ow * sw, ow * sw + dw * (kw - 1) + 1, dw)
-            g = grad_y[:, :, oh, ow]  # (N, O)
+            g = grad_y[:, :, oh, ow]  # (N, M)
             gxp[:, :, rows, cols] += np.tensordot(g, w, axes=([1], [0]))
             gw += np.tensordot(g, xp[:, :, rows, cols], axes=([0], [0]))
     gx = gxp[:, :, ph:ph + H, pw:pw + W]

@@ -313,3 +313,16 @@ class Pool2d(Layer):
         parts.append(f"dilation={self.dilation}")
         parts.append(f"ceil_mode={self.ceil_mode}")
         return ", ".join(parts)
+
+    def get_config(self):
+        """Constructor arguments, for saved models (see ``Layer.get_config``).
+
+        A strategy whose constructor takes more arguments extends this dict.
+        """
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "ceil_mode": self.ceil_mode,
+        }

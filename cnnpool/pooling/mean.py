@@ -101,5 +101,11 @@ class MeanPool2d(Pool2d):
             text += f", divisor_override={self.divisor_override}"
         return text
 
+    def get_config(self):
+        config = super().get_config()
+        config["count_include_pad"] = self.count_include_pad
+        config["divisor_override"] = self.divisor_override
+        return config
+
 
 AvgPool2d = MeanPool2d

@@ -1,0 +1,97 @@
+"""Element-wise activations: ``ReLU``, ``Tanh``, ``Sigmoid``.
+
+Each takes an array of any shape (float32 or float64) and returns one of
+the same shape and dtype.  Backward multiplies the incoming gradient by the
+local derivative, written in terms of what forward saved:
+
+* ReLU:    ``d/dx max(x, 0) = 1 if x > 0 else 0`` (0 at ``x == 0``, as PyTorch)
+* Tanh:    ``d/dx tanh(x) = 1 - y**2``
+* Sigmoid: ``d/dx s(x) = y * (1 - y)``
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks
+from .layer import BackwardBeforeForwardError, Layer
+
+
+class _Elementwise(Layer):
+    """Shared plumbing: validate, keep one saved array, check the gradient."""
+
+    def __init__(self):
+        self._saved = None
+
+    def _saved_or_raise(self):
+        if self._saved is None:
+            raise BackwardBeforeForwardError(
+                f"{type(self).__name__}.backward called before forward"
+            )
+        return self._saved
+
+    def output_shape(self, input_shape):
+        """The input shape: element-wise layers keep it."""
+        return tuple(input_shape)
+
+
+class ReLU(_Elementwise):
+    """Rectified linear unit, ``max(x, 0)``, as ``torch.nn.ReLU``.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> cp.ReLU()(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
+
+    def forward(self, x):
+        x = _checks.as_float_array(x, "x")
+        positive = x > 0
+        positive.flags.writeable = False
+        self._saved = (positive, x.dtype)
+        # np.maximum propagates NaN, as torch.relu does; NaN > 0 is False, so
+        # a NaN input then gets a zero gradient, as in PyTorch too.
+        return np.maximum(x, x.dtype.type(0))
+
+    def backward(self, grad_output):
+        positive, dtype = self._saved_or_raise()
+        grad = _checks.grad_like(grad_output, positive.shape, dtype)
+        return np.where(positive, grad, dtype.type(0))
+
+
+class Tanh(_Elementwise):
+    """Hyperbolic tangent, as ``torch.nn.Tanh``."""
+
+    def forward(self, x):
+        x = _checks.as_float_array(x, "x")
+        y = np.tanh(x)
+        saved = y.copy()  # the caller may edit y; backward must not see that
+        saved.flags.writeable = False
+        self._saved = saved
+        return y
+
+    def backward(self, grad_output):
+        y = self._saved_or_raise()
+        grad = _checks.grad_like(grad_output, y.shape, y.dtype)
+        return grad * (1 - y * y)
+
+
+class Sigmoid(_Elementwise):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.nn.Sigmoid``."""
+
+    def forward(self, x):
+        x = _checks.as_float_array(x, "x")
+        # exp(-x) overflows to inf for very negative x, and 1/inf = 0 is the
+        # right limit: silence the warning rather than branch per element.
+        with np.errstate(over="ignore"):
+            y = 1 / (1 + np.exp(-x))
+        saved = y.copy()
+        saved.flags.writeable = False
+        self._saved = saved
+        return y
+
+    def backward(self, grad_output):
+        y = self._saved_or_raise()
+        grad = _checks.grad_like(grad_output, y.shape, y.dtype)
+        return grad * (1 - y) * y  # PyTorch's order of operations

@@ -1,0 +1,155 @@
+"""``Flatten`` and the fully connected ``Linear`` layer.
+
+``Linear`` computes ``y = x @ W.T + b`` with ``W`` of shape
+``(out_features, in_features)``, PyTorch's layout, so weights copy across
+directly.  Backward, with ``g`` the output gradient:
+
+* ``grad_x = g @ W``
+* ``grad_W = g.T @ x``
+* ``grad_b = g.sum(axis=0)``
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _checks
+from ._init import he_normal, make_rng
+from .layer import BackwardBeforeForwardError, Layer, Parameter
+
+
+class Flatten(Layer):
+    """Flatten every axis but the first: ``(N, C, H, W) -> (N, C*H*W)``.
+
+    As ``torch.nn.Flatten()``.  The output is a view of the input when the
+    input is C-contiguous (no copy), and the backward pass reshapes the
+    gradient back.
+    """
+
+    def __init__(self):
+        self._saved = None
+
+    def forward(self, x):
+        x = _checks.as_float_array(x, "x")
+        if x.ndim < 2:
+            raise ValueError(
+                f"x must be at least 2-D (N, ...), got {x.ndim}-D array of shape {x.shape}"
+            )
+        self._saved = (x.shape, x.dtype)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+    def backward(self, grad_output):
+        if self._saved is None:
+            raise BackwardBeforeForwardError("Flatten.backward called before forward")
+        x_shape, dtype = self._saved
+        out_shape = (x_shape[0], math.prod(x_shape[1:]))
+        grad = _checks.grad_like(grad_output, out_shape, dtype)
+        return grad.reshape(x_shape)
+
+    def output_shape(self, input_shape):
+        """``(N, prod(rest))`` for an input of shape ``(N, ...)``."""
+        input_shape = tuple(input_shape)
+        return (input_shape[0], math.prod(input_shape[1:]))
+
+
+class Linear(Layer):
+    """Fully connected layer ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes ``F`` of each input row and ``M`` of each output row.
+    bias : bool
+        Add a learnable bias.
+    dtype : float32 or float64
+        Dtype of the parameters; inputs must have the same dtype.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights: He (Kaiming) normal,
+        ``N(0, 2 / in_features)``, and a zero bias.
+
+    Attributes
+    ----------
+    weight : Parameter, shape (out_features, in_features)
+    bias : Parameter of shape (out_features,), or None
+
+    Notes
+    -----
+    Input ``(N, in_features)``, output ``(N, out_features)``.  Put a
+    :class:`Flatten` in front to feed it convolution or pooling output.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be a bool, got {bias!r}")
+        dtype = _checks.float_dtype(dtype)
+        generator = make_rng(rng)
+        self.weight = Parameter(
+            he_normal((self.out_features, self.in_features), self.in_features, dtype, generator),
+            "weight",
+        )
+        self.bias = Parameter(np.zeros(self.out_features, dtype), "bias") if bias else None
+        self._saved = None
+
+    def forward(self, x):
+        """``x`` (N, in_features) -> (N, out_features)."""
+        x = _checks.as_float_array(x, "x", 2, layout="N, in_features")
+        weight = self.weight.data
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"x has {x.shape[1]} features (shape {x.shape}) but Linear expects "
+                f"in_features={self.in_features}; a Flatten before it gives "
+                f"(N, C*H*W)"
+            )
+        if x.dtype != weight.dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} (shape {x.shape}) but the Linear weights are "
+                f"{weight.dtype}; convert x with x.astype(np.{weight.dtype}) or build "
+                f"the layer with dtype=np.{x.dtype}"
+            )
+        out = x @ weight.T
+        if self.bias is not None:
+            out += self.bias.data
+        self._saved = (x, weight)
+        return out
+
+    def backward(self, grad_output):
+        """Gradient w.r.t. ``x``; adds the weight and bias gradients into ``.grad``."""
+        if self._saved is None:
+            raise BackwardBeforeForwardError("Linear.backward called before forward")
+        x, weight = self._saved
+        grad = _checks.grad_like(grad_output, (x.shape[0], self.out_features), x.dtype)
+        if self.bias is not None:
+            self.bias.grad += grad.sum(axis=0)
+        self.weight.grad += grad.T @ x
+        return grad @ weight
+
+    def output_shape(self, input_shape):
+        """``(N, out_features)`` for an input of shape ``(N, in_features)``."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2 or input_shape[1] != self.in_features:
+            raise ValueError(
+                f"input_shape must be (N, {self.in_features}) for Linear with "
+                f"in_features={self.in_features}, got {input_shape}"
+            )
+        return (input_shape[0], self.out_features)
+
+    def parameters(self):
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
+
+    def get_config(self):
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "dtype": str(self.weight.data.dtype),
+        }
+
+    def extra_repr(self):
+        text = f"in_features={self.in_features}, out_features={self.out_features}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text + f", dtype={self.weight.data.dtype}"
