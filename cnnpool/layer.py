@@ -17,7 +17,12 @@ read it:
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
+import numpy.typing as npt
+
+_L = TypeVar("_L", bound="Layer")
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -48,24 +53,24 @@ class Parameter:
 
     __slots__ = ("data", "grad", "name")
 
-    def __init__(self, data, name=""):
+    def __init__(self, data: npt.ArrayLike, name: str = "") -> None:
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
         self.name = name
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self.data.dtype
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set the accumulated gradient to zero, in place."""
         self.grad.fill(0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         label = f"{self.name}, " if self.name else ""
         return f"Parameter({label}shape={self.data.shape}, dtype={self.data.dtype})"
 
@@ -78,50 +83,40 @@ class Layer:
     their configuration.
     """
 
-    training = True
+    training: bool = True
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """Compute the output for input ``x`` and remember what backward needs."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Return d(loss)/d(input) given d(loss)/d(output) of the last forward."""
         raise NotImplementedError(f"{type(self).__name__} must implement backward")
 
-    def __call__(self, x):
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         """Return the list of this layer's :class:`Parameter` objects."""
         return []
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Zero the gradients of every parameter of this layer."""
         for p in self.parameters():
             p.zero_grad()
 
-    def train(self, mode=True):
+    def train(self: _L, mode: bool = True) -> _L:
         """Put the layer in training mode (or evaluation mode with ``False``)."""
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self: _L) -> _L:
         """Put the layer in evaluation mode."""
         return self.train(False)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The configuration shown inside ``repr``; override in subclasses."""
         return ""
 
-    def get_config(self):
-        """The constructor arguments that rebuild this layer, as a JSON-ready dict.
-
-        ``type(layer)(**layer.get_config())`` builds a layer of the same
-        configuration (with fresh parameters); saved models store it.  The
-        default, ``{}``, suits layers whose constructor takes no arguments;
-        every other layer overrides it.
-        """
-        return {}
-
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
