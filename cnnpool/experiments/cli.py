@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -101,11 +102,17 @@ def build_parser():
                         f"(default: {DEFAULTS.optimizer})")
     p.add_argument("--out", default="results", metavar="DIR",
                    help="output directory (default: results/)")
-    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
-                   help="seeds to train in parallel with joblib (default: 1)")
+    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="seeds to train in parallel with joblib, one thread each (default: "
+                        "one per CPU core, at most one per seed; 1 trains in this process)")
     p.add_argument("--quiet", action="store_true",
                    help="no settings header and no progress bars; only the results")
     return p
+
+
+def default_jobs(n_seeds):
+    """One worker per CPU core, at most one per seed."""
+    return max(1, min(os.cpu_count() or 1, n_seeds))
 
 
 def _text_table(results):
@@ -146,7 +153,7 @@ def main(argv=None):
         settings = Settings(dataset=args.dataset, pools=tuple(s.spec for s in strategies),
                             seeds=tuple(args.seeds), epochs=args.epochs,
                             batch_size=args.batch_size, lr=lr, optimizer=args.optimizer,
-                            jobs=args.jobs)
+                            jobs=args.jobs or default_jobs(len(args.seeds)))
     except ValueError as exc:
         parser.error(str(exc))
 
