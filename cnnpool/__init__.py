@@ -20,6 +20,10 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
         "'pytest' (not 'python -m pytest', which imports the unbuilt source folder)."
     ) from exc
 
+# datasets and experiments (the max-vs-mean comparison) are light to import:
+# scikit-image, scipy, matplotlib and joblib load only when they are used.
+from . import datasets as datasets
+from . import experiments as experiments
 from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .gradcheck import gradcheck
