@@ -1,0 +1,110 @@
+"""What a pooling strategy costs next to the compiled built-ins.
+
+Times one forward + backward pass of every strategy on the same input,
+(64, 32, 32, 32) float32 by default, 2x2 windows with stride 2, on one
+thread, and prints a Markdown table with each time as a multiple of the
+compiled ``MaxPool2d``.  The rows:
+
+* the compiled built-ins (``MaxPool2d``, ``MeanPool2d``);
+* a strategy compiled through the ``_strategy.pxd`` extension point
+  (``LpPool2d``'s own path, ``LpWindow`` run by the window driver);
+* the same strategies on the generic path (``use_fast_path = False``):
+  compiled gather and scatter, their ``pool``/``route`` in NumPy;
+* the pure-Python Lp strategy written from scratch in
+  ``docs/writing_a_strategy.md``;
+* the other new strategies.
+
+Run:  python benchmarks/strategy_cost.py [--shape 64 32 32 32] [--repeat 7]
+(``OMP_NUM_THREADS`` is set to 1 unless you set it.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before the OpenMP runtime starts
+
+import numpy as np  # noqa: E402
+
+import cnnpool as cp  # noqa: E402
+from cnnpool import _parallel  # noqa: E402
+
+
+class ScratchLp(cp.Pool2d):
+    """The guide's from-scratch Lp strategy (pure NumPy, no padding)."""
+
+    def __init__(self, norm, kernel_size, stride=None):
+        super().__init__(kernel_size, stride)
+        self.norm = norm
+
+    def pool(self, windows):
+        return np.sum(np.abs(windows) ** self.norm, axis=-1) ** (1.0 / self.norm)
+
+    def route(self, windows, pooled):
+        p = self.norm
+        with np.errstate(divide="ignore", invalid="ignore"):
+            local = (np.sign(windows) * np.abs(windows) ** (p - 1)
+                     / pooled[..., None] ** (p - 1))
+        return np.where(pooled[..., None] > 0, local, 0)
+
+
+def generic(layer):
+    layer.use_fast_path = False
+    return layer
+
+
+def layers():
+    return [
+        ("MaxPool2d (compiled)", cp.MaxPool2d(2)),
+        ("MeanPool2d (compiled)", cp.MeanPool2d(2)),
+        ("LpPool2d p=2 (compiled via _strategy.pxd)", cp.LpPool2d(2, 2)),
+        ("MaxPool2d (generic: NumPy pool/route)", generic(cp.MaxPool2d(2))),
+        ("MeanPool2d (generic: NumPy pool/route)", generic(cp.MeanPool2d(2))),
+        ("LpPool2d p=2 (generic: NumPy pool/route)", generic(cp.LpPool2d(2, 2))),
+        ("Lp from scratch (the guide's pure-Python strategy)", ScratchLp(2.0, 2)),
+        ("MixedPool2d (compiled max + mean, blended)", cp.MixedPool2d(2)),
+        ("MixedPool2d (generic)", generic(cp.MixedPool2d(2))),
+        ("GatedPool2d (generic)", cp.GatedPool2d(2)),
+        ("StochasticPool2d, training (generic)", cp.StochasticPool2d(2, rng=0)),
+        ("AdaptiveMaxPool2d to 16x16 (compiled)", cp.AdaptiveMaxPool2d(16)),
+    ]
+
+
+def time_layer(layer, x, g, repeat):
+    layer.forward(x)
+    layer.backward(g)  # warm-up: geometry caches, first-touch of buffers
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        layer.forward(x)
+        layer.backward(g)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", type=int, nargs=4, default=[64, 32, 32, 32])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal(args.shape)).astype(np.float32)  # post-ReLU-like
+    g = rng.standard_normal(cp.MaxPool2d(2).output_shape(x.shape)).astype(np.float32)
+    rows = [(name, time_layer(layer, x, g, args.repeat)) for name, layer in layers()]
+    base = rows[0][1]
+    print(f"forward + backward, x {tuple(args.shape)} float32, 2x2 stride 2, "
+          f"{_parallel.max_threads()} thread(s), best of {args.repeat}; "
+          f"cnnpool {cp.__version__}, NumPy {np.__version__}, "
+          f"{platform.processor() or platform.machine()}")
+    print()
+    print("| strategy | ms | x compiled MaxPool2d |")
+    print("|---|---:|---:|")
+    for name, t in rows:
+        print(f"| {name} | {1e3 * t:.2f} | {t / base:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
