@@ -32,7 +32,18 @@ from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .layer import Layer
 from .linear import Flatten, Linear
-from .pooling import MaxPool2d, MeanPool2d
+from .pooling import (
+    AdaptiveMaxPool2d,
+    AdaptiveMeanPool2d,
+    GatedPool2d,
+    GlobalMaxPool2d,
+    GlobalMeanPool2d,
+    LpPool2d,
+    MaxPool2d,
+    MeanPool2d,
+    MixedPool2d,
+    StochasticPool2d,
+)
 
 FORMAT = "cnnpool.Sequential"
 FORMAT_VERSION = 1
@@ -65,7 +76,13 @@ def register_layer(cls):
     return cls
 
 
-for _cls in (Conv2d, Linear, Flatten, ReLU, Tanh, Sigmoid, MaxPool2d, MeanPool2d):
+# The package's own layers.  StochasticPool2d is saved without its random
+# generator's state: a loaded one draws from fresh entropy.
+for _cls in (
+    Conv2d, Linear, Flatten, ReLU, Tanh, Sigmoid, MaxPool2d, MeanPool2d, LpPool2d,
+    StochasticPool2d, MixedPool2d, GatedPool2d, AdaptiveMaxPool2d, AdaptiveMeanPool2d,
+    GlobalMaxPool2d, GlobalMeanPool2d,
+):
     register_layer(_cls)
 
 

@@ -152,6 +152,32 @@ def test_pooling_configuration_round_trips(tmp_path):
         np.testing.assert_array_equal(a(x), b(x))
 
 
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda: cp.pooling.LpPool2d(3.0, (2, 3), stride=1, ceil_mode=True),
+        lambda: cp.pooling.MixedPool2d(3, stride=2, padding=1, channels=2, dtype=np.float64),
+        lambda: cp.pooling.GatedPool2d(2, dtype=np.float64),
+        lambda: cp.pooling.AdaptiveMaxPool2d((2, 3)),
+        lambda: cp.pooling.AdaptiveMeanPool2d(3),
+        lambda: cp.pooling.GlobalMaxPool2d(),
+        lambda: cp.pooling.GlobalMeanPool2d(),
+        lambda: cp.pooling.StochasticPool2d(2, stride=1, rng=0),
+    ],
+    ids=lambda f: type(f()).__name__,
+)
+def test_other_pooling_strategies_round_trip(tmp_path, pool):
+    layer = pool()
+    _randomize(cp.Sequential(layer))
+    cp.Sequential(layer).save(tmp_path / "p.npz")
+    loaded = cp.load(tmp_path / "p.npz")[0]
+    assert type(loaded) is type(layer) and loaded.get_config() == layer.get_config()
+    for a, b in zip(loaded.parameters(), layer.parameters(), strict=True):
+        assert a.data.tobytes() == b.data.tobytes()
+    x = np.random.default_rng(0).standard_normal((2, 2, 7, 8))
+    np.testing.assert_array_equal(loaded.eval()(x), layer.eval()(x))
+
+
 def test_load_state_copies_into_the_existing_arrays(tmp_path):
     source, target = _model(), _model()
     _randomize(source, 1)
