@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from ..pooling.registry import available
 from .run import Settings, resolve_strategy
 
 DEFAULTS = Settings()
@@ -84,7 +85,8 @@ def build_parser():
                    help=f"faces: LFW faces vs not-faces, 25x25; textures: brick/grass/gravel "
                         f"patches, 32x32 (default: {DEFAULTS.dataset})")
     p.add_argument("--pool", action="append", metavar="STRATEGY",
-                   help="a pooling strategy: max, mean, or a Pool2d subclass as module:Class "
+                   help="a pooling strategy: a short name (" + ", ".join(available()) + ") "
+                        "or a Pool2d subclass as module:Class "
                         "or path/file.py:Class; repeat for several (default: --pool max "
                         "--pool mean)")
     p.add_argument("--seeds", type=_seeds, default=list(DEFAULTS.seeds), metavar="N|LIST",

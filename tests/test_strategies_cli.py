@@ -1,0 +1,81 @@
+"""Every built-in strategy by its short name: the registry, and cnnpool-compare running them all."""
+
+import json
+
+import numpy as np
+import pytest
+
+import cnnpool as cp
+from cnnpool.pooling import registry
+
+EXPECTED = {"max", "mean", "avg", "lp", "stochastic", "mixed", "gated"}
+
+
+def test_registry_names_build_fresh_layers():
+    assert set(registry.available()) >= EXPECTED
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3, 8, 8))).astype(np.float32)
+    for name in registry.available():
+        a = cp.make_pool(name, 2, seed=1)
+        b = cp.make_pool(name, 2, seed=1)
+        assert isinstance(a, cp.Pool2d) and a is not b
+        assert a.stride == (2, 2) and cp.make_pool(name, 3, 1).stride == (1, 1)
+        y = a(x)
+        assert y.shape == (2, 3, 4, 4) and y.dtype == np.float32
+        np.testing.assert_array_equal(y, b(x))  # same seed, same draws
+        assert a.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_registry_register_and_errors():
+    with pytest.raises(ValueError, match="unknown pooling strategy 'nope'.*gated"):
+        cp.make_pool("nope", 2)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("max", registry.mean_pool)
+    with pytest.raises(ValueError, match="':'"):
+        registry.register("a:b", registry.max_pool)
+
+    def half_max(kernel_size, stride=None, *, seed=None):
+        return cp.MaxPool2d(kernel_size, stride)
+
+    registry.register("test-half-max", half_max)
+    try:
+        assert isinstance(cp.make_pool("test-half-max", 2), cp.MaxPool2d)
+        registry.register("test-half-max", half_max)  # the same factory again: fine
+    finally:
+        del registry.POOLS["test-half-max"]
+
+
+def test_compare_cli_runs_every_short_name(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("joblib")
+    from cnnpool.experiments import cli
+
+    names = registry.available()
+    argv = ["--dataset", "faces", "--seeds", "1", "--epochs", "1", "--quiet", "--jobs", "1",
+            "--out", str(tmp_path)]
+    for name in names:
+        argv += ["--pool", name]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    with open(tmp_path / "results.json", encoding="utf-8") as fh:
+        results = json.load(fh)
+    assert [s["name"] for s in results["strategies"]] == names
+    for run in results["runs"]:
+        assert run["status"] == "ok", (run["strategy"], run.get("error"))
+        assert 0.0 <= run["epochs"][-1]["test_accuracy"] <= 1.0
+        assert np.isfinite(run["epochs"][-1]["train_loss"])
+    for name in names:
+        assert name in printed
+    # the learnable strategies train their own parameters on top of the shared ones
+    params = {r["strategy"]: r["parameters"] for r in results["runs"]}
+    assert params["mixed"] == params["max"] + 2  # one alpha per pooling layer
+    assert params["gated"] == params["max"] + 2 * 4  # one 2x2 gate per pooling layer
+
+
+def test_compare_help_lists_every_short_name():
+    pytest.importorskip("scipy")
+    from cnnpool.experiments import cli
+
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "a short name (" + ", ".join(registry.available()) + ")" in text
