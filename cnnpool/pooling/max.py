@@ -86,11 +86,12 @@ class MaxPool2d(Pool2d):
     # The compiled path.
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
-        out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
-        indices = np.empty((n * c,) + geom.out_size, dtype=np.int64)
+        shape = (n * c,) + geom.out_size
+        out = np.empty(shape, dtype=x.dtype)
+        indices = np.empty(shape, dtype=np.int64)
         _kernels.max_forward(
-            x.reshape(n * c, h, w), out, indices, *geom.ranges,
-            threads_for(n * c, x.size + out.size),
+            x.reshape(n * c, h, w), out, indices, *geom.ranges, *geom.kernel_size,
+            *geom.stride, threads_for(n * c, x.size + out.size),
         )
         indices = indices.reshape((n, c) + geom.out_size)
         indices.flags.writeable = False  # backward trusts these: keep them ours
@@ -98,12 +99,13 @@ class MaxPool2d(Pool2d):
 
     def _backward_fast(self, grad_output, x_shape, geom, indices):
         n, c, h, w = x_shape
-        grad_x = np.zeros((n * c, h * w), dtype=grad_output.dtype)
-        planes = n * c
+        # Not zeroed: the kernel writes every element (zeroing per plane in
+        # cache only where windows overlap).
+        grad_x = np.empty((n * c, h, w), dtype=grad_output.dtype)
+        shape = (n * c,) + geom.out_size
         _kernels.max_backward(
-            grad_output.reshape(planes, -1 if planes else 0),
-            indices.reshape(planes, -1 if planes else 0),
-            grad_x,
-            threads_for(planes, grad_x.size + grad_output.size),
+            grad_output.reshape(shape), indices.reshape(shape), grad_x, *geom.ranges,
+            *geom.kernel_size, *geom.stride,
+            threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)

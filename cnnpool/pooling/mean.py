@@ -82,16 +82,18 @@ class MeanPool2d(Pool2d):
         out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
         _kernels.mean_forward(
             x.reshape(n * c, h, w), out, self.divisor(geom), *geom.ranges,
-            threads_for(n * c, x.size + out.size),
+            *geom.kernel_size, *geom.stride, threads_for(n * c, x.size + out.size),
         )
         return out.reshape((n, c) + geom.out_size), None
 
     def _backward_fast(self, grad_output, x_shape, geom, context):
         n, c, h, w = x_shape
-        grad_x = np.zeros((n * c, h, w), dtype=grad_output.dtype)
+        # Not zeroed: the kernel writes every element.
+        grad_x = np.empty((n * c, h, w), dtype=grad_output.dtype)
         _kernels.mean_backward(
             grad_output.reshape((n * c,) + geom.out_size), grad_x, self.divisor(geom),
-            *geom.ranges, threads_for(n * c, grad_x.size + grad_output.size),
+            *geom.ranges, *geom.kernel_size, *geom.stride,
+            threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)
 
