@@ -17,6 +17,8 @@ import importlib.util
 import inspect
 from pathlib import Path
 
+import sphinx.ext.autosummary as _autosummary
+
 import cnnpool
 
 HERE = Path(__file__).parent
@@ -193,6 +195,33 @@ def _write_api_page() -> None:
 
 
 _write_api_page()
+
+
+def _whole_literals_summary(extract):
+    """Wrap autosummary's summary extraction so it never cuts inside ````code````.
+
+    Autosummary ends a summary at the first ``". "``, even inside an inline
+    literal (``sigmoid(w . x)``), which leaves an unclosed literal and a
+    docutils warning.  Then the docstring's whole first paragraph is used.
+    """
+
+    def summary(doc, *args, **kwargs):
+        text = extract(doc, *args, **kwargs)
+        if text.count("``") % 2:
+            para = []
+            for line in doc:
+                if not line.strip():
+                    if para:
+                        break
+                    continue
+                para.append(line.strip())
+            text = " ".join(para)
+        return text
+
+    return summary
+
+
+_autosummary.extract_summary = _whole_literals_summary(_autosummary.extract_summary)
 
 
 def _source_read(app, docname, source):
