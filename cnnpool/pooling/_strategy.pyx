@@ -50,6 +50,46 @@ cdef class WindowStrategy:
             local[i] = NAN
 
 
+cdef void _forward_plane(WindowStrategy strategy, const floating* x, const Py_ssize_t* taps,
+                         floating* out, Py_ssize_t n_out, Py_ssize_t k,
+                         double* values) noexcept nogil:
+    """Every window of one plane (plain pointers: the loops keep them in registers)."""
+    cdef Py_ssize_t o, t, n, src
+    for o in range(n_out):
+        n = 0
+        for t in range(k):
+            src = taps[t]
+            if src >= 0:
+                values[n] = x[src]
+                n += 1
+        out[o] = <floating>strategy.reduce(values, n, k)
+        taps += k
+
+
+cdef void _backward_plane(WindowStrategy strategy, const floating* x, const Py_ssize_t* taps,
+                          const floating* pooled, const floating* grad_out, floating* grad_x,
+                          Py_ssize_t n_out, Py_ssize_t k, double* values) noexcept nogil:
+    cdef Py_ssize_t o, t, n, src
+    cdef double* local = values + k
+    cdef double g
+    for o in range(n_out):
+        n = 0
+        for t in range(k):
+            src = taps[t]
+            if src >= 0:
+                values[n] = x[src]
+                n += 1
+        strategy.route(values, n, k, pooled[o], local)
+        g = grad_out[o]
+        n = 0
+        for t in range(k):
+            src = taps[t]
+            if src >= 0:
+                grad_x[src] += <floating>(local[n] * g)
+                n += 1
+        taps += k
+
+
 def forward(WindowStrategy strategy not None, const floating[:, ::1] x,
             const Py_ssize_t[:, ::1] taps, floating[:, ::1] out,
             double[:, ::1] work, int n_threads):
@@ -59,19 +99,13 @@ def forward(WindowStrategy strategy not None, const floating[:, ::1] x,
     (n_threads, K).
     """
     cdef Py_ssize_t planes = x.shape[0], n_out = taps.shape[0], k = taps.shape[1]
-    cdef Py_ssize_t p, o, t, n, src
-    cdef double* values
+    cdef Py_ssize_t p
+    if planes == 0 or n_out == 0:
+        return
     with nogil:
         for p in prange(planes, num_threads=n_threads, schedule="static"):
-            values = &work[threadid(), 0]
-            for o in range(n_out):
-                n = 0
-                for t in range(k):
-                    src = taps[o, t]
-                    if src >= 0:
-                        values[n] = x[p, src]
-                        n = n + 1
-                out[p, o] = <floating>strategy.reduce(values, n, k)
+            _forward_plane(strategy, &x[p, 0], &taps[0, 0], &out[p, 0], n_out, k,
+                           &work[threadid(), 0])
 
 
 def backward(WindowStrategy strategy not None, const floating[:, ::1] x,
@@ -84,26 +118,10 @@ def backward(WindowStrategy strategy not None, const floating[:, ::1] x,
     ``grad_out`` are (P, O); ``work`` at least (n_threads, 2 * K).
     """
     cdef Py_ssize_t planes = x.shape[0], n_out = taps.shape[0], k = taps.shape[1]
-    cdef Py_ssize_t p, o, t, n, src
-    cdef double* values
-    cdef double* local
-    cdef double g
+    cdef Py_ssize_t p
+    if planes == 0 or n_out == 0:
+        return
     with nogil:
         for p in prange(planes, num_threads=n_threads, schedule="static"):
-            values = &work[threadid(), 0]
-            local = values + k
-            for o in range(n_out):
-                n = 0
-                for t in range(k):
-                    src = taps[o, t]
-                    if src >= 0:
-                        values[n] = x[p, src]
-                        n = n + 1
-                strategy.route(values, n, k, pooled[p, o], local)
-                g = grad_out[p, o]
-                n = 0
-                for t in range(k):
-                    src = taps[o, t]
-                    if src >= 0:
-                        grad_x[p, src] += <floating>(local[n] * g)
-                        n = n + 1
+            _backward_plane(strategy, &x[p, 0], &taps[0, 0], &pooled[p, 0], &grad_out[p, 0],
+                            &grad_x[p, 0], n_out, k, &work[threadid(), 0])
