@@ -65,6 +65,8 @@ class MeanPool2d(Pool2d):
             else:
                 d = geom.counts(self.count_include_pad).astype(np.float64)
             d.flags.writeable = False
+            if len(self._divisors) > 32:  # bounded, as the geometry cache
+                self._divisors.clear()
             self._divisors[geom.in_size] = d
         return d
 

@@ -1,0 +1,73 @@
+"""Every public layer, built fresh and deterministically, for the reliability tests.
+
+``layers(dtype)`` returns ``(name, factory, input_kind)`` triples: the
+factory builds a new, seeded layer; ``input_kind`` is ``"image"`` for
+(N, C, H, W) inputs and ``"flat"`` for (N, features).  Used by
+``test_threads.py`` (concurrency, OpenMP determinism) and ``test_leaks.py``.
+Layers that a given checkout does not have yet are left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cnnpool as cp
+
+C = 4  # image channels; flat inputs have FEATURES features
+FEATURES = 48
+
+
+def _pool(cls, *args, fast=True, **kwargs):
+    def make():
+        layer = cls(*args, **kwargs)
+        layer.use_fast_path = fast
+        return layer
+    return make
+
+
+def layers(dtype=np.float64):
+    zoo = [
+        ("max2x2", _pool(cp.MaxPool2d, 2), "image"),
+        ("max3x3s2p1", _pool(cp.MaxPool2d, 3, 2, 1), "image"),
+        ("max3x3s1-overlap", _pool(cp.MaxPool2d, 3, 1, 1), "image"),
+        ("max-dilated-ceil", _pool(cp.MaxPool2d, (3, 2), (2, 1), (1, 0), (2, 1), True),
+         "image"),
+        ("max-generic", _pool(cp.MaxPool2d, 3, 2, 1, fast=False), "image"),
+        ("mean2x2", _pool(cp.MeanPool2d, 2), "image"),
+        ("mean3x3s1-overlap", _pool(cp.MeanPool2d, 3, 1, 1), "image"),
+        ("mean-ceil-nopad", _pool(cp.MeanPool2d, 3, 2, 1, True, count_include_pad=False),
+         "image"),
+        ("mean-generic", _pool(cp.MeanPool2d, 3, 2, 1, fast=False), "image"),
+        ("conv3x3", lambda: cp.Conv2d(C, 3, 3, padding=1, dtype=dtype, rng=0), "image"),
+        ("conv-strided-dilated",
+         lambda: cp.Conv2d(C, 2, 3, stride=2, padding=2, dilation=2, dtype=dtype, rng=1),
+         "image"),
+        ("conv1x1", lambda: cp.Conv2d(C, 2, 1, dtype=dtype, rng=2), "image"),
+    ]
+    optional = [
+        ("lp2", lambda: cp.pooling.LpPool2d(2, 3, 2), "image"),
+        ("mixed", lambda: cp.pooling.MixedPool2d(2), "image"),
+        ("mixed-per-channel", lambda: cp.pooling.MixedPool2d(3, 2, 1, channels=C), "image"),
+        ("gated", lambda: cp.pooling.GatedPool2d(2), "image"),
+        ("stochastic", lambda: cp.pooling.StochasticPool2d(2, rng=0), "image"),
+        ("adaptive-max", lambda: cp.pooling.AdaptiveMaxPool2d((3, 5)), "image"),
+        ("adaptive-mean", lambda: cp.pooling.AdaptiveMeanPool2d((5, 3)), "image"),
+        ("linear", lambda: cp.Linear(FEATURES, 5, dtype=dtype, rng=0), "flat"),
+        ("relu", lambda: cp.ReLU(), "image"),
+        ("tanh", lambda: cp.Tanh(), "image"),
+        ("sigmoid", lambda: cp.Sigmoid(), "image"),
+        ("flatten", lambda: cp.Flatten(), "image"),
+    ]
+    for name, make, kind in optional:
+        try:
+            make()
+        except (AttributeError, TypeError):
+            continue
+        zoo.append((name, make, kind))
+    return zoo
+
+
+def make_input(kind, rng, dtype, n, size):
+    """A random input of the layer's kind: (n, C, size, size) or (n, FEATURES)."""
+    shape = (n, C, size, size) if kind == "image" else (n, FEATURES)
+    return rng.standard_normal(shape).astype(dtype)
