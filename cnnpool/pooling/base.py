@@ -94,6 +94,13 @@ class Pool2d(Layer):
     only), so a parameter-free strategy is exactly the two-method contract
     above.  A strategy with a compiled ``_backward_fast`` adds its parameter
     gradients there itself.
+
+    Threads: the compiled kernels release the GIL and give bit-identical
+    results for any ``OMP_NUM_THREADS``, and different layer instances may
+    run in different threads at once.  One instance must not be shared
+    between threads mid forward/backward: ``forward`` stores the state
+    ``backward`` uses (:attr:`geometry`, the saved windows or indices), so
+    another thread's ``forward`` in between silently replaces it.
     """
 
     pad_value = 0.0
