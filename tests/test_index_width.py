@@ -1,0 +1,116 @@
+"""Index width: no 32-bit arithmetic anywhere between a shape and a memory address.
+
+* The geometry code (pure Python ints and intp arrays) gives the right
+  answer on shapes far beyond 2**31 elements, checked without allocating
+  them: ``output_size``, ``make_geometry``, ``Pool2d.output_shape``,
+  ``conv_output_size`` and ``Conv2d.output_shape``.
+* The compiled kernels declare every index, size and offset
+  ``Py_ssize_t``: a source audit of every ``.pyx`` refuses C ``int``,
+  ``long`` or ``unsigned`` anywhere but the few named non-index uses.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reference import pool_output_size
+
+import cnnpool as cp
+from cnnpool.pooling.geometry import make_geometry, output_size
+
+H, W = 2**20, 2**17  # one plane: 2**37 elements
+N, C = 8, 64  # the batch: 2**46 elements
+BIG = (N, C, H, W)
+
+
+@pytest.mark.parametrize("k,s,p,d,ceil", [
+    (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), (7, 3, 3, 1, True),
+    ((5, 2), (4, 1), (2, 1), (3, 1), True),
+])
+def test_pool_geometry_on_huge_shapes(k, s, p, d, ceil):
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    k, s, p, d = map(pair, (k, s, p, d))
+    expected = tuple(pool_output_size(n, *args, ceil) for n, *args in zip((H, W), k, s, p, d))
+    for axis, n in enumerate((H, W)):
+        assert output_size(n, k[axis], s[axis], p[axis], d[axis], ceil) == expected[axis]
+    geom = make_geometry((H, W), k, s, p, d, ceil)
+    assert geom.out_size == expected
+    # The last window's first tap, and its ranges, exactly (no wrap-around).
+    row_start, row_lo, row_hi, col_start, col_lo, col_hi, *_ = geom.ranges
+    for starts, lo, hi, out, n, axis in ((row_start, row_lo, row_hi, expected[0], H, 0),
+                                         (col_start, col_lo, col_hi, expected[1], W, 1)):
+        assert starts.dtype == np.intp and starts.shape == (out,)
+        assert starts[-1] == (out - 1) * s[axis] - p[axis]
+        last = [starts[-1] + i * d[axis] for i in range(lo[-1], hi[-1])]
+        assert last and 0 <= min(last) and max(last) < n
+    for pool in (cp.MaxPool2d(k, s, p, d, ceil), cp.MeanPool2d(k, s, p, ceil, dilation=d)):
+        assert pool.output_shape(BIG) == (N, C) + expected
+    assert np.prod(BIG, dtype=object) > 2**40
+
+
+def test_flat_index_of_the_last_element_of_a_huge_plane():
+    """What a max kernel stores as an index: ``ih * W + iw`` far above 2**31."""
+    geom = make_geometry((H, W), (2, 2), (2, 2), (0, 0), (1, 1), False)
+    row_start, _, _, col_start, _, _, *_ = geom.ranges
+    last = (row_start[-1] + 1) * W + col_start[-1] + 1
+    assert last == H * W - 1 > 2**36
+    assert np.int64(row_start[-1] + 1) * np.int64(W) + col_start[-1] + 1 == last
+
+
+def test_conv_output_size_on_huge_shapes():
+    from cnnpool.conv import conv_output_size
+
+    conv = cp.Conv2d(C, 3, (3, 5), stride=(2, 3), padding=(1, 2), dilation=(2, 1))
+    oh = (H + 2 - 2 * 2 - 1) // 2 + 1
+    ow = (W + 4 - 4 - 1) // 3 + 1
+    assert conv_output_size(H, 3, 2, 1, 2) == oh
+    assert conv_output_size(W, 5, 3, 2, 1) == ow
+    assert conv.output_shape(BIG) == (N, 3, oh, ow)
+    # The im2col buffer it would need: N * C*kh*kw * OH*OW, far past 2**31.
+    assert N * C * 15 * oh * ow > 2**44
+
+
+def test_adaptive_geometry_on_huge_shapes():
+    pool = cp.pooling.AdaptiveMaxPool2d((7, 3))
+    assert pool.output_shape(BIG) == (N, C, 7, 3)
+    geom = pool.geometry_for(H, W)
+    rs, re_, cs, ce = geom.adaptive
+    assert rs[0] == 0 and re_[-1] == H and cs[0] == 0 and ce[-1] == W
+
+
+# Every C integer type in the kernels that is not Py_ssize_t/int64_t, and why.
+ALLOWED = {
+    "n_threads",  # an OpenMP thread count
+    "failed",  # a flag: a thread could not allocate its scratch
+    "failed_p",  # ... and a pointer to it
+    "mode",  # an enum-like selector of the loop to run
+    "_lp.pyx:whole",  # the Lp norm exponent as an int when it is one (|p| <= 16)
+    "_lp.pyx:n",  # _ipow's argument: the same small exponent
+    "cnnpool_max_threads",
+    "cnnpool_openmp_enabled",
+}
+C_INT = re.compile(r"\b(?:unsigned\s+|signed\s+)?(int|long|short|char|unsigned)\b(?!\w)\s*\**\s*(\w+)")
+
+
+def test_kernels_index_with_py_ssize_t_only():
+    root = Path(cp.__file__).parent
+    sources = sorted(root.rglob("*.pyx")) + sorted(root.rglob("*.pxd"))
+    if not sources:
+        pytest.skip("the .pyx sources are not installed alongside the package")
+    offenders = []
+    for path in sources:
+        text = path.read_text()
+        # Blank out docstrings and other triple-quoted text (keeping line numbers).
+        text = re.sub(r'("""|\'\'\')(.*?)\1', lambda m: "\n" * m.group(0).count("\n"),
+                      text, flags=re.S)
+        for number, line in enumerate(text.splitlines(), 1):
+            code = line.split("#", 1)[0]
+            for match in C_INT.finditer(code):
+                name = match.group(2)
+                if name in ALLOWED or f"{path.name}:{name}" in ALLOWED or name.endswith("_t"):
+                    continue
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not offenders, "C int types used for what may be an index:\n" + "\n".join(offenders)
