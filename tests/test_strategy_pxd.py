@@ -58,6 +58,17 @@ def test_compiled_lp_strategy_matches_the_numpy_strategy(x, geometry):
         assert cp.gradcheck(compiled, x) < 1e-7
 
 
+@pytest.mark.parametrize("p", [1.5, 0.5, -2.5, 2.0, 3.0])
+def test_lp_window_matches_the_lp_layer_for_any_p(x, p):
+    """Fractional p runs NumPy in LpPool2d; LpWindow must still agree with it."""
+    compiled = cp.CompiledPool2d(LpWindow(p), 3, 2, ceil_mode=True)
+    layer = cp.LpPool2d(p, 3, 2, ceil_mode=True)
+    y = compiled(x)
+    np.testing.assert_allclose(y, layer(x), rtol=1e-12)
+    g = np.random.default_rng(6).standard_normal(y.shape)
+    np.testing.assert_allclose(compiled.backward(g), layer.backward(g), rtol=1e-10)
+
+
 def test_generic_path_runs_the_same_compiled_strategy(x):
     layer = cp.CompiledPool2d(LpWindow(2.0), 3, 2, padding=1)
     y_fast = layer(x)

@@ -57,11 +57,14 @@ class LpPool2d(Pool2d):
     * The gradient is ``dy/dx_i = K/n * s ** (1/p - 1) * x_i ** (p - 1)``
       with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
 
-    The compiled path is :class:`~cnnpool.pooling._lp.LpWindow`, a
-    ``WindowStrategy`` run by the compiled window driver (the library's own
-    example of the ``_strategy.pxd`` extension point); it computes in
-    float64 and rounds once.  ``use_fast_path = False`` runs the NumPy
-    ``pool``/``route`` below instead, in the input's dtype.
+    The compiled path, for integer ``p`` (and ``±inf``), is
+    :class:`~cnnpool.pooling._lp.LpWindow`, a ``WindowStrategy`` run by the
+    compiled window driver (the library's own example of the
+    ``_strategy.pxd`` extension point); it computes in float64 and rounds
+    once.  A fractional ``p`` runs the NumPy ``pool``/``route`` below, in the
+    input's dtype: per tap it needs ``pow``, which NumPy vectorises and the
+    per-window compiled loop cannot, so NumPy is faster there.
+    ``use_fast_path = False`` runs the NumPy strategy for every ``p``.
 
     Examples
     --------
@@ -89,6 +92,11 @@ class LpPool2d(Pool2d):
         else:
             self._max = None
             self._window = LpWindow(norm_type)
+            if norm_type != int(norm_type) or abs(norm_type) > 16:
+                # Fractional p: the compiled window calls double pow() three times
+                # per tap, slower than NumPy's vectorised power here (see
+                # benchmarks/strategy_cost.py), so the NumPy strategy runs.
+                self._forward_fast = self._backward_fast = None
 
     # ------------------------------------------------------------ NumPy strategy
     def _terms(self, windows):
