@@ -63,7 +63,10 @@ def main(dist_dir):
     sources |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")}
     for name in sorted((required | sources) - have):
         problems.append(f"sdist lacks {name}")
-    debris = re.compile(r"(\.(c|cpp|so|pyd|o|pyc|html)$|__pycache__|^build/|^dist/|_build/)")
+    debris = re.compile(
+        r"(\.(c|cpp|so|pyd|o|pyc|html)$|__pycache__|^build/|^dist/|_build/|^docs/generated/"
+        r"|^docs/api\.rst$)"
+    )
     for name in names:
         if debris.search(name):
             problems.append(f"sdist carries build debris: {name}")
