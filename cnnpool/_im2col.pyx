@@ -51,8 +51,11 @@ cdef inline Py_ssize_t _run_stop(Py_ssize_t off, Py_ssize_t width, Py_ssize_t ou
 cdef void _check(tuple x_shape, tuple cols_shape, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                  Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t out_h,
-                 Py_ssize_t out_w) except *:
-    """Refuse shapes that would make the unchecked loops read or write out of bounds."""
+                 Py_ssize_t out_w, bint extra_rows) except *:
+    """Refuse shapes that would make the unchecked loops read or write out of bounds.
+
+    With ``extra_rows``, ``cols`` may have more than ``C*kh*kw`` rows.
+    """
     if min(kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w) < 1 or min(pad_h, pad_w) < 0:
         raise ValueError(
             f"kernel, stride and dilation must be >= 1 and padding >= 0, got "
@@ -68,6 +71,9 @@ cdef void _check(tuple x_shape, tuple cols_shape, Py_ssize_t kernel_h, Py_ssize_
             f"gives ({expected_h}, {expected_w}) for input of shape {x_shape}"
         )
     expected = (n, c * kernel_h * kernel_w, out_h * out_w)
+    if extra_rows and cols_shape[0] == n and cols_shape[2] == out_h * out_w \
+            and cols_shape[1] >= expected[1]:
+        return
     if cols_shape != expected:
         raise ValueError(
             f"cols must have shape (N, C*kh*kw, OH*OW) = {expected}, got {cols_shape}"
@@ -84,9 +90,10 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
     ----------
     x : floating[N, C, H, W], C-contiguous
         The input images.
-    cols : floating[N, C*kh*kw, OH*OW], C-contiguous
-        Written completely (padding taps get 0); its previous content is
-        irrelevant, so a reused buffer needs no clearing.
+    cols : floating[N, R, OH*OW], C-contiguous, ``R >= C*kh*kw``
+        Rows ``[0, C*kh*kw)`` are written completely (padding taps get 0),
+        so a reused buffer needs no clearing.  Rows past those are left
+        untouched: ``Conv2d`` keeps a row of ones there for its bias.
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w : int
         The convolution geometry.
     out_h, out_w : int
@@ -96,7 +103,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
     """
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
-           pad_h, pad_w, dil_h, dil_w, out_h, out_w)
+           pad_h, pad_w, dil_h, dil_w, out_h, out_w, True)
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n, c, i, j, oh, ow, ih, row, off, ow_lo, ow_hi
@@ -138,24 +145,28 @@ def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
            Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
            Py_ssize_t out_h, Py_ssize_t out_w, int n_threads):
-    """Add every column entry of ``cols`` onto the input element it came from.
+    """Sum every column entry of ``cols`` onto the input element it came from.
 
-    The adjoint of :func:`im2col`: ``x`` (N, C, H, W) must be zeroed by the
-    caller (or hold values to add to); entries that came from padding are
-    dropped; overlapping receptive fields accumulate.  Arguments as in
-    :func:`im2col`.
+    The adjoint of :func:`im2col`.  ``x`` (N, C, H, W) is overwritten: each
+    plane is zeroed right before its entries are added (while it is in
+    cache), so the caller may pass uninitialised memory.  Entries that came
+    from padding are dropped; overlapping receptive fields accumulate.
+    Arguments as in :func:`im2col`.
     """
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
-           pad_h, pad_w, dil_h, dil_w, out_h, out_w)
+           pad_h, pad_w, dil_h, dil_w, out_h, out_w, False)
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n, c, i, j, oh, ow, ih, row, off, ow_lo, ow_hi
+    cdef Py_ssize_t plane = height * width
     cdef const floating *src
     cdef floating *dst
     with nogil:
         for n in prange(n_img, num_threads=n_threads, schedule="static"):
             for c in range(channels):
+                if plane > 0:
+                    memset(&x[n, c, 0, 0], 0, plane * sizeof(floating))
                 for i in range(kernel_h):
                     for j in range(kernel_w):
                         row = (c * kernel_h + i) * kernel_w + j

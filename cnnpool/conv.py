@@ -64,8 +64,9 @@ class Conv2d(Layer):
     Input ``(N, C, H, W)``, output ``(N, O, OH, OW)`` with
     ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).  The
     forward pass keeps the unrolled columns, ``N*C*kh*kw*OH*OW`` elements,
-    for the weight gradient, and reuses that buffer on the next forward of
-    the same shape; backward keeps a scratch buffer of that size too.
+    (plus a row of ones that carries the bias through the GEMM) for the
+    weight gradient, and reuses that buffer on the next forward of the same
+    shape; backward keeps a scratch buffer of that size too.
 
     Examples
     --------
@@ -157,47 +158,63 @@ class Conv2d(Layer):
                 f"in_channels={self.in_channels}"
             )
         out_h, out_w = self._out_size(x.shape)
+        w2 = weight.reshape(self.out_channels, weight[0].size)
+        bias = self.bias
         if self._pointwise:
             cols = x.reshape(n, c, h * w)
-        else:
-            kh, kw = self.kernel_size
-            shape = (n, c * kh * kw, out_h * out_w)
-            cols = self._cols
-            if cols is None or cols.shape != shape or cols.dtype != x.dtype:
-                cols = self._cols = np.empty(shape, x.dtype)
-            _im2col.im2col(
-                x, cols, *self._geometry_args, out_h, out_w,
-                threads_for(n, x.size + cols.size),
-            )
-        w2 = weight.reshape(self.out_channels, weight[0].size)
-        out = np.matmul(w2, cols)  # (N, O, OH*OW): one BLAS GEMM per image, in C
-        if self.bias is not None:
-            out += self.bias.data[:, None]
-        self._saved = (x.shape, cols, w2)
+            out = np.matmul(w2, cols)  # (N, O, H*W): one BLAS GEMM per image, in C
+            if bias is not None:
+                out += bias.data[:, None]
+            self._saved = (x.shape, cols, w2, False)
+            return out.reshape(n, self.out_channels, out_h, out_w)
+        # With a bias, cols gets one more row, all ones, and the weight matrix
+        # the bias as one more column: the GEMM then adds the bias, and in
+        # backward the same GEMM that gives grad_weight gives grad_bias, which
+        # saves two passes over the output.
+        k = w2.shape[1]
+        ones = bias is not None
+        shape = (n, k + ones, out_h * out_w)
+        cols = self._cols
+        if cols is None or cols.shape != shape or cols.dtype != x.dtype:
+            cols = self._cols = np.empty(shape, x.dtype)
+            if ones:
+                cols[:, k] = 1  # im2col writes rows [0, k) only: this row stays ones
+        _im2col.im2col(
+            x, cols, *self._geometry_args, out_h, out_w,
+            threads_for(n, x.size + cols.size),
+        )
+        wmat = np.concatenate((w2, bias.data[:, None]), axis=1) if ones else w2
+        out = np.matmul(wmat, cols)  # (N, O, OH*OW): one BLAS GEMM per image, in C
+        self._saved = (x.shape, cols, w2, ones)
         return out.reshape(n, self.out_channels, out_h, out_w)
 
     def backward(self, grad_output):
         """Gradient w.r.t. ``x``; adds the weight and bias gradients into ``.grad``."""
         if self._saved is None:
             raise BackwardBeforeForwardError("Conv2d.backward called before forward")
-        x_shape, cols, w2 = self._saved
+        x_shape, cols, w2, ones = self._saved
         n = x_shape[0]
         out_shape = (n, self.out_channels) + self._out_size(x_shape)
         grad = _checks.grad_like(grad_output, out_shape, cols.dtype)
         g = grad.reshape(n, self.out_channels, out_shape[2] * out_shape[3])
-        if self.bias is not None:
+        k = w2.shape[1]
+        grad_w = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)  # (O, k + ones)
+        if ones:
+            self.bias.grad += grad_w[:, k]
+            grad_w = grad_w[:, :k]
+        elif self.bias is not None:
             self.bias.grad += g.sum(axis=(0, 2))
-        grad_w = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
         self.weight.grad += grad_w.reshape(self.weight.grad.shape)
         if self._pointwise:
             return np.matmul(w2.T, g).reshape(x_shape)
         # (N, C*kh*kw, OH*OW), written whole by the GEMM: a scratch buffer kept
         # between calls, since a fresh one this large costs page faults each time.
+        shape = (n, k, g.shape[2])
         grad_cols = self._grad_cols
-        if grad_cols is None or grad_cols.shape != cols.shape or grad_cols.dtype != cols.dtype:
-            grad_cols = self._grad_cols = np.empty(cols.shape, cols.dtype)
+        if grad_cols is None or grad_cols.shape != shape or grad_cols.dtype != cols.dtype:
+            grad_cols = self._grad_cols = np.empty(shape, cols.dtype)
         np.matmul(w2.T, g, out=grad_cols)
-        grad_x = np.zeros(x_shape, cols.dtype)
+        grad_x = np.empty(x_shape, cols.dtype)  # col2im zeroes each plane itself
         _im2col.col2im(
             grad_cols, grad_x, *self._geometry_args, *out_shape[2:],
             threads_for(n, grad_x.size + grad_cols.size),

@@ -68,7 +68,7 @@ def test_col2im_is_the_adjoint_of_im2col(geom):
     assert not np.isnan(cols).any()
     np.testing.assert_array_equal(cols, _unrolled(x, *args))
     c_rand = rng.standard_normal(cols.shape)
-    back = np.zeros_like(x)
+    back = np.full_like(x, np.nan)  # col2im overwrites: no need to zero it first
     _im2col.col2im(c_rand, back, *args, 1)
     np.testing.assert_allclose(np.sum(cols * c_rand), np.sum(x * back), rtol=1e-12)
 
@@ -99,6 +99,17 @@ def test_kernels_give_the_same_bits_on_any_thread_count(dtype):
     _im2col.col2im(g, gx1, *args, 1)
     _im2col.col2im(g, gx2, *args, 3)
     np.testing.assert_array_equal(gx1, gx2)
+
+
+def test_im2col_leaves_extra_rows_alone():
+    # Conv2d keeps a row of ones after the C*kh*kw unrolled rows for its bias.
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    cols = np.full((1, 10, 4), 7.0)
+    _im2col.im2col(x, cols, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2, 1)
+    np.testing.assert_array_equal(cols[0, :9], _unrolled(x, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2)[0])
+    np.testing.assert_array_equal(cols[0, 9], [7.0] * 4)
+    with pytest.raises(ValueError, match="cols must have shape"):
+        _im2col.col2im(cols, x, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2, 1)
 
 
 def test_kernels_refuse_inconsistent_shapes():
