@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import reference as ref
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnpool as cp
@@ -127,6 +127,13 @@ def test_kernels_refuse_inconsistent_shapes():
 def test_gradcheck(geom):
     conv, x = _layer_and_input(geom)
     assert cp.gradcheck(conv, x) < 1e-7
+
+
+@settings(max_examples=25)
+@given(geom=conv_geometry(), seed=st.integers(0, 2**16))
+def test_gradcheck_on_random_geometries(geom, seed):
+    conv, x = _layer_and_input(geom, seed=seed)
+    assert cp.gradcheck(conv, x, seed=seed) < 1e-6
 
 
 def test_gradcheck_without_bias():
