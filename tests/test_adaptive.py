@@ -14,7 +14,8 @@ F = torch.nn.functional
 
 
 def _torch_grad(fn, x, g):
-    tx = torch.tensor(x, requires_grad=True)
+    # A copy: a one-element array can be "contiguous" with negative strides, which torch refuses.
+    tx = torch.tensor(x.copy(), requires_grad=True)
     out = fn(tx)
     y = out[0] if isinstance(out, tuple) else out
     y.backward(torch.tensor(g))
