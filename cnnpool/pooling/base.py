@@ -33,13 +33,17 @@ through the generic path instead (the tests check both agree).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _checks
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
 from . import _windows
-from .geometry import make_geometry
+from .geometry import PoolGeometry, make_geometry
+
+_IntOrPair = int | tuple[int, int]
 
 
 def _check_geometry(geom, x_shape, name):
@@ -105,7 +109,14 @@ class Pool2d(Layer):
 
     pad_value = 0.0
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def __init__(
+        self,
+        kernel_size: _IntOrPair,
+        stride: _IntOrPair | None = None,
+        padding: _IntOrPair = 0,
+        dilation: _IntOrPair = 1,
+        ceil_mode: bool = False,
+    ) -> None:
         self.kernel_size = _checks.pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _checks.pair(stride, "stride")
         self.padding = _checks.pair(padding, "padding", minimum=0)
@@ -120,12 +131,12 @@ class Pool2d(Layer):
                     f"padding={self.padding} for kernel_size={self.kernel_size}"
                 )
         self.use_fast_path = True
-        self.geometry = None
-        self._geometries = {}
-        self._saved = None
+        self.geometry: PoolGeometry | None = None
+        self._geometries: dict[tuple[int, int], PoolGeometry] = {}
+        self._saved: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ geometry
-    def geometry_for(self, height, width):
+    def geometry_for(self, height: int, width: int) -> PoolGeometry:
         """The :class:`PoolGeometry` for an input of spatial size ``(height, width)``.
 
         Cached per size.  Raises ``ValueError`` when the window does not fit
@@ -142,7 +153,7 @@ class Pool2d(Layer):
             self._geometries[key] = geom
         return geom
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Output shape ``(N, C, OH, OW)`` for an input of shape ``(N, C, H, W)``."""
         if len(input_shape) != 4:
             raise ValueError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
@@ -150,17 +161,19 @@ class Pool2d(Layer):
         return tuple(input_shape[:2]) + geom.out_size
 
     # ------------------------------------------------------------- the strategy
-    def pool(self, windows):
+    def pool(self, windows: np.ndarray) -> np.ndarray:
         """Reduce each window: ``(N, C, OH, OW, K) -> (N, C, OH, OW)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement pool(windows)")
 
-    def route(self, windows, pooled):
+    def route(self, windows: np.ndarray, pooled: np.ndarray) -> np.ndarray:
         """Local gradient ``d pooled / d windows``, shape ``(N, C, OH, OW, K)``."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement route(windows, pooled)"
         )
 
-    def param_grads(self, windows, pooled, grad_output):
+    def param_grads(
+        self, windows: np.ndarray, pooled: np.ndarray, grad_output: np.ndarray
+    ) -> dict[Parameter, np.ndarray]:
         """Gradients of the loss for the strategy's own parameters (optional hook).
 
         Implement it only in a strategy that owns :class:`Parameter` s.
@@ -174,7 +187,7 @@ class Pool2d(Layer):
         """
         return {}
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         """The :class:`Parameter` attributes of this layer, in assignment order."""
         return [v for v in vars(self).values() if isinstance(v, Parameter)]
 
@@ -207,11 +220,11 @@ class Pool2d(Layer):
             p.grad += g.astype(p.grad.dtype, copy=False)
 
     # Compiled strategies override these two; the base marks them absent.
-    _forward_fast = None
-    _backward_fast = None
+    _forward_fast: Any = None
+    _backward_fast: Any = None
 
     # ---------------------------------------------------------- forward/backward
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
         x = _checks.as_float_array(x, "x", 4)
         geom = self.geometry_for(*x.shape[2:])
@@ -224,7 +237,7 @@ class Pool2d(Layer):
         self._saved = (x.shape, x.dtype, y.shape, geom, fast, context)
         return y
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the input of the last forward; shape and dtype of ``x``.
 
         Saved state is never modified: calling it twice gives the same answer.
@@ -240,7 +253,7 @@ class Pool2d(Layer):
         return self._backward_generic(grad_output, x_shape, geom, context)
 
     # ------------------------------------------------------------ generic path
-    def gather_windows(self, x, geom=None):
+    def gather_windows(self, x: np.ndarray, geom: PoolGeometry | None = None) -> np.ndarray:
         """Cut ``x`` (N, C, H, W) into windows ``(N, C, OH, OW, K)``.
 
         Padded taps hold :attr:`pad_value`.  Compiled; ``x`` is validated as
@@ -261,7 +274,9 @@ class Pool2d(Layer):
         )
         return windows.reshape((n, c) + geom.out_size + (geom.window_size,))
 
-    def scatter_windows(self, grad_windows, x_shape, geom):
+    def scatter_windows(
+        self, grad_windows: np.ndarray, x_shape: tuple[int, ...], geom: PoolGeometry
+    ) -> np.ndarray:
         """Sum ``grad_windows`` (N, C, OH, OW, K) back onto the input grid (N, C, H, W)."""
         x_shape = tuple(x_shape)
         _check_geometry(geom, x_shape, "x_shape")
@@ -314,14 +329,14 @@ class Pool2d(Layer):
         return grad_x
 
     # -------------------------------------------------------------------- repr
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         parts = [f"kernel_size={self.kernel_size}", f"stride={self.stride}"]
         parts.append(f"padding={self.padding}")
         parts.append(f"dilation={self.dilation}")
         parts.append(f"ceil_mode={self.ceil_mode}")
         return ", ".join(parts)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for saved models (see ``Layer.get_config``).
 
         A strategy whose constructor takes more arguments extends this dict.
