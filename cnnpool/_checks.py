@@ -40,8 +40,10 @@ def pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
     """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         items = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
     ):
         items = (int(value[0]), int(value[1]))
     else:
@@ -109,18 +111,12 @@ def as_float_array(
                     f"dtype=np.float32) first"
                 )
         else:
-            raise TypeError(
-                f"{name} must be a NumPy array, got {type(x).__name__}"
-            )
+            raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must be float32 or float64, got dtype {x.dtype} "
-            f"(shape {x.shape})"
-        )
+        raise TypeError(f"{name} must be float32 or float64, got dtype {x.dtype} (shape {x.shape})")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(
-            f"{name} must be {ndim}-D ({layout}), got {x.ndim}-D array of "
-            f"shape {x.shape}"
+            f"{name} must be {ndim}-D ({layout}), got {x.ndim}-D array of shape {x.shape}"
         )
     return np.ascontiguousarray(x)
 
@@ -138,7 +134,6 @@ def grad_like(
         )
     if grad.dtype != dtype:
         raise TypeError(
-            f"{name} must have the dtype of the forward output ({dtype}), "
-            f"got {grad.dtype}"
+            f"{name} must have the dtype of the forward output ({dtype}), got {grad.dtype}"
         )
     return np.ascontiguousarray(grad)

@@ -103,4 +103,3 @@ def gradcheck(
     finally:
         for p, (data, grad) in zip(params, saved):
             p.data, p.grad = data, grad
-

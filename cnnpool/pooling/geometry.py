@@ -125,9 +125,9 @@ class PoolGeometry:
         W = self.in_size[1]
         r, c = self.rows.positions, self.cols.positions
         flat = r[:, None, :, None] * W + c[None, :, None, :]
-        hit = ((r >= 0) & (r < self.in_size[0]))[:, None, :, None] & (
-            (c >= 0) & (c < W)
-        )[None, :, None, :]
+        hit = ((r >= 0) & (r < self.in_size[0]))[:, None, :, None] & ((c >= 0) & (c < W))[
+            None, :, None, :
+        ]
         flat = np.where(hit, flat, -1)
         return flat.reshape(self.out_size + (self.window_size,))
 
