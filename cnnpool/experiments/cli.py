@@ -21,7 +21,7 @@ from .run import Settings, resolve_strategy
 DEFAULTS = Settings()
 
 #: Learning rate used when ``--lr`` is not given, per optimizer.
-DEFAULT_LR = {"adam": DEFAULTS.lr, "sgd": 0.05}
+DEFAULT_LR = {"adam": DEFAULTS.lr, "sgd": 0.02}
 
 
 def _seeds(text):

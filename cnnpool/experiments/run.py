@@ -83,8 +83,8 @@ class Settings:
     dataset: str = "textures"
     pools: tuple = ("max", "mean")
     seeds: tuple = tuple(range(10))
-    epochs: int = 5
-    batch_size: int = 16
+    epochs: int = 6
+    batch_size: int = 32
     lr: float = 0.003
     optimizer: str = "adam"
     momentum: float = 0.9
@@ -573,10 +573,15 @@ def _run_parallel(settings, strategies, jobs, bars):
             parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
             for result in parallel(tasks):
                 out.append(result)
-                if bars is not None and queue is None:
+                if bars is not None and queue is None:  # no live channel: replay the run
                     for r in result["runs"]:
-                        bars(("start", r["strategy"], result["seed"], 1))
-                        bars(("end", r["strategy"], result["seed"], r["status"]))
+                        key = (r["strategy"], result["seed"])
+                        bars(("start", *key, settings.epochs))
+                        for e in r["epochs"]:
+                            if e["train_loss"] is not None:
+                                bars(("epoch", *key, e["epoch"], e["train_loss"],
+                                      e["test_accuracy"]))
+                        bars(("end", *key, r["status"]))
         finally:
             if queue is not None:
                 queue.put(None)
@@ -781,8 +786,14 @@ def results_table(results):
             f"| {_count_text(row['diverged'], row['diverged_seeds'])} "
             f"| {_count_text(row['failed'], row['failed_seeds'])} |"
         )
-    lines += ["", "Values are mean ± 95% confidence interval over seeds (Student t); "
-              "diverged or failed runs are counted above and left out of the means.", ""]
+    lines += [
+        "",
+        "Values are mean ± 95% confidence interval over seeds (Student t); diverged or "
+        "failed runs are counted above and left out of the means. Final training loss: "
+        "mean cross-entropy over the last epoch's mini-batches. Time per epoch: wall-clock "
+        f"seconds of training (no evaluation), {results['timing']['jobs']} seed(s) at a time.",
+        "",
+    ]
     if results["comparisons"]:
         lines.append("## Paired differences")
         lines.append("")
@@ -799,6 +810,8 @@ def results_table(results):
         for r in failed:
             lines.append(f"- {r['strategy']}, seed {r['seed']}: `{r['error']}`")
         lines.append("")
+    lines += ["![training loss and test accuracy per epoch](curves.png)", "",
+              "![gradient routing through max and mean pooling](routing.png)", ""]
     return "\n".join(lines)
 
 
