@@ -480,3 +480,102 @@ def test_fuzz_conv2d(data):
         np.testing.assert_allclose(conv.bias.grad, gb_ref, rtol=0,
                                    atol=eps * 10 * (np.abs(g).sum() + 1))
     np.testing.assert_array_equal(x, before)
+
+
+# ------------------------------------------- the other compiled strategies
+
+
+def _adaptive_bounds(size, out):
+    """PyTorch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive_reference(x, out_size, kind):
+    """Adaptive max (with PyTorch's tie/NaN rule and flat indices) or mean, by loops."""
+    n, c, H, W = x.shape
+    rows, cols = _adaptive_bounds(H, out_size[0]), _adaptive_bounds(W, out_size[1])
+    y = np.zeros((n, c) + out_size, dtype=np.float64)
+    idx = np.zeros((n, c) + out_size, dtype=np.int64)
+    for a in range(n):
+        for b in range(c):
+            for i, (r0, r1) in enumerate(rows):
+                for j, (c0, c1) in enumerate(cols):
+                    if kind == "mean":
+                        y[a, b, i, j] = x[a, b, r0:r1, c0:c1].astype(np.float64).mean()
+                        continue
+                    best, at = -np.inf, r0 * W + c0
+                    for r in range(r0, r1):
+                        for q in range(c0, c1):
+                            v = x[a, b, r, q]
+                            if v > best or np.isnan(v):
+                                best, at = v, r * W + q
+                    y[a, b, i, j], idx[a, b, i, j] = best, at
+    return y.astype(x.dtype), idx
+
+
+@given(data=st.data())
+def test_fuzz_adaptive_pool(data):
+    """Adaptive max/mean (``_adaptive.pyx``) against window-by-window loops."""
+    H, W = data.draw(st.integers(1, 17), label="H"), data.draw(st.integers(1, 17), label="W")
+    out = (data.draw(st.integers(1, 19), label="OH"), data.draw(st.integers(1, 19), label="OW"))
+    n, c, dtype = _batch(data)
+    kind = data.draw(st.sampled_from(["max", "mean"]), label="kind")
+    x = data.draw(arrays((n, c, H, W), dtype), label="x")
+    layer = (cp.pooling.AdaptiveMaxPool2d if kind == "max" else cp.pooling.AdaptiveMeanPool2d)(out)
+    y = layer(x)
+    y_ref, idx_ref = _adaptive_reference(np.ascontiguousarray(x), out, kind)
+    assert y.dtype == dtype and y.shape == (n, c) + out
+    g = np.ascontiguousarray(data.draw(arrays(y.shape, dtype, kinds=("normal", "ties")),
+                                       label="grad"))
+    gx = layer.backward(g)
+    if kind == "max":
+        _same(y, y_ref)
+        np.testing.assert_array_equal(layer.indices, idx_ref)
+        _same(gx, max_pool2d_backward(g, idx_ref, x.shape))
+        return
+    np.testing.assert_allclose(y, y_ref, **tol(dtype))
+    ref = np.zeros(x.shape)
+    rows, cols = _adaptive_bounds(H, out[0]), _adaptive_bounds(W, out[1])
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            ref[:, :, r0:r1, c0:c1] += g[:, :, i:i + 1, j:j + 1] / ((r1 - r0) * (c1 - c0))
+    np.testing.assert_allclose(gx, ref, **tol(dtype))
+
+
+@given(data=st.data())
+def test_fuzz_compiled_strategies_match_their_numpy_strategy(data):
+    """Lp (the compiled ``_strategy`` driver) and mixed pooling: compiled == NumPy path."""
+    k, s, p, d, ceil, H, W = data.draw(geometries(max_kernel=5, max_extra=10), label="geometry")
+    n, c, dtype = _batch(data)
+    which = data.draw(st.sampled_from(["lp", "mixed", "mixed-per-channel"]), label="layer")
+    if which == "lp":
+        norm = data.draw(st.sampled_from([1.0, 2.0, 3.0, 1.5, np.inf]), label="norm_type")
+        if p != (0, 0) or d != (1, 1):
+            p, d = (0, 0), (1, 1)  # Lp has no padding or dilation (as PyTorch)
+            assume(all(pool_output_size(sz, kk, ss, 0, 1, ceil) >= 1
+                       for sz, kk, ss in zip((H, W), k, s)))
+
+        def make():
+            return cp.pooling.LpPool2d(norm, k, s, ceil)
+        # positive inputs: Lp of signed values is NaN by design for odd/fractional p
+        x = np.abs(data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties")),
+                             label="x")) + 0.25
+    else:
+        channels = c if which == "mixed-per-channel" else None
+
+        def make():
+            layer = cp.pooling.MixedPool2d(k, s, p, d, ceil, alpha=0.3, channels=channels,
+                                           dtype=dtype)
+            return layer
+        x = data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties")), label="x")
+    fast, slow = make(), make()
+    slow.use_fast_path = False
+    y1, y2 = fast(x), slow(x)
+    assert y1.dtype == y2.dtype == dtype
+    loose = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9,
+                                                                      "atol": 1e-12}
+    np.testing.assert_allclose(y1, y2, **loose)
+    g = data.draw(arrays(y1.shape, dtype, kinds=("normal", "ties")), label="grad")
+    np.testing.assert_allclose(fast.backward(g), slow.backward(g), **loose)
+    for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
+        np.testing.assert_allclose(a.grad, b.grad, **loose)

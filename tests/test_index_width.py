@@ -114,3 +114,31 @@ def test_kernels_index_with_py_ssize_t_only():
                     continue
                 offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert not offenders, "C int types used for what may be an index:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("k,s,H,W,dtype", [
+    (2, 2, 2, 2**24 + 2, np.float32),  # the direct 2x2 loop: offsets W and W+1
+    (2, 2, 2, 2**24 + 2, np.float64),
+    (3, 1, 3, 2**23 + 3, np.float32),  # 3x3: offsets up to 2W+2, just past 2**24
+], ids=["2x2s2-float32", "2x2s2-float64", "3x3s1-float32"])
+def test_max_indices_exact_on_planes_wider_than_float32_integers(k, s, H, W, dtype):
+    """Winner offsets above 2**24 are not exact in float32: none may be kept in one.
+
+    (Under the kernel rewrite in progress, the 2x2 direct path reported the
+    winner one column off, outside its own window, for W = 2**24 + 2.)
+    """
+    rng = np.random.default_rng(0)
+    x = np.zeros((1, 1, H, W), dtype)
+    x[0, 0, -1, : 4096] = 1 + rng.random(4096)  # the winners sit in the last row
+    x[0, 0, :, -4096:] = rng.standard_normal((H, 4096))
+    pool = cp.MaxPool2d(k, s)
+    y = pool(x)
+    idx = pool.indices[0, 0]
+    oh, ow = np.indices(idx.shape)
+    r, c = idx // W, idx % W
+    assert (r - oh * s >= 0).all() and (r - oh * s < k).all()
+    assert (c - ow * s >= 0).all() and (c - ow * s < k).all()
+    np.testing.assert_array_equal(x[0, 0].ravel()[idx], y[0, 0])
+    gx = pool.backward(np.ones_like(y))
+    counts = np.bincount(idx.ravel(), minlength=H * W).reshape(H, W)
+    np.testing.assert_array_equal(gx[0, 0], counts)
