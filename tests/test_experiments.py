@@ -225,7 +225,7 @@ def test_bad_cli_arguments(args, words, capsys):
 
 # ------------------------------------------------- diverged and failed runs
 class ExplodingPool(cp.MaxPool2d):
-    """Max pooling whose output turns NaN from its 8th forward call on."""
+    """Max pooling whose output turns NaN from its 8th forward call on (per layer)."""
 
     strategy_name = "exploding"
 
@@ -249,8 +249,9 @@ class BrokenPool(cp.Pool2d):
 def test_diverged_and_failed_runs_are_recorded_not_dropped(tmp_path):
     from cnnpool.experiments.run import write_outputs
 
+    # batch 16: 10 batches per epoch, so each pool's 8th forward falls in epoch 1
     res = run_experiment(Settings(dataset="faces", seeds=(0, 1), epochs=2, channels=(2, 4),
-                                  pools=("max", ExplodingPool, BrokenPool)))
+                                  batch_size=16, pools=("max", ExplodingPool, BrokenPool)))
     check_schema(res)
     runs = {(r["strategy"], r["seed"]): r for r in res["runs"]}
     boom = runs[("exploding", 0)]
