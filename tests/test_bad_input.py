@@ -44,8 +44,9 @@ def run_isolated(body):
     """Run ``body`` (Python source) in a fresh interpreter; fail on a crash or error."""
     code = f"import sys\nsys.path.insert(0, {HERE!r})\n" + textwrap.dedent(body)
     code += "\nprint('CASE-OK')\n"
+    # cwd: from the repository root, "python -c" would import the unbuilt source folder
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="2"))
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="2"), cwd=HERE)
     report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0 and "CASE-OK" in proc.stdout, report
     for marker in ("ERROR: AddressSanitizer", "runtime error:"):
