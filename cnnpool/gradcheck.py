@@ -21,8 +21,11 @@ def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     """Normwise relative error: ``max|a - n| / max(max|a|, max|n|)``.
 
     Normwise rather than elementwise, so that elements whose true gradient
-    is zero (most of a max-pooling gradient) do not divide by zero.
+    is zero (most of a max-pooling gradient) do not divide by zero.  A NaN or
+    infinite gradient on either side is a failure (``inf``), never a pass.
     """
+    if not (np.isfinite(analytic).all() and np.isfinite(numeric).all()):
+        return float("inf")
     scale = max(np.max(np.abs(analytic), initial=0.0), np.max(np.abs(numeric), initial=0.0))
     if scale == 0.0:
         return 0.0
@@ -60,7 +63,8 @@ def gradcheck(
     float
         The worst normwise relative error over the input gradient and every
         parameter gradient.  A correct float64 backward gives about 1e-8 or
-        less; a wrong one gives something of order 1.
+        less; a wrong one gives something of order 1, and a NaN or infinite
+        gradient gives ``inf``.
 
     Examples
     --------

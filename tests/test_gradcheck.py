@@ -71,6 +71,14 @@ def test_gradcheck_catches_wrong_route(x):
     assert cp.gradcheck(WrongMean(2), x) > 0.5
 
 
+def test_gradcheck_fails_on_nan_gradients(x):
+    class NanRoute(WrongMean):
+        def route(self, windows, pooled):
+            return np.full_like(windows, np.nan)
+
+    assert cp.gradcheck(NanRoute(2), x) == float("inf")
+
+
 def test_gradcheck_restores_parameters_and_checks_them():
     class Scale(cp.Layer):
         def __init__(self):

@@ -13,7 +13,7 @@ F = torch.nn.functional
 
 
 def _torch_grad(fn, x, g):
-    tx = torch.tensor(x, requires_grad=True)
+    tx = torch.tensor(x.copy(), requires_grad=True)  # a fresh array: torch refuses negative strides
     out = fn(tx)
     y = out[0] if isinstance(out, tuple) else out
     y.backward(torch.tensor(g))
