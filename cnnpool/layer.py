@@ -118,5 +118,15 @@ class Layer:
         """The configuration shown inside ``repr``; override in subclasses."""
         return ""
 
+    def get_config(self):
+        """The constructor arguments that rebuild this layer, as a JSON-ready dict.
+
+        ``type(layer)(**layer.get_config())`` builds a layer of the same
+        configuration (with fresh parameters); saved models store it.  The
+        default, ``{}``, suits layers whose constructor takes no arguments;
+        every other layer overrides it.
+        """
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
