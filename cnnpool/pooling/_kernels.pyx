@@ -8,40 +8,57 @@ these loops then run with bounds checks off.
 
 Window ranges: for output row ``oh`` the taps ``i`` in
 ``[row_lo[oh], row_hi[oh])`` land inside the input, at input row
-``row_start[oh] + i * dil_h`` (likewise for columns).  Taps outside those
-ranges lie in the padding and are skipped: padding never wins a max and
-adds nothing to a sum, so a padded input is never materialised.
+``row_start[oh] + i * dil_h`` (likewise for columns).
 
-How the loops are organised (all of it is about speed; the arithmetic is
-PyTorch's, operation for operation, so the numbers agree bit for bit):
+The arithmetic is PyTorch's, operation for operation, so the numbers agree
+bit for bit; everything else here is about speed.  Pooling is memory-bound
+only if the loops over windows are vectorised and free of unpredictable
+branches, so the forward pass works on whole output rows:
 
-* Output columns split into a left border, an *interior* run whose
-  windows lie wholly inside the input columns, and a right border.
-  Border windows take the general per-window loop with range lookups.
-* Interior columns of one output row run "tap-major": for each window
-  tap in row-major order, one pass over the whole run of windows.  That
-  inner pass is a plain strided loop without lookups or branches, which
-  gcc -O3 vectorises.  Each window still sees its taps in row-major
-  order, so max ties/NaN and the float summation order are unchanged.
-* The most common kernels (2x2 stride 2 and 3x3 stride 2, no dilation,
-  all rows inside) have fused row loops that keep the running max/sum in
-  registers across the taps.
-* Backward of non-overlapping pooling (stride = kernel, no padding or
-  dilation) writes every input gradient exactly once, so its output needs
-  no zero-fill; other geometries zero one plane at a time (in cache) and
-  accumulate.
+* **Direct** (2x2 stride 2, no padding: the most common layer): a fused
+  loop reads the two input rows in place.
+* **Panels** (every other geometry): each input row a window row needs is
+  copied once (per plane, cached) into a *panel*: padded with the pad
+  value (-inf for max, 0 for mean) on both sides and split into
+  ``stride_w`` phases, so that tap ``j`` of window ``t`` is element
+  ``t + shift_j`` of phase ``q_j``.  Every window of the row then reads
+  unit-stride, with no border cases, and the row length is rounded up to
+  a multiple of 8 so that no branchy scalar remainder runs.  Padded taps
+  change nothing: -inf never wins a max (a window whose inside taps are
+  all -inf is fixed to its first inside tap when the indices are
+  written), and adding +0.0 to a sum that started at +0.0 is exact.
+  3x3 stride 2 has a fused loop, any other kernel goes tap by tap.
+* **Scalar**: a per-window loop, only for absurdly wide windows whose tap
+  offsets are not exact in float32.
 
-Summation order of overlapping mean backward: an input element receives
-its windows' shares in row-major window order, as in PyTorch.  The
-tap-major pass keeps that order by running the taps of a window row from
-the last column to the first (a later window reaches a column through an
-earlier tap).
+Max keeps the running best and the winner's offset from the window's
+first tap in two arrays of the input's own type (gcc vectorises selects
+of equal width, not float-to-int64 ones on SSE2); a scalar pass then
+writes the int64 indices.
+
+Backward of non-overlapping pooling (stride = kernel, no padding or
+dilation) writes every input gradient exactly once, so its output needs
+no zero-fill.  Otherwise max zeroes one plane (in cache) and scatters
+through the indices in window order; mean accumulates into zeroed panels
+of the whole plane and copies the result out once.  An input element
+receives its windows' shares in row-major window order, as in PyTorch:
+the taps of a window row run from the last column to the first (a later
+window reaches a column through an earlier tap).
 """
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+
+cdef enum:
+    DIRECT_2X2 = 0
+    PANELS = 1
+    SCALAR = 2
+    BLOCK = 256  # windows per block of the direct loops (room on the stack)
 
 
 ctypedef struct Plan:
@@ -49,22 +66,40 @@ ctypedef struct Plan:
     Py_ssize_t height, width, out_h, out_w
     # Kernel, stride, dilation.
     Py_ssize_t kh, kw, sh, sw, dh, dw
-    # Interior output columns [ow_a, ow_b): windows wholly inside the columns.
-    Py_ssize_t ow_a, ow_b
-    # Which fused row loop applies to interior windows whose rows are all inside.
-    int fused
+    # Origin of the first window (negative with padding).
+    Py_ssize_t row0, col0
+    int mode
+    # 3x3 stride 2 without dilation: fused panel loop.
+    bint fused3
+    # Windows tile the input (stride = kernel, no padding or dilation).
+    bint tiled
+    # Output row length rounded up to a multiple of 8; panel phase length;
+    # panels cached per plane; rows of the mean-backward accumulator.
+    Py_ssize_t n8, span, slots, acc_rows
     const Py_ssize_t* row_start
     const Py_ssize_t* row_lo
     const Py_ssize_t* row_hi
     const Py_ssize_t* col_start
     const Py_ssize_t* col_lo
     const Py_ssize_t* col_hi
+    # Tables made once per call by _plan_tables (integer divisions are slow):
+    # per stride phase q, the panel elements [phase_lo[q], phase_hi[q]) that
+    # hold input columns; per window column j, where tap j sits in a panel;
+    # per input row, the panel slot that caches it.
+    Py_ssize_t* phase_lo
+    Py_ssize_t* phase_hi
+    Py_ssize_t* tap_col
+    Py_ssize_t* row_slot
 
 
-cdef enum:
-    FUSED_NONE = 0
-    FUSED_2X2S2 = 1
-    FUSED_3X3S2 = 2
+ctypedef struct Work:
+    # Per-thread scratch (untyped: the same struct serves both dtypes).
+    void* panels       # slots * sw * span elements
+    void* fill         # sw * span elements of the pad value
+    Py_ssize_t* tags   # slots: the input row each panel holds, -1 for none
+    void** rows        # kh panel pointers of the current output row
+    void* best         # n8: shares of one output row (mean backward)
+    void* acc          # acc_rows * sw * span: mean backward accumulator
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
@@ -73,8 +108,8 @@ cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_
                 const Py_ssize_t[::1] col_lo, const Py_ssize_t[::1] col_hi,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                 Py_ssize_t dh, Py_ssize_t dw) noexcept:
+    """Describe one call; the caller guarantees out_h, out_w >= 1."""
     cdef Plan g
-    cdef Py_ssize_t ow
     g.height, g.width, g.out_h, g.out_w = height, width, out_h, out_w
     g.kh, g.kw, g.sh, g.sw, g.dh, g.dw = kh, kw, sh, sw, dh, dw
     g.row_start = &row_start[0]
@@ -83,30 +118,171 @@ cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_
     g.col_start = &col_start[0]
     g.col_lo = &col_lo[0]
     g.col_hi = &col_hi[0]
-    # Full windows form one run of columns (window starts increase with ow).
-    g.ow_a = out_w
-    g.ow_b = out_w
-    for ow in range(out_w):
-        if col_lo[ow] == 0 and col_hi[ow] == kw:
-            if g.ow_a == out_w:
-                g.ow_a = ow
-            g.ow_b = ow + 1
-    if (kh - 1) * dh * width + (kw - 1) * dw >= (1 << 24):
-        # Tap offsets would not be exact in float32: every window takes the
-        # general loop (only for absurdly wide windows).
-        g.ow_a = out_w
-        g.ow_b = out_w
-    g.fused = FUSED_NONE
-    if dh == 1 and dw == 1 and sh == 2 and sw == 2:
-        if kh == 2 and kw == 2:
-            g.fused = FUSED_2X2S2
-        elif kh == 3 and kw == 3:
-            g.fused = FUSED_3X3S2
+    g.row0 = row_start[0]
+    g.col0 = col_start[0]
+    # Window starts increase, so the first and last windows show any padding.
+    cdef bint inside = (row_lo[0] == 0 and row_hi[out_h - 1] == kh
+                        and col_lo[0] == 0 and col_hi[out_w - 1] == kw)
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1 and inside:
+        g.mode = DIRECT_2X2
+    elif (kh - 1) * dh * width + (kw - 1) * dw >= (1 << 24) or sw > 64:
+        # Offsets inside a window would not be exact in float32, or panels
+        # of that many stride phases would be mostly waste.
+        g.mode = SCALAR
+    else:
+        g.mode = PANELS
+    g.fused3 = kh == 3 and kw == 3 and sh == 2 and sw == 2 and dh == 1 and dw == 1
+    g.tiled = (sh == kh and sw == kw and dh == 1 and dw == 1 and g.row0 == 0
+               and g.col0 == 0 and out_h * kh <= height and out_w * kw <= width)
+    g.n8 = (out_w + 7) // 8 * 8
+    g.span = g.n8 + (kw - 1) * dw // sw
+    g.slots = (kh - 1) * dh + 1
+    g.acc_rows = (out_h - 1) * sh + (kh - 1) * dh + 1
+    g.phase_lo = g.phase_hi = g.tap_col = g.row_slot = NULL
     return g
 
 
-cdef inline bint _full_rows(const Plan* g, Py_ssize_t oh) noexcept nogil:
-    return g.row_lo[oh] == 0 and g.row_hi[oh] == g.kh
+cdef bint _plan_tables(Plan* g) noexcept nogil:
+    """Fill the plan's tables (one allocation, freed by _plan_free); False if no memory."""
+    cdef Py_ssize_t q, j, c, a, b, lo, hi, ih, sw = g.sw
+    g.phase_lo = <Py_ssize_t*>malloc((2 * sw + g.kw + g.height) * sizeof(Py_ssize_t))
+    if g.phase_lo == NULL:
+        return False
+    g.phase_hi = g.phase_lo + sw
+    g.tap_col = g.phase_hi + sw
+    g.row_slot = g.tap_col + g.kw
+    for q in range(sw):
+        # Element t of phase q is input column col0 + q + t*sw.
+        a = -g.col0 - q
+        b = g.width - g.col0 - q
+        lo = 0 if a <= 0 else (a + sw - 1) // sw
+        hi = 0 if b <= 0 else (b + sw - 1) // sw
+        hi = min(hi, g.span)
+        g.phase_lo[q] = min(lo, hi)
+        g.phase_hi[q] = hi
+    for j in range(g.kw):
+        c = j * g.dw
+        g.tap_col[j] = (c % sw) * g.span + c // sw
+    for ih in range(g.height):
+        g.row_slot[ih] = ih % g.slots
+    return True
+
+
+cdef void _plan_free(Plan* g) noexcept nogil:
+    free(g.phase_lo)
+    g.phase_lo = NULL
+
+
+cdef Work _work_new(const Plan* g, size_t item, bint accumulator) noexcept nogil:
+    """One thread's scratch (check it with ``_work_ok``).
+
+    Returned by value: inside a ``parallel()`` block, assigning it makes
+    the struct private to each thread.
+    """
+    cdef Work ws
+    cdef size_t panel = g.sw * g.span * item
+    if g.mode != PANELS:  # the other modes need no scratch
+        ws.panels = ws.fill = ws.best = ws.acc = NULL
+        ws.tags = NULL
+        ws.rows = NULL
+        return ws
+    ws.panels = malloc(g.slots * panel)
+    ws.fill = malloc(panel)
+    ws.tags = <Py_ssize_t*>malloc(g.slots * sizeof(Py_ssize_t))
+    ws.rows = <void**>malloc(g.kh * sizeof(void*))
+    ws.best = malloc(g.n8 * item)
+    ws.acc = malloc(g.acc_rows * panel) if accumulator else NULL
+    return ws
+
+
+cdef bint _work_ok(const Work* ws, bint accumulator) noexcept nogil:
+    return not (ws.panels == NULL or ws.fill == NULL or ws.tags == NULL
+                or ws.rows == NULL or ws.best == NULL
+                or (accumulator and ws.acc == NULL))
+
+
+cdef void _work_free(Work* ws) noexcept nogil:
+    free(ws.panels)
+    free(ws.fill)
+    free(ws.tags)
+    free(ws.rows)
+    free(ws.best)
+    free(ws.acc)
+
+
+# ------------------------------------------------------------------- panels
+
+cdef void _build_panel(const floating* src, const Plan* g, floating* panel,
+                       floating pad) noexcept nogil:
+    """Copy input row ``src`` into ``panel``: padded, split into stride phases."""
+    cdef Py_ssize_t q, t, lo, hi, sw = g.sw, span = g.span
+    cdef floating* dst
+    cdef floating* odd
+    cdef const floating* s
+    if sw == 2 and g.phase_lo[0] == g.phase_lo[1] and g.phase_hi[0] == g.phase_hi[1]:
+        # Both phases in one pass (the common stride 2 with even padding).
+        lo = g.phase_lo[0]
+        hi = g.phase_hi[0]
+        odd = panel + span
+        for t in range(lo):
+            panel[t] = pad
+            odd[t] = pad
+        s = src + (g.col0 + lo * 2)
+        for t in range(hi - lo):
+            panel[lo + t] = s[2 * t]
+            odd[lo + t] = s[2 * t + 1]
+        for t in range(hi, span):
+            panel[t] = pad
+            odd[t] = pad
+        return
+    for q in range(sw):
+        lo = g.phase_lo[q]
+        hi = g.phase_hi[q]
+        dst = panel + q * span
+        for t in range(lo):
+            dst[t] = pad
+        s = src + (g.col0 + q + lo * sw)
+        if sw == 1:
+            for t in range(hi - lo):
+                dst[lo + t] = s[t]
+        else:
+            for t in range(hi - lo):
+                dst[lo + t] = s[t * sw]
+        for t in range(hi, span):
+            dst[t] = pad
+
+
+cdef void _start_panels(const Plan* g, Work* ws, floating pad) noexcept nogil:
+    """Fill the all-padding panel; forget cached rows (a new plane starts)."""
+    cdef Py_ssize_t t
+    cdef floating* fill = <floating*>ws.fill
+    for t in range(g.sw * g.span):
+        fill[t] = pad
+    for t in range(g.slots):
+        ws.tags[t] = -1
+
+
+cdef void _panel_rows(const floating* x, const Plan* g, Work* ws, Py_ssize_t oh,
+                      floating pad) noexcept nogil:
+    """Point ``ws.rows[i]`` at the panel of window row ``i`` of output row ``oh``.
+
+    A row already built for an earlier output row of this plane is reused:
+    panel slot ``ih % slots`` holds row ``ih`` (the rows of one window are
+    fewer than ``slots`` apart, so they never share a slot).
+    """
+    cdef Py_ssize_t i, ih, slot, size = g.sw * g.span
+    cdef floating* panel
+    for i in range(g.kh):
+        ih = g.row_start[oh] + i * g.dh
+        if ih < 0 or ih >= g.height:
+            ws.rows[i] = ws.fill
+            continue
+        slot = g.row_slot[ih]
+        panel = <floating*>ws.panels + slot * size
+        if ws.tags[slot] != ih:
+            _build_panel(x + ih * g.width, g, panel, pad)
+            ws.tags[slot] = ih
+        ws.rows[i] = panel
 
 
 # ---------------------------------------------------------------------------- max
@@ -114,29 +290,30 @@ cdef inline bint _full_rows(const Plan* g, Py_ssize_t oh) noexcept nogil:
 # PyTorch's rule, tap by tap in row-major window order: a tap replaces the
 # current best when it is greater, or when it is NaN.  So the first of equal
 # maxima wins, the last of several NaNs wins, and a window of -inf's reports
-# its first input tap.  Starting from "best = first input tap" is the same
-# as PyTorch's "best = -inf, index = first input tap": the first tap always
-# replaces -inf unless it is -inf itself, and then the index is the same.
+# its first input tap.  Starting from "best = first tap" is the same as
+# PyTorch's "best = -inf, index = first input tap": the first tap always
+# replaces -inf unless it is -inf itself, and then only the index differs,
+# which the index pass fixes for any window whose maximum is -inf.
 
 cdef inline bint _wins(floating v, floating best) noexcept nogil:
     return (v > best) | (v != v)
 
 
+cdef inline Py_ssize_t _first_inside(const Plan* g, Py_ssize_t oh,
+                                     Py_ssize_t ow) noexcept nogil:
+    """Flat index of the first input tap of window (oh, ow)."""
+    return ((g.row_start[oh] + g.row_lo[oh] * g.dh) * g.width
+            + g.col_start[ow] + g.col_lo[ow] * g.dw)
+
+
 cdef void _max_window(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow,
                       floating* out, int64_t* ind) noexcept nogil:
-    """One window with range lookups (border windows)."""
-    cdef Py_ssize_t i, j, ih, iw, k, best_k
-    cdef Py_ssize_t r0 = g.row_start[oh], c0 = g.col_start[ow]
-    cdef Py_ssize_t jlo = g.col_lo[ow], jhi = g.col_hi[ow]
-    cdef floating v, best
-    ih = r0 + g.row_lo[oh] * g.dh
-    best_k = ih * g.width + c0 + jlo * g.dw
-    best = x[best_k]
+    """One window with range lookups (the scalar mode)."""
+    cdef Py_ssize_t i, j, k, best_k = _first_inside(g, oh, ow)
+    cdef floating v, best = x[best_k]
     for i in range(g.row_lo[oh], g.row_hi[oh]):
-        ih = r0 + i * g.dh
-        for j in range(jlo, jhi):
-            iw = c0 + j * g.dw
-            k = ih * g.width + iw
+        for j in range(g.col_lo[ow], g.col_hi[ow]):
+            k = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow] + j * g.dw
             v = x[k]
             if _wins(v, best):
                 best = v
@@ -145,73 +322,20 @@ cdef void _max_window(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_
     ind[ow] = best_k
 
 
-cdef enum:
-    BLOCK = 256  # interior windows handled per block (room on the stack)
-
-
-# Interior windows: a vectorisable pass keeps each window's running best and
-# the *offset* of its tap from the window's first element (0, 1, W, W+1 ...)
-# in two arrays of the input's own type, so gcc needs no mixed-width
-# vector selects (which SSE2 lacks).  The offsets are small integers, exact
-# in float32 (``_plan`` routes windows spanning 2**24 elements elsewhere); a
-# short scalar pass then turns them into int64 indices.
-
-cdef inline void _max_indices(int64_t* ind, const floating* offset, Py_ssize_t n,
-                              Py_ssize_t base, Py_ssize_t sw) noexcept nogil:
-    cdef Py_ssize_t t
-    for t in range(n):
-        ind[t] = base + t * sw + <Py_ssize_t>offset[t]
-
-
-cdef inline void _max_taps(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow0,
-                           Py_ssize_t n, floating* o, int64_t* ind,
-                           Py_ssize_t sw) noexcept nogil:
-    """Interior windows ``[ow0, ow0 + n)`` of output row ``oh``, tap-major.
-
-    Any kernel; ``n <= BLOCK``.  ``sw`` is passed separately so that calls
-    with a constant stride get a loop specialised for it.
-    """
-    cdef floating offset[BLOCK]
-    cdef Py_ssize_t i, j, t, first_j, tap
-    cdef Py_ssize_t base = (g.row_start[oh] + g.row_lo[oh] * g.dh) * g.width + g.col_start[ow0]
-    cdef const floating* row = x + base
-    cdef floating v, best, off, tap_offset
-    o += ow0
-    for t in range(n):
-        o[t] = row[t * sw]
-        offset[t] = 0
-    for i in range(g.row_lo[oh], g.row_hi[oh]):
-        first_j = 1 if i == g.row_lo[oh] else 0
-        for j in range(first_j, g.kw):
-            tap = (i - g.row_lo[oh]) * g.dh * g.width + j * g.dw
-            row = x + base + tap
-            tap_offset = <floating>tap
-            for t in range(n):
-                # Unconditional stores: gcc does not if-convert conditional ones.
-                v = row[t * sw]
-                best = o[t]
-                off = offset[t]
-                if _wins(v, best):
-                    best = v
-                    off = tap_offset
-                o[t] = best
-                offset[t] = off
-    _max_indices(ind + ow0, offset, n, base, sw)
-
-
 cdef inline void _max_2x2s2(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow0,
                             Py_ssize_t n, floating* o, int64_t* ind) noexcept nogil:
-    """Interior windows of 2x2 stride-2 pooling, all rows inside: fused."""
+    """Windows ``[ow0, ow0 + n)`` of row ``oh``, 2x2 stride 2 in place (``n <= BLOCK``)."""
     cdef floating offset[BLOCK]
     cdef Py_ssize_t w = g.width
     cdef Py_ssize_t base = g.row_start[oh] * w + g.col_start[ow0]
     cdef const floating* r0 = x + base
     cdef const floating* r1 = r0 + w
-    cdef floating fw = <floating>w, fw1 = <floating>(w + 1)
-    cdef Py_ssize_t t, k
+    cdef Py_ssize_t t, k, tap
     cdef floating best, v, off
     o += ow0
+    ind += ow0
     for t in range(n):
+        # The winner's tap number 0..3 (exact in any width, unlike W + 1).
         k = 2 * t
         best = r0[k]
         off = 0
@@ -220,100 +344,153 @@ cdef inline void _max_2x2s2(const floating* x, const Plan* g, Py_ssize_t oh, Py_
             best = v
             off = 1
         v = r1[k]
-        if _wins(v, best):
-            best = v
-            off = fw
-        v = r1[k + 1]
-        if _wins(v, best):
-            best = v
-            off = fw1
-        o[t] = best
-        offset[t] = off
-    _max_indices(ind + ow0, offset, n, base, 2)
-
-
-cdef inline void _max_3x3s2(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow0,
-                            Py_ssize_t n, floating* o, int64_t* ind) noexcept nogil:
-    """Interior windows of 3x3 stride-2 pooling, all rows inside: fused."""
-    cdef floating offset[BLOCK]
-    cdef Py_ssize_t w = g.width
-    cdef Py_ssize_t base = g.row_start[oh] * w + g.col_start[ow0]
-    cdef const floating* r0 = x + base
-    cdef const floating* r1 = r0 + w
-    cdef const floating* r2 = r1 + w
-    # Every offset precomputed: arithmetic inside the ifs stops gcc's
-    # if-conversion, and with it the vectorisation.
-    cdef floating w0 = <floating>w, w1 = <floating>(w + 1), w2 = <floating>(w + 2)
-    cdef floating ww0 = <floating>(2 * w), ww1 = <floating>(2 * w + 1)
-    cdef floating ww2 = <floating>(2 * w + 2)
-    cdef Py_ssize_t t, k
-    cdef floating best, v, off
-    o += ow0
-    for t in range(n):
-        k = 2 * t
-        best = r0[k]
-        off = 0
-        v = r0[k + 1]
-        if _wins(v, best):
-            best = v
-            off = 1
-        v = r0[k + 2]
         if _wins(v, best):
             best = v
             off = 2
-        v = r1[k]
-        if _wins(v, best):
-            best = v
-            off = w0
         v = r1[k + 1]
         if _wins(v, best):
             best = v
-            off = w1
-        v = r1[k + 2]
-        if _wins(v, best):
-            best = v
-            off = w2
-        v = r2[k]
-        if _wins(v, best):
-            best = v
-            off = ww0
-        v = r2[k + 1]
-        if _wins(v, best):
-            best = v
-            off = ww1
-        v = r2[k + 2]
-        if _wins(v, best):
-            best = v
-            off = ww2
+            off = 3
         o[t] = best
         offset[t] = off
-    _max_indices(ind + ow0, offset, n, base, 2)
+    for t in range(n):
+        tap = <Py_ssize_t>offset[t]
+        ind[t] = base + 2 * t + (tap & 1) + (tap >> 1) * w
 
 
-cdef void _max_plane(const floating* x, floating* out, int64_t* ind,
-                     const Plan* g) noexcept nogil:
-    cdef Py_ssize_t oh, ow, n
-    cdef bint full
-    for oh in range(g.out_h):
-        for ow in range(g.ow_a):
-            _max_window(x, g, oh, ow, out, ind)
-        full = _full_rows(g, oh)
-        ow = g.ow_a
-        while ow < g.ow_b:
-            n = min(g.ow_b - ow, <Py_ssize_t>BLOCK)
-            if g.fused == FUSED_2X2S2 and full:
-                _max_2x2s2(x, g, oh, ow, n, out, ind)
-            elif g.fused == FUSED_3X3S2 and full:
-                _max_3x3s2(x, g, oh, ow, n, out, ind)
-            elif g.sw == 1:
-                _max_taps(x, g, oh, ow, n, out, ind, 1)
-            elif g.sw == 2:
-                _max_taps(x, g, oh, ow, n, out, ind, 2)
+# The panel loops keep their results in stack arrays of BLOCK windows: gcc
+# then knows they alias nothing and vectorises without run-time alias
+# checks (it gives up beyond 10 of them).  BLOCK is a multiple of 8, so a
+# chunk of a row rounded up to 8 windows never leaves a scalar remainder.
+
+cdef void _max_panel_taps(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
+                          floating* best, floating* offset) noexcept nogil:
+    """Windows ``[t0, t0 + n)`` of one output row, tap by tap over its panels."""
+    cdef Py_ssize_t i, j, t
+    cdef const floating* r = <floating*>ws.rows[0] + t0
+    cdef floating v, b, o, tap
+    for t in range(n):
+        best[t] = r[t]
+        offset[t] = 0
+    for i in range(g.kh):
+        for j in range(1 if i == 0 else 0, g.kw):
+            r = <floating*>ws.rows[i] + g.tap_col[j] + t0
+            tap = <floating>(i * g.dh * g.width + j * g.dw)
+            for t in range(n):
+                # Unconditional stores: gcc if-converts (vectorises) only those.
+                v = r[t]
+                b = best[t]
+                o = offset[t]
+                if _wins(v, b):
+                    b = v
+                    o = tap
+                best[t] = b
+                offset[t] = o
+
+
+cdef void _max_panel_3x3s2(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
+                           floating* best, floating* offset) noexcept nogil:
+    """Windows ``[t0, t0 + n)`` of one output row, 3x3 stride 2, fused.
+
+    Phase 0 of a panel holds the even columns (taps 0 and 2 of a window),
+    phase 1 the odd ones (tap 1).
+    """
+    cdef Py_ssize_t span = g.span, w = g.width, t
+    cdef const floating* e0 = <floating*>ws.rows[0] + t0
+    cdef const floating* e1 = <floating*>ws.rows[1] + t0
+    cdef const floating* e2 = <floating*>ws.rows[2] + t0
+    cdef const floating* o0 = e0 + span
+    cdef const floating* o1 = e1 + span
+    cdef const floating* o2 = e2 + span
+    # Every offset precomputed: arithmetic inside the ifs stops gcc's
+    # if-conversion, and with it the vectorisation.
+    cdef floating w0 = <floating>w, w1 = <floating>(w + 1), w2 = <floating>(w + 2)
+    cdef floating v0 = <floating>(2 * w), v1 = <floating>(2 * w + 1)
+    cdef floating v2 = <floating>(2 * w + 2)
+    cdef floating b, v, off
+    for t in range(n):
+        b = e0[t]
+        off = 0
+        v = o0[t]
+        if _wins(v, b):
+            b = v
+            off = 1
+        v = e0[t + 1]
+        if _wins(v, b):
+            b = v
+            off = 2
+        v = e1[t]
+        if _wins(v, b):
+            b = v
+            off = w0
+        v = o1[t]
+        if _wins(v, b):
+            b = v
+            off = w1
+        v = e1[t + 1]
+        if _wins(v, b):
+            b = v
+            off = w2
+        v = e2[t]
+        if _wins(v, b):
+            b = v
+            off = v0
+        v = o2[t]
+        if _wins(v, b):
+            b = v
+            off = v1
+        v = e2[t + 1]
+        if _wins(v, b):
+            b = v
+            off = v2
+        best[t] = b
+        offset[t] = off
+
+
+cdef void _max_panel_row(const Plan* g, Work* ws, Py_ssize_t oh, floating* out,
+                         int64_t* ind) noexcept nogil:
+    """One output row from its panels, BLOCK windows at a time."""
+    cdef floating best[BLOCK]
+    cdef floating offset[BLOCK]
+    cdef Py_ssize_t t0, t, n, ow
+    cdef Py_ssize_t origin = g.row_start[oh] * g.width + g.col0
+    cdef floating v
+    t0 = 0
+    while t0 < g.out_w:
+        n = min(g.n8 - t0, <Py_ssize_t>BLOCK)
+        if g.fused3:
+            _max_panel_3x3s2(g, ws, t0, n, best, offset)
+        else:
+            _max_panel_taps(g, ws, t0, n, best, offset)
+        for t in range(min(n, g.out_w - t0)):
+            ow = t0 + t
+            v = best[t]
+            out[ow] = v
+            if v == -INFINITY:
+                ind[ow] = _first_inside(g, oh, ow)  # all inside taps -inf (rare)
             else:
-                _max_taps(x, g, oh, ow, n, out, ind, g.sw)
-            ow += n
-        for ow in range(g.ow_b, g.out_w):
-            _max_window(x, g, oh, ow, out, ind)
+                ind[ow] = origin + ow * g.sw + <Py_ssize_t>offset[t]
+        t0 += n
+
+
+cdef void _max_plane(const floating* x, floating* out, int64_t* ind, const Plan* g,
+                     Work* ws) noexcept nogil:
+    cdef Py_ssize_t oh, ow, n
+    if g.mode == PANELS:
+        _start_panels(g, ws, <floating>-INFINITY)
+    for oh in range(g.out_h):
+        if g.mode == DIRECT_2X2:
+            ow = 0
+            while ow < g.out_w:
+                n = min(g.out_w - ow, <Py_ssize_t>BLOCK)
+                _max_2x2s2(x, g, oh, ow, n, out, ind)
+                ow += n
+        elif g.mode == PANELS:
+            _panel_rows(x, g, ws, oh, <floating>-INFINITY)
+            _max_panel_row(g, ws, oh, out, ind)
+        else:
+            for ow in range(g.out_w):
+                _max_window(x, g, oh, ow, out, ind)
         out += g.out_w
         ind += g.out_w
 
@@ -341,30 +518,45 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef int64_t* ip = &indices[0, 0, 0]
-    with nogil:
-        for p in prange(planes, num_threads=n_threads, schedule="static"):
-            _max_plane(xp + p * plane_in, op + p * plane_out, ip + p * plane_out, &g)
+    cdef Work ws
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    if g.mode == PANELS and not _plan_tables(&g):
+        raise MemoryError("no memory for the pooling plan")
+    with nogil, parallel(num_threads=n_threads):
+        ws = _work_new(&g, sizeof(floating), False)
+        if g.mode == PANELS and not _work_ok(&ws, False):
+            failed_p[0] = 1
+        for p in prange(planes, schedule="static"):
+            if not failed_p[0]:
+                _max_plane(xp + p * plane_in, op + p * plane_out, ip + p * plane_out,
+                           &g, &ws)
+        _work_free(&ws)
+    _plan_free(&g)
+    if failed:
+        raise MemoryError("max_forward: no memory for the row panels")
 
 
 cdef inline void _max_back_2x2(const floating* grad, const int64_t* ind, floating* gin,
                                Py_ssize_t n, Py_ssize_t base, Py_ssize_t w) noexcept nogil:
     """One output row of non-overlapping 2x2 max backward: write all 4 taps.
 
-    A scalar pass turns each winner's index into its offset in the window
-    (0, 1, W or W+1) in the gradient's own type; the pass that writes the
-    four taps is then all-float, which gcc vectorises.
+    A scalar pass turns each winner's index into its tap number (0..3) in
+    the gradient's own type; the pass that writes the four taps is then
+    all-float, which gcc vectorises.
     """
     cdef floating offset[BLOCK]
     cdef floating* r0
     cdef floating* r1
-    cdef floating fw = <floating>w, fw1 = <floating>(w + 1)
-    cdef Py_ssize_t t, k, t0, m
+    cdef Py_ssize_t t, k, t0 = 0, m, win, low
     cdef floating v, off
-    t0 = 0
     while t0 < n:
         m = min(n - t0, <Py_ssize_t>BLOCK)
         for t in range(m):
-            offset[t] = <floating>(ind[t0 + t] - base - 2 * (t0 + t))
+            # Offset 0, 1, W or W+1 in the window -> tap number 0..3.
+            win = ind[t0 + t] - base - 2 * (t0 + t)
+            low = win >= w
+            offset[t] = <floating>(2 * low + win - low * w)
         r0 = gin + base + 2 * t0
         r1 = r0 + w
         for t in range(m):
@@ -374,8 +566,8 @@ cdef inline void _max_back_2x2(const floating* grad, const int64_t* ind, floatin
             off = offset[t]
             r0[k] = v if off == 0 else 0
             r0[k + 1] = v if off == 1 else 0
-            r1[k] = v if off == fw else 0
-            r1[k + 1] = v if off == fw1 else 0
+            r1[k] = v if off == 2 else 0
+            r1[k + 1] = v if off == 3 else 0
         t0 += m
 
 
@@ -412,13 +604,6 @@ cdef void _max_back_tiled(const floating* grad, const int64_t* ind, floating* gi
         memset(gin + covered_h * w, 0, (g.height - covered_h) * w * sizeof(floating))
 
 
-cdef inline bint _tiled(const Plan* g) noexcept nogil:
-    """Windows tile the input without overlap, gaps or padding (up to a remainder)."""
-    return (g.sh == g.kh and g.sw == g.kw and g.dh == 1 and g.dw == 1
-            and g.row_start[0] == 0 and g.col_start[0] == 0
-            and g.out_h * g.kh <= g.height and g.out_w * g.kw <= g.width)
-
-
 def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] indices,
                  floating[:, :, ::1] grad_in,
                  const Py_ssize_t[::1] row_start, const Py_ssize_t[::1] row_lo,
@@ -443,7 +628,6 @@ def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] in
                         grad_out.shape[2], row_start, row_lo, row_hi, col_start,
                         col_lo, col_hi, kernel_h, kernel_w, stride_h, stride_w,
                         dil_h, dil_w)
-    cdef bint tiled = _tiled(&g)
     cdef const floating* gp = &grad_out[0, 0, 0]
     cdef const int64_t* ip = &indices[0, 0, 0]
     cdef floating* xp = &grad_in[0, 0, 0]
@@ -455,7 +639,7 @@ def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] in
             dst = xp + p * plane_in
             src = gp + p * plane_out
             idx = ip + p * plane_out
-            if tiled:
+            if g.tiled:
                 _max_back_tiled(src, idx, dst, &g)
             else:
                 memset(dst, 0, plane_in * sizeof(floating))
@@ -472,45 +656,25 @@ def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] in
 
 cdef void _mean_window(const floating* x, const Plan* g, const double* div,
                        Py_ssize_t oh, Py_ssize_t ow, floating* out) noexcept nogil:
+    """One window with range lookups (the scalar mode)."""
     cdef Py_ssize_t i, j, ih
-    cdef Py_ssize_t c0 = g.col_start[ow], jlo = g.col_lo[ow], jhi = g.col_hi[ow]
     cdef floating total = 0
     for i in range(g.row_lo[oh], g.row_hi[oh]):
         ih = g.row_start[oh] + i * g.dh
-        for j in range(jlo, jhi):
-            total = total + x[ih * g.width + c0 + j * g.dw]
+        for j in range(g.col_lo[ow], g.col_hi[ow]):
+            total = total + x[ih * g.width + g.col_start[ow] + j * g.dw]
     out[ow] = total / <floating>div[ow]
 
 
-cdef inline void _mean_taps(const floating* x, const Plan* g, const double* div,
-                            Py_ssize_t oh, floating* out, Py_ssize_t sw) noexcept nogil:
-    """Interior windows of output row ``oh``, tap-major (any kernel)."""
-    cdef Py_ssize_t ow_a = g.ow_a, n = g.ow_b - g.ow_a
-    cdef Py_ssize_t i, j, t
-    cdef const floating* row
-    cdef floating* o = out + ow_a
-    for t in range(n):
-        o[t] = 0
-    for i in range(g.row_lo[oh], g.row_hi[oh]):
-        for j in range(g.kw):
-            row = x + (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow_a] + j * g.dw
-            for t in range(n):
-                o[t] = o[t] + row[t * sw]
-    div += ow_a
-    for t in range(n):
-        o[t] = o[t] / <floating>div[t]
-
-
 cdef inline void _mean_2x2s2(const floating* x, const Plan* g, const double* div,
-                             Py_ssize_t oh, floating* out) noexcept nogil:
-    cdef Py_ssize_t ow_a = g.ow_a, n = g.ow_b - g.ow_a, w = g.width
-    cdef const floating* r0 = x + g.row_start[oh] * w + g.col_start[ow_a]
+                             Py_ssize_t oh, floating* o) noexcept nogil:
+    """Row ``oh`` of 2x2 stride-2 mean, in place."""
+    cdef Py_ssize_t w = g.width
+    cdef const floating* r0 = x + g.row_start[oh] * w
     cdef const floating* r1 = r0 + w
-    cdef floating* o = out + ow_a
     cdef Py_ssize_t t, k
     cdef floating total
-    div += ow_a
-    for t in range(n):
+    for t in range(g.out_w):
         k = 2 * t
         total = 0
         total = total + r0[k]
@@ -520,50 +684,75 @@ cdef inline void _mean_2x2s2(const floating* x, const Plan* g, const double* div
         o[t] = total / <floating>div[t]
 
 
-cdef inline void _mean_3x3s2(const floating* x, const Plan* g, const double* div,
-                             Py_ssize_t oh, floating* out) noexcept nogil:
-    cdef Py_ssize_t ow_a = g.ow_a, n = g.ow_b - g.ow_a, w = g.width
-    cdef const floating* r0 = x + g.row_start[oh] * w + g.col_start[ow_a]
-    cdef const floating* r1 = r0 + w
-    cdef const floating* r2 = r1 + w
-    cdef floating* o = out + ow_a
-    cdef Py_ssize_t t, k
-    cdef floating total
-    div += ow_a
+cdef void _mean_panel_taps(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
+                           floating* total) noexcept nogil:
+    """Sums of windows ``[t0, t0 + n)`` of one output row, tap by tap."""
+    cdef Py_ssize_t i, j, t
+    cdef const floating* r
     for t in range(n):
-        k = 2 * t
-        total = 0
-        total = total + r0[k]
-        total = total + r0[k + 1]
-        total = total + r0[k + 2]
-        total = total + r1[k]
-        total = total + r1[k + 1]
-        total = total + r1[k + 2]
-        total = total + r2[k]
-        total = total + r2[k + 1]
-        total = total + r2[k + 2]
-        o[t] = total / <floating>div[t]
+        total[t] = 0
+    for i in range(g.kh):
+        for j in range(g.kw):
+            r = <floating*>ws.rows[i] + g.tap_col[j] + t0
+            for t in range(n):
+                total[t] = total[t] + r[t]
 
 
-cdef void _mean_plane(const floating* x, floating* out, const double* div,
-                      const Plan* g) noexcept nogil:
+cdef void _mean_panel_3x3s2(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
+                            floating* total) noexcept nogil:
+    """Sums of windows ``[t0, t0 + n)`` of one output row, 3x3 stride 2, fused."""
+    cdef Py_ssize_t span = g.span, t
+    cdef const floating* e0 = <floating*>ws.rows[0] + t0
+    cdef const floating* e1 = <floating*>ws.rows[1] + t0
+    cdef const floating* e2 = <floating*>ws.rows[2] + t0
+    cdef const floating* o0 = e0 + span
+    cdef const floating* o1 = e1 + span
+    cdef const floating* o2 = e2 + span
+    cdef floating s
+    for t in range(n):
+        s = 0
+        s = s + e0[t]
+        s = s + o0[t]
+        s = s + e0[t + 1]
+        s = s + e1[t]
+        s = s + o1[t]
+        s = s + e1[t + 1]
+        s = s + e2[t]
+        s = s + o2[t]
+        s = s + e2[t + 1]
+        total[t] = s
+
+
+cdef void _mean_panel_row(const Plan* g, Work* ws, const double* div,
+                          floating* out) noexcept nogil:
+    """One output row from its panels, BLOCK windows at a time."""
+    cdef floating total[BLOCK]
+    cdef Py_ssize_t t0 = 0, t, n
+    while t0 < g.out_w:
+        n = min(g.n8 - t0, <Py_ssize_t>BLOCK)
+        if g.fused3:
+            _mean_panel_3x3s2(g, ws, t0, n, total)
+        else:
+            _mean_panel_taps(g, ws, t0, n, total)
+        for t in range(min(n, g.out_w - t0)):
+            out[t0 + t] = total[t] / <floating>div[t0 + t]
+        t0 += n
+
+
+cdef void _mean_plane(const floating* x, floating* out, const double* div, const Plan* g,
+                      Work* ws) noexcept nogil:
     cdef Py_ssize_t oh, ow
+    if g.mode == PANELS:
+        _start_panels(g, ws, <floating>0)
     for oh in range(g.out_h):
-        for ow in range(g.ow_a):
-            _mean_window(x, g, div, oh, ow, out)
-        if g.ow_a < g.ow_b:
-            if g.fused == FUSED_2X2S2 and _full_rows(g, oh):
-                _mean_2x2s2(x, g, div, oh, out)
-            elif g.fused == FUSED_3X3S2 and _full_rows(g, oh):
-                _mean_3x3s2(x, g, div, oh, out)
-            elif g.sw == 1:
-                _mean_taps(x, g, div, oh, out, 1)
-            elif g.sw == 2:
-                _mean_taps(x, g, div, oh, out, 2)
-            else:
-                _mean_taps(x, g, div, oh, out, g.sw)
-        for ow in range(g.ow_b, g.out_w):
-            _mean_window(x, g, div, oh, ow, out)
+        if g.mode == DIRECT_2X2:
+            _mean_2x2s2(x, g, div, oh, out)
+        elif g.mode == PANELS:
+            _panel_rows(x, g, ws, oh, <floating>0)
+            _mean_panel_row(g, ws, div, out)
+        else:
+            for ow in range(g.out_w):
+                _mean_window(x, g, div, oh, ow, out)
         out += g.out_w
         div += g.out_w
 
@@ -588,65 +777,22 @@ def mean_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef const double* dp = &divisor[0, 0]
-    with nogil:
-        for p in prange(planes, num_threads=n_threads, schedule="static"):
-            _mean_plane(xp + p * plane_in, op + p * plane_out, dp, &g)
-
-
-cdef void _mean_back_window(const Plan* g, Py_ssize_t oh, Py_ssize_t ow, floating share,
-                            floating* gin) noexcept nogil:
-    cdef Py_ssize_t i, j, ih
-    cdef Py_ssize_t c0 = g.col_start[ow], jlo = g.col_lo[ow], jhi = g.col_hi[ow]
-    for i in range(g.row_lo[oh], g.row_hi[oh]):
-        ih = g.row_start[oh] + i * g.dh
-        for j in range(jlo, jhi):
-            gin[ih * g.width + c0 + j * g.dw] += share
-
-
-cdef inline void _mean_back_taps(const floating* grad, const double* div, const Plan* g,
-                                 Py_ssize_t oh, Py_ssize_t ow0, Py_ssize_t n,
-                                 floating* gin, Py_ssize_t sw) noexcept nogil:
-    """Add the shares of the interior windows ``[ow0, ow0 + n)`` of row ``oh``.
-
-    ``n <= BLOCK``.  Taps of a window row run from the last column to
-    the first, so that an input column shared by several windows gets
-    their shares in window order (a later window reaches it through an
-    earlier tap).
-    """
-    cdef floating share[BLOCK]
-    cdef Py_ssize_t i, j, t
-    cdef floating* row
-    for t in range(n):
-        share[t] = grad[ow0 + t] / <floating>div[ow0 + t]
-    for i in range(g.row_lo[oh], g.row_hi[oh]):
-        for j in range(g.kw - 1, -1, -1):
-            row = gin + (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow0] + j * g.dw
-            for t in range(n):
-                row[t * sw] += share[t]
-
-
-cdef void _mean_back_overlap(const floating* grad, const double* div, floating* gin,
-                             const Plan* g) noexcept nogil:
-    """Any geometry: zero the plane, then accumulate in window order."""
-    cdef Py_ssize_t oh, ow, n
-    memset(gin, 0, g.height * g.width * sizeof(floating))
-    for oh in range(g.out_h):
-        for ow in range(g.ow_a):
-            _mean_back_window(g, oh, ow, grad[ow] / <floating>div[ow], gin)
-        ow = g.ow_a
-        while ow < g.ow_b:
-            n = min(g.ow_b - ow, <Py_ssize_t>BLOCK)
-            if g.sw == 1:
-                _mean_back_taps(grad, div, g, oh, ow, n, gin, 1)
-            elif g.sw == 2:
-                _mean_back_taps(grad, div, g, oh, ow, n, gin, 2)
-            else:
-                _mean_back_taps(grad, div, g, oh, ow, n, gin, g.sw)
-            ow += n
-        for ow in range(g.ow_b, g.out_w):
-            _mean_back_window(g, oh, ow, grad[ow] / <floating>div[ow], gin)
-        grad += g.out_w
-        div += g.out_w
+    cdef Work ws
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    if g.mode == PANELS and not _plan_tables(&g):
+        raise MemoryError("no memory for the pooling plan")
+    with nogil, parallel(num_threads=n_threads):
+        ws = _work_new(&g, sizeof(floating), False)
+        if g.mode == PANELS and not _work_ok(&ws, False):
+            failed_p[0] = 1
+        for p in prange(planes, schedule="static"):
+            if not failed_p[0]:
+                _mean_plane(xp + p * plane_in, op + p * plane_out, dp, &g, &ws)
+        _work_free(&ws)
+    _plan_free(&g)
+    if failed:
+        raise MemoryError("mean_forward: no memory for the row panels")
 
 
 cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gin,
@@ -687,6 +833,69 @@ cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gi
         memset(gin + covered_h * w, 0, (g.height - covered_h) * w * sizeof(floating))
 
 
+cdef void _mean_back_panels(const floating* grad, const double* div, floating* gin,
+                            const Plan* g, Work* ws) noexcept nogil:
+    """Any geometry: accumulate into zeroed panels of the whole plane, copy out once.
+
+    Accumulator row ``ih - row0`` is a panel (padded, split into stride
+    phases) of input row ``ih``, so every tap of a row of windows is one
+    unit-stride pass.  Shares past the last window are 0 and land on
+    columns no window covers, or in the padding, which is dropped.
+    """
+    cdef Py_ssize_t oh, i, j, t, c, q, ih
+    cdef Py_ssize_t n = g.n8, span = g.span, sw = g.sw, size = g.sw * g.span
+    cdef floating* acc = <floating*>ws.acc
+    cdef floating* share = <floating*>ws.best
+    cdef floating* arow
+    cdef floating* r
+    cdef floating* dst
+    memset(acc, 0, g.acc_rows * size * sizeof(floating))
+    for t in range(g.out_w, n):
+        share[t] = 0
+    for oh in range(g.out_h):
+        for t in range(g.out_w):
+            share[t] = grad[t] / <floating>div[t]
+        for i in range(g.kh):
+            arow = acc + (g.row_start[oh] + i * g.dh - g.row0) * size
+            for j in range(g.kw - 1, -1, -1):
+                r = arow + g.tap_col[j]
+                for t in range(n):
+                    r[t] += share[t]
+        grad += g.out_w
+        div += g.out_w
+    for ih in range(g.height):
+        dst = gin + ih * g.width
+        if ih - g.row0 >= g.acc_rows:
+            memset(dst, 0, g.width * sizeof(floating))
+            continue
+        arow = acc + (ih - g.row0) * size
+        if g.col0 + span * sw < g.width:  # columns right of every window
+            memset(dst + g.col0 + span * sw, 0,
+                   (g.width - g.col0 - span * sw) * sizeof(floating))
+        for q in range(sw):
+            r = arow + q * span
+            c = g.col0 + q
+            for t in range(g.phase_lo[q], g.phase_hi[q]):
+                dst[c + t * sw] = r[t]
+
+
+cdef void _mean_back_scalar(const floating* grad, const double* div, floating* gin,
+                            const Plan* g) noexcept nogil:
+    """Any geometry, window by window with range lookups (the scalar mode)."""
+    cdef Py_ssize_t oh, ow, i, j, ih
+    cdef floating share
+    memset(gin, 0, g.height * g.width * sizeof(floating))
+    for oh in range(g.out_h):
+        for ow in range(g.out_w):
+            share = grad[ow] / <floating>div[ow]
+            for i in range(g.row_lo[oh], g.row_hi[oh]):
+                ih = g.row_start[oh] + i * g.dh
+                for j in range(g.col_lo[ow], g.col_hi[ow]):
+                    gin[ih * g.width + g.col_start[ow] + j * g.dw] += share
+        grad += g.out_w
+        div += g.out_w
+
+
 def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in,
                   const double[:, ::1] divisor,
                   const Py_ssize_t[::1] row_start, const Py_ssize_t[::1] row_lo,
@@ -709,13 +918,31 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
                         grad_out.shape[2], row_start, row_lo, row_hi, col_start,
                         col_lo, col_hi, kernel_h, kernel_w, stride_h, stride_w,
                         dil_h, dil_w)
-    cdef bint tiled = _tiled(&g)
     cdef const floating* gp = &grad_out[0, 0, 0]
     cdef floating* xp = &grad_in[0, 0, 0]
     cdef const double* dp = &divisor[0, 0]
-    with nogil:
-        for p in prange(planes, num_threads=n_threads, schedule="static"):
-            if tiled:
+    cdef Work ws
+    cdef int failed = 0
+    cdef int* failed_p = &failed
+    if g.tiled:
+        with nogil:
+            for p in prange(planes, num_threads=n_threads, schedule="static"):
                 _mean_back_tiled(gp + p * plane_out, dp, xp + p * plane_in, &g)
+        return
+    if g.mode == PANELS and not _plan_tables(&g):
+        raise MemoryError("no memory for the pooling plan")
+    with nogil, parallel(num_threads=n_threads):
+        ws = _work_new(&g, sizeof(floating), True)
+        if g.mode == PANELS and not _work_ok(&ws, True):
+            failed_p[0] = 1
+        for p in prange(planes, schedule="static"):
+            if failed_p[0]:
+                pass
+            elif g.mode == PANELS:
+                _mean_back_panels(gp + p * plane_out, dp, xp + p * plane_in, &g, &ws)
             else:
-                _mean_back_overlap(gp + p * plane_out, dp, xp + p * plane_in, &g)
+                _mean_back_scalar(gp + p * plane_out, dp, xp + p * plane_in, &g)
+        _work_free(&ws)
+    _plan_free(&g)
+    if failed:
+        raise MemoryError("mean_backward: no memory for the accumulator")
