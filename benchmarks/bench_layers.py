@@ -557,6 +557,7 @@ def machine_info(np, torch, cp):
         "cnnpool": getattr(cp, "__version__", "?"),
         "cnnpool_openmp": openmp,
         "platform": platform.platform(),
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     if torch is not None:
         info["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
@@ -724,6 +725,13 @@ def render(results, memory, args):
         torch_line += f" (oneDNN available: {m['torch_mkldnn']})"
     md.append(torch_line)
     md.append(f"- cnnpool {m['cnnpool']} (OpenMP: {m['cnnpool_openmp']})")
+    loads = [res["machine"].get("load_average") for res in results]
+    if any(loads):
+        md.append("- load average (1 min) when each thread count started: "
+                  + ", ".join(f"{res['threads']} thread(s): {res['machine'].get('load_average')}"
+                              for res in results)
+                  + " (a load above the core count means other work shared the CPUs: "
+                  "trust minimums and ratios over medians)")
     md.append("")
     md.append("## Workloads")
     md.append("")
