@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
 # scikit-image, scipy, matplotlib and joblib load only when they are used.
 from . import datasets as datasets
 from . import experiments as experiments
+from ._parallel import get_num_threads, set_num_threads
 from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .gradcheck import gradcheck
@@ -79,6 +80,8 @@ __all__ = [
     "gradcheck",
 ]
 __all__ += [
+    "get_num_threads",
+    "set_num_threads",
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
     "AdaptiveMeanPool2d",
