@@ -10,6 +10,16 @@ CNNPOOL_DEBUG=1
     ``-O1 -g -fsanitize=address,undefined``.  See README ("Debug build").
 CNNPOOL_NO_OPENMP=1
     Build without OpenMP even where the compiler supports it.
+CNNPOOL_PORTABLE=1
+    Build for the baseline of the target architecture (x86-64: SSE2), for
+    wheels that run on other machines.  By default the kernels are compiled
+    with ``-march=native``, for the CPU of the machine that builds them
+    (``pip install`` from source builds on the machine that runs the code):
+    AVX2 doubles the width of the pooling loops and gives them blends.  A
+    compiler that refuses the flag (or a CPU it does not know) falls back
+    to a portable build, as a compiler without OpenMP gives a serial one.
+    Either way ``-ffp-contract=off``: no fused multiply-add may change a
+    rounding, so results are the same bits with and without AVX2/FMA.
 """
 
 import os
@@ -26,6 +36,38 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent.resolve()
 DEBUG = os.environ.get("CNNPOOL_DEBUG", "") not in ("", "0")
+PORTABLE = os.environ.get("CNNPOOL_PORTABLE", "") not in ("", "0")
+
+
+def _compiler():
+    """The C compiler Python was built with (or ``$CC``); None if not on PATH."""
+    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return cc if shutil.which(cc) is not None else None
+
+
+def _try_compile(flags, source="int main(void){return 0;}\n"):
+    """True when the compiler builds and links ``source`` with ``flags``."""
+    cc = _compiler()
+    if cc is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "check.c")
+        src.write_text(source)
+        cmd = [cc, *flags, str(src), "-o", str(Path(tmp, "check"))]
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+
+def arch_flags():
+    """``-march=native`` unless CNNPOOL_PORTABLE=1 or the compiler refuses it."""
+    if PORTABLE:
+        return []
+    if not _try_compile(["-march=native"]):
+        print("cnnpool: compiler refuses -march=native; portable build", file=sys.stderr)
+        return []
+    return ["-march=native"]
 
 
 def openmp_flags():
@@ -36,19 +78,8 @@ def openmp_flags():
     """
     if os.environ.get("CNNPOOL_NO_OPENMP", "") not in ("", "0"):
         return [], []
-    cc = os.environ.get("CC") or (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        return [], []
     source = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp, "check_openmp.c")
-        src.write_text(source)
-        cmd = [cc, "-fopenmp", str(src), "-o", str(Path(tmp, "check_openmp"))]
-        try:
-            ok = subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-    if not ok:
+    if not _try_compile(["-fopenmp"], source):
         print("cnnpool: compiler has no OpenMP; building serial kernels", file=sys.stderr)
         return [], []
     return ["-fopenmp"], ["-fopenmp"]
@@ -56,12 +87,14 @@ def openmp_flags():
 
 def extensions():
     omp_compile, omp_link = openmp_flags()
+    arch = arch_flags()
     if DEBUG:
         opt = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
         link = ["-fsanitize=address,undefined"]
     else:
         opt = ["-O3"]
         link = []
+    opt += arch + ["-ffp-contract=off"]
     exts = []
     for pyx in sorted(HERE.glob("cnnpool/**/*.pyx")):
         rel = pyx.relative_to(HERE)
@@ -84,19 +117,21 @@ def extensions():
         "cdivision": True,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives, quiet=True, force=mode_changed())
+    return cythonize(exts, compiler_directives=directives, quiet=True,
+                     force=mode_changed(arch))
 
 
-def mode_changed():
-    """True when this tree was last built in the other mode (debug vs optimised).
+def mode_changed(arch):
+    """True when this tree was last built in another mode (debug vs optimised, or arch).
 
     Cython regenerates a ``.c`` file only when its ``.pyx`` is newer, never
     because the directives changed, and setuptools then keeps the old
     ``.so``: without this, ``CNNPOOL_DEBUG=1`` in a tree built before would
-    silently give the optimised, unchecked extensions (or the reverse).
+    silently give the optimised, unchecked extensions (or the reverse), and
+    CNNPOOL_PORTABLE=1 would keep the ``-march=native`` objects.
     """
     marker = HERE / "build" / "cnnpool-build-mode"
-    mode = "debug" if DEBUG else "optimised"
+    mode = ("debug" if DEBUG else "optimised") + (" " + " ".join(arch) if arch else "")
     try:
         previous = marker.read_text().strip()
     except OSError:
