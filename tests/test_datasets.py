@@ -176,6 +176,7 @@ def test_missing_skimage_gives_install_hint(monkeypatch):
 
 
 def test_import_cnnpool_does_not_import_skimage_or_matplotlib():
+    import os
     import subprocess
     import sys
 
@@ -184,7 +185,9 @@ def test_import_cnnpool_does_not_import_skimage_or_matplotlib():
         "bad = [m for m in ('skimage', 'matplotlib', 'scipy', 'joblib', 'tqdm') "
         "if m in sys.modules]; print(bad); assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # cwd: from the repository root, "python -c" would import the unbuilt source folder
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=here)
 
 
 def test_textures_patch_norm_gives_each_patch_zero_mean_unit_std():

@@ -83,4 +83,5 @@ def test_plots_never_import_pyplot(tmp_path):
         f"plot_routing(np.eye(6), {str(tmp_path / 'r.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # cwd: from the repository root, "python -c" would import the unbuilt source folder
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
