@@ -118,9 +118,8 @@ def test_kernels_index_with_py_ssize_t_only():
 
 @pytest.mark.parametrize("k,s,H,W,dtype", [
     (2, 2, 2, 2**24 + 2, np.float32),  # the direct 2x2 loop: offsets W and W+1
-    (2, 2, 2, 2**24 + 2, np.float64),
     (3, 1, 3, 2**23 + 3, np.float32),  # 3x3: offsets up to 2W+2, just past 2**24
-], ids=["2x2s2-float32", "2x2s2-float64", "3x3s1-float32"])
+], ids=["2x2s2-float32", "3x3s1-float32"])
 def test_max_indices_exact_on_planes_wider_than_float32_integers(k, s, H, W, dtype):
     """Winner offsets above 2**24 are not exact in float32: none may be kept in one.
 
