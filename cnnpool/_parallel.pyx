@@ -29,10 +29,10 @@ def max_threads():
 
 # 0 means "OpenMP's own limit"; a module global rather than omp_set_num_threads,
 # whose setting applies only to the OS thread that calls it.
-cdef int _limit = 0
+cdef Py_ssize_t _limit = 0
 
 
-def set_num_threads(int n):
+def set_num_threads(Py_ssize_t n):
     """Limit the threads cnnpool's kernels use, process-wide; 0 restores the default.
 
     Parameters
@@ -50,7 +50,7 @@ def set_num_threads(int n):
 
 def get_num_threads():
     """The most threads a kernel may use now (1 without OpenMP)."""
-    cdef int omp = cnnpool_max_threads()
+    cdef Py_ssize_t omp = cnnpool_max_threads()
     return min(_limit, omp) if _limit > 0 else omp
 
 
