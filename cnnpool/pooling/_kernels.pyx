@@ -71,6 +71,9 @@ ctypedef struct Plan:
     int mode
     # 3x3 stride 2 without dilation: fused panel loop.
     bint fused3
+    # fused3 with padding 1 on an even plane, OH = H/2, OW = W/2 ("same"
+    # pooling, as in ResNet's stem): max goes row-separable, no panels.
+    bint flat3
     # Windows tile the input (stride = kernel, no padding or dilation).
     bint tiled
     # Output row length rounded up to a multiple of 8; panel phase length;
@@ -132,6 +135,8 @@ cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_
     else:
         g.mode = PANELS
     g.fused3 = kh == 3 and kw == 3 and sh == 2 and sw == 2 and dh == 1 and dw == 1
+    g.flat3 = (g.fused3 and g.mode == PANELS and g.row0 == -1 and g.col0 == -1
+               and height == 2 * out_h and width == 2 * out_w and out_w <= BLOCK)
     g.tiled = (sh == kh and sw == kw and dh == 1 and dw == 1 and g.row0 == 0
                and g.col0 == 0 and out_h * kh <= height and out_w * kw <= width)
     g.n8 = (out_w + 7) // 8 * 8
@@ -473,9 +478,122 @@ cdef void _max_panel_row(const Plan* g, Work* ws, Py_ssize_t oh, floating* out,
         t0 += n
 
 
+cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan* g,
+                     Work* ws) noexcept nogil:
+    """3x3 stride 2 padding 1 on an even plane: rows first, then columns of rows.
+
+    The rule "a tap wins when greater, or when NaN" picks the last NaN of
+    the window if it has one, else its first maximum (row-major order).
+    Both come out of a two-stage scan: the winner of each input row's
+    three taps (last NaN, else first maximum) and then, scanning the
+    window's three row winners in order with the same rule, the row that
+    holds the window's last NaN, else the first row reaching the maximum.
+    Each input row's horizontal winner is computed once and shared by the
+    two output rows whose windows overlap on it.
+
+    Stage 1 runs over the whole plane as one flat loop: with ``W = 2*OW``,
+    window column ``t`` of input row ``r`` is flat element ``k = r*OW + t``
+    and reads input ``2k - 1, 2k, 2k + 1``; window column 0 (whose first
+    tap is padding, which never wins) is redone per row.
+    """
+    cdef Py_ssize_t w = g.width, n_out = g.out_w, n = g.height * g.out_w
+    cdef Py_ssize_t k, r, t, oh, base
+    cdef floating* hv = <floating*>ws.acc
+    cdef floating* ho = hv + n
+    cdef floating best[BLOCK]
+    cdef floating offset[BLOCK]
+    cdef const floating* v0
+    cdef const floating* v1
+    cdef const floating* v2
+    cdef const floating* f0
+    cdef const floating* f1
+    cdef const floating* f2
+    cdef floating b, v, off, col, row, wf = <floating>w, w2f = <floating>(2 * w)
+    cdef bint low, win
+    for k in range(1, n):
+        b = x[2 * k - 1]
+        off = 0
+        v = x[2 * k]
+        if _wins(v, b):
+            b = v
+            off = 1
+        v = x[2 * k + 1]
+        if _wins(v, b):
+            b = v
+            off = 2
+        hv[k] = b
+        ho[k] = off
+    for r in range(g.height):
+        k = r * n_out
+        b = x[2 * k]
+        off = 1
+        v = x[2 * k + 1]
+        if _wins(v, b):
+            b = v
+            off = 2
+        hv[k] = b
+        ho[k] = off
+    for oh in range(g.out_h):
+        # Window rows 2oh-1 (padding for oh = 0), 2oh, 2oh+1.
+        v1 = hv + 2 * oh * n_out
+        f1 = ho + 2 * oh * n_out
+        v2 = v1 + n_out
+        f2 = f1 + n_out
+        # Selects of loaded values and constants only: an addition inside
+        # them would stop gcc's if-conversion (and the vectorisation).
+        if oh == 0:
+            for t in range(n_out):
+                b = v1[t]
+                col = f1[t]
+                row = wf
+                v = v2[t]
+                win = _wins(v, b)
+                b = v if win else b
+                col = f2[t] if win else col
+                row = w2f if win else row
+                best[t] = b
+                offset[t] = row + col
+        else:
+            v0 = v1 - n_out
+            f0 = f1 - n_out
+            for t in range(n_out):
+                b = v0[t]
+                col = f0[t]
+                row = 0
+                v = v1[t]
+                win = _wins(v, b)
+                b = v if win else b
+                col = f1[t] if win else col
+                row = wf if win else row
+                v = v2[t]
+                win = _wins(v, b)
+                b = v if win else b
+                col = f2[t] if win else col
+                row = w2f if win else row
+                best[t] = b
+                offset[t] = row + col
+        # Stack arrays, which alias nothing: gcc vectorises the loops above.
+        base = (2 * oh - 1) * w - 1
+        low = False
+        for t in range(n_out):
+            out[t] = best[t]
+            low |= best[t] == -INFINITY
+        for t in range(n_out):
+            ind[t] = base + 2 * t + <int>offset[t]
+        if low:
+            for t in range(n_out):
+                if out[t] == -INFINITY:
+                    ind[t] = _first_inside(g, oh, t)  # all inside taps -inf (rare)
+        out += n_out
+        ind += n_out
+
+
 cdef void _max_plane(const floating* x, floating* out, int64_t* ind, const Plan* g,
                      Work* ws) noexcept nogil:
     cdef Py_ssize_t oh, ow, n
+    if g.flat3:
+        _max_flat3(x, out, ind, g, ws)
+        return
     if g.mode == PANELS:
         _start_panels(g, ws, <floating>-INFINITY)
     for oh in range(g.out_h):
@@ -524,8 +642,8 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     if g.mode == PANELS and not _plan_tables(&g):
         raise MemoryError("no memory for the pooling plan")
     with nogil, parallel(num_threads=n_threads):
-        ws = _work_new(&g, sizeof(floating), False)
-        if g.mode == PANELS and not _work_ok(&ws, False):
+        ws = _work_new(&g, sizeof(floating), g.flat3)
+        if g.mode == PANELS and not _work_ok(&ws, g.flat3):
             failed_p[0] = 1
         for p in prange(planes, schedule="static"):
             if not failed_p[0]:
