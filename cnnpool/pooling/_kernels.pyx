@@ -103,6 +103,7 @@ ctypedef struct Work:
     void** rows        # kh panel pointers of the current output row
     void* best         # n8: shares of one output row (mean backward)
     void* acc          # acc_rows * sw * span: mean backward accumulator
+    void* flat         # flat3 only: 3*H*OW + (OH+1)*(OW+1) elements
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
@@ -186,6 +187,9 @@ cdef Work _work_new(const Plan* g, size_t item, bint accumulator) noexcept nogil
     """
     cdef Work ws
     cdef size_t panel = g.sw * g.span * item
+    ws.flat = NULL
+    if g.flat3:
+        ws.flat = malloc((3 * g.height * g.out_w + (g.out_h + 1) * (g.out_w + 1)) * item)
     if g.mode != PANELS:  # the other modes need no scratch
         ws.panels = ws.fill = ws.best = ws.acc = NULL
         ws.tags = NULL
@@ -200,10 +204,10 @@ cdef Work _work_new(const Plan* g, size_t item, bint accumulator) noexcept nogil
     return ws
 
 
-cdef bint _work_ok(const Work* ws, bint accumulator) noexcept nogil:
+cdef bint _work_ok(const Plan* g, const Work* ws, bint accumulator) noexcept nogil:
     return not (ws.panels == NULL or ws.fill == NULL or ws.tags == NULL
                 or ws.rows == NULL or ws.best == NULL
-                or (accumulator and ws.acc == NULL))
+                or (accumulator and ws.acc == NULL) or (g.flat3 and ws.flat == NULL))
 
 
 cdef void _work_free(Work* ws) noexcept nogil:
@@ -213,6 +217,7 @@ cdef void _work_free(Work* ws) noexcept nogil:
     free(ws.rows)
     free(ws.best)
     free(ws.acc)
+    free(ws.flat)
 
 
 # ------------------------------------------------------------------- panels
@@ -498,7 +503,7 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
     """
     cdef Py_ssize_t w = g.width, n_out = g.out_w, n = g.height * g.out_w
     cdef Py_ssize_t k, r, t, oh, base
-    cdef floating* hv = <floating*>ws.acc
+    cdef floating* hv = <floating*>ws.flat
     cdef floating* ho = hv + n
     cdef floating best[BLOCK]
     cdef floating offset[BLOCK]
@@ -642,8 +647,8 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     if g.mode == PANELS and not _plan_tables(&g):
         raise MemoryError("no memory for the pooling plan")
     with nogil, parallel(num_threads=n_threads):
-        ws = _work_new(&g, sizeof(floating), g.flat3)
-        if g.mode == PANELS and not _work_ok(&ws, g.flat3):
+        ws = _work_new(&g, sizeof(floating), False)
+        if g.mode == PANELS and not _work_ok(&g, &ws, False):
             failed_p[0] = 1
         for p in prange(planes, schedule="static"):
             if not failed_p[0]:
@@ -857,9 +862,66 @@ cdef void _mean_panel_row(const Plan* g, Work* ws, const double* div,
         t0 += n
 
 
+cdef void _mean_flat3(const floating* x, floating* out, const double* div, const Plan* g,
+                      Work* ws) noexcept nogil:
+    """3x3 stride 2 padding 1 on an even plane (``W = 2*OW``, ``H = 2*OH``).
+
+    One flat pass splits the plane into its three tap columns: for flat
+    window column ``k = r*OW + t`` of input row ``r``, ``left[k]`` is
+    input column ``2t - 1`` (0 for the padding at ``t = 0``), ``mid[k]``
+    column ``2t`` and ``right[k]`` column ``2t + 1``.  Each output row then
+    sums its 9 taps in row-major order with unit-stride loads; the padding
+    row above the first window adds nothing (PyTorch skips padded taps;
+    adding +0.0 to a sum that started at +0.0 changes no bits).
+    """
+    cdef Py_ssize_t n_out = g.out_w, n = g.height * g.out_w, k, r, oh, t
+    cdef floating* left = <floating*>ws.flat
+    cdef floating* mid = left + n
+    cdef floating* right = mid + n
+    cdef floating total
+    for k in range(n):
+        mid[k] = x[2 * k]
+        right[k] = x[2 * k + 1]
+    for k in range(1, n):
+        left[k] = right[k - 1]
+    for r in range(g.height):
+        left[r * n_out] = 0
+    for oh in range(g.out_h):
+        k = 2 * oh * n_out
+        if oh > 0:
+            k -= n_out
+            for t in range(n_out):
+                total = 0
+                total = total + left[k + t]
+                total = total + mid[k + t]
+                total = total + right[k + t]
+                total = total + left[k + n_out + t]
+                total = total + mid[k + n_out + t]
+                total = total + right[k + n_out + t]
+                total = total + left[k + 2 * n_out + t]
+                total = total + mid[k + 2 * n_out + t]
+                total = total + right[k + 2 * n_out + t]
+                out[t] = total / <floating>div[t]
+        else:
+            for t in range(n_out):
+                total = 0
+                total = total + left[k + t]
+                total = total + mid[k + t]
+                total = total + right[k + t]
+                total = total + left[k + n_out + t]
+                total = total + mid[k + n_out + t]
+                total = total + right[k + n_out + t]
+                out[t] = total / <floating>div[t]
+        out += n_out
+        div += n_out
+
+
 cdef void _mean_plane(const floating* x, floating* out, const double* div, const Plan* g,
                       Work* ws) noexcept nogil:
     cdef Py_ssize_t oh, ow
+    if g.flat3:
+        _mean_flat3(x, out, div, g, ws)
+        return
     if g.mode == PANELS:
         _start_panels(g, ws, <floating>0)
     for oh in range(g.out_h):
@@ -902,7 +964,7 @@ def mean_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
         raise MemoryError("no memory for the pooling plan")
     with nogil, parallel(num_threads=n_threads):
         ws = _work_new(&g, sizeof(floating), False)
-        if g.mode == PANELS and not _work_ok(&ws, False):
+        if g.mode == PANELS and not _work_ok(&g, &ws, False):
             failed_p[0] = 1
         for p in prange(planes, schedule="static"):
             if not failed_p[0]:
@@ -997,6 +1059,51 @@ cdef void _mean_back_panels(const floating* grad, const double* div, floating* g
                 dst[c + t * sw] = r[t]
 
 
+cdef void _mean_back_flat3(const floating* grad, const double* div, floating* gin,
+                           const Plan* g, Work* ws) noexcept nogil:
+    """3x3 stride 2 padding 1 on an even plane: every input gradient written once.
+
+    Input row ``2m`` lies in window row ``m`` only, row ``2m + 1`` in
+    window rows ``m`` and ``m + 1`` (likewise for columns), so each input
+    element sums 1, 2 or 4 shares, and does so here in row-major window
+    order from 0, as PyTorch's accumulation into zeros.  The shares have a
+    row and a column of zeros past the last window: adding +0.0 to a sum
+    that started at +0.0 changes no bits.  No zero-fill, no accumulator.
+    """
+    cdef Py_ssize_t n_out = g.out_w, st = g.out_w + 1, w = g.width, oh, t, m
+    cdef floating* share = <floating*>ws.flat
+    cdef const floating* s0
+    cdef const floating* s1
+    cdef floating* r0
+    cdef floating* r1
+    cdef floating a
+    for oh in range(g.out_h):
+        for t in range(n_out):
+            share[oh * st + t] = grad[t] / <floating>div[t]
+        share[oh * st + n_out] = 0
+        grad += n_out
+        div += n_out
+    for t in range(st):
+        share[g.out_h * st + t] = 0
+    for m in range(g.out_h):
+        s0 = share + m * st
+        s1 = s0 + st
+        r0 = gin + 2 * m * w
+        r1 = r0 + w
+        for t in range(n_out):
+            a = 0
+            a = a + s0[t]
+            r0[2 * t] = a
+            r0[2 * t + 1] = a + s0[t + 1]
+        for t in range(n_out):
+            a = 0
+            a = a + s0[t]
+            r1[2 * t] = a + s1[t]
+            a = a + s0[t + 1]
+            a = a + s1[t]
+            r1[2 * t + 1] = a + s1[t + 1]
+
+
 cdef void _mean_back_scalar(const floating* grad, const double* div, floating* gin,
                             const Plan* g) noexcept nogil:
     """Any geometry, window by window with range lookups (the scalar mode)."""
@@ -1051,11 +1158,13 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
         raise MemoryError("no memory for the pooling plan")
     with nogil, parallel(num_threads=n_threads):
         ws = _work_new(&g, sizeof(floating), True)
-        if g.mode == PANELS and not _work_ok(&ws, True):
+        if g.mode == PANELS and not _work_ok(&g, &ws, True):
             failed_p[0] = 1
         for p in prange(planes, schedule="static"):
             if failed_p[0]:
                 pass
+            elif g.flat3:
+                _mean_back_flat3(gp + p * plane_out, dp, xp + p * plane_in, &g, &ws)
             elif g.mode == PANELS:
                 _mean_back_panels(gp + p * plane_out, dp, xp + p * plane_in, &g, &ws)
             else:
