@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _checks, _im2col
 from ._init import he_normal, make_rng
-from ._parallel import threads_for
+from ._parallel import get_num_threads, threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
 
@@ -66,7 +66,8 @@ class Conv2d(Layer):
     forward pass keeps the unrolled columns, ``N*C*kh*kw*OH*OW`` elements,
     (plus a row of ones that carries the bias through the GEMM) for the
     weight gradient, and reuses that buffer on the next forward of the same
-    shape; backward keeps a scratch buffer of that size too.
+    shape; backward keeps a scratch buffer for the gradient columns of a chunk
+    of images (about 1 MiB).
 
     Examples
     --------
@@ -103,7 +104,7 @@ class Conv2d(Layer):
         self._geometry_args = self.kernel_size + self.stride + self.padding + self.dilation
         self._out_sizes = {}
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
-        self._grad_cols = None  # backward's scratch buffer of the same shape
+        self._grad_cols = None  # backward's scratch: gradient columns of one chunk
         self._saved = None
 
     # ------------------------------------------------------------------ geometry
@@ -207,19 +208,32 @@ class Conv2d(Layer):
         self.weight.grad += grad_w.reshape(self.weight.grad.shape)
         if self._pointwise:
             return np.matmul(w2.T, g).reshape(x_shape)
-        # (N, C*kh*kw, OH*OW), written whole by the GEMM: a scratch buffer kept
-        # between calls, since a fresh one this large costs page faults each time.
-        shape = (n, k, g.shape[2])
+        # grad_x = col2im(W.T @ g[n]) a chunk of images at a time: each chunk's
+        # gradient columns (written whole by the GEMM) are consumed by col2im
+        # while still in cache, instead of a round trip through memory of an
+        # array as large as cols.  The scratch buffer is kept between calls.
+        grad_x = np.empty(x_shape, cols.dtype)  # col2im zeroes each plane itself
+        chunk = self._chunk(n, k * g.shape[2] * cols.itemsize)
+        shape = (chunk, k, g.shape[2])
         grad_cols = self._grad_cols
         if grad_cols is None or grad_cols.shape != shape or grad_cols.dtype != cols.dtype:
             grad_cols = self._grad_cols = np.empty(shape, cols.dtype)
-        np.matmul(w2.T, g, out=grad_cols)
-        grad_x = np.empty(x_shape, cols.dtype)  # col2im zeroes each plane itself
-        _im2col.col2im(
-            grad_cols, grad_x, *self._geometry_args, *out_shape[2:],
-            threads_for(n, grad_x.size + grad_cols.size),
-        )
+        w2t = w2.T
+        args = self._geometry_args + out_shape[2:]
+        threads = threads_for(chunk, (grad_x.size // max(n, 1) + k * g.shape[2]) * chunk)
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            buf = grad_cols[: j - i]
+            np.matmul(w2t, g[i:j], out=buf)
+            _im2col.col2im(buf, grad_x[i:j], *args, threads)
         return grad_x
+
+    @staticmethod
+    def _chunk(n, image_bytes):
+        """Images per backward chunk: about 1 MiB of gradient columns, at least
+        one image per thread (col2im splits a chunk's images across threads)."""
+        per_thread = max(1, (1 << 20) // max(image_bytes, 1))
+        return max(1, min(n, per_thread * max(1, get_num_threads())))
 
     # ---------------------------------------------------------------- the rest
     def parameters(self):
