@@ -23,6 +23,10 @@ from ._init import he_normal, make_rng
 from ._parallel import get_num_threads, threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
+# Backward turns gradient columns into the input gradient this many bytes of
+# columns at a time, so that col2im reads them from cache.
+_CHUNK_BYTES = 1 << 20
+
 
 def conv_output_size(size, kernel, stride, padding, dilation):
     """Output length along one axis: ``(L + 2p - d(k-1) - 1) // s + 1`` (may be < 1)."""
@@ -199,7 +203,8 @@ class Conv2d(Layer):
         grad = _checks.grad_like(grad_output, out_shape, cols.dtype)
         g = grad.reshape(n, self.out_channels, out_shape[2] * out_shape[3])
         k = w2.shape[1]
-        grad_w = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)  # (O, k + ones)
+        grad_w = np.matmul(g, cols.transpose(0, 2, 1))  # (N, O, k + ones)
+        grad_w = grad_w[0] if n == 1 else grad_w.sum(axis=0)
         if ones:
             self.bias.grad += grad_w[:, k]
             grad_w = grad_w[:, :k]
@@ -213,14 +218,19 @@ class Conv2d(Layer):
         # while still in cache, instead of a round trip through memory of an
         # array as large as cols.  The scratch buffer is kept between calls.
         grad_x = np.empty(x_shape, cols.dtype)  # col2im zeroes each plane itself
-        chunk = self._chunk(n, k * g.shape[2] * cols.itemsize)
+        size = k * g.shape[2]  # gradient columns of one image
+        chunk = n if n * size * cols.itemsize <= _CHUNK_BYTES else self._chunk(n, size, cols)
         shape = (chunk, k, g.shape[2])
         grad_cols = self._grad_cols
         if grad_cols is None or grad_cols.shape != shape or grad_cols.dtype != cols.dtype:
             grad_cols = self._grad_cols = np.empty(shape, cols.dtype)
-        w2t = w2.T
         args = self._geometry_args + out_shape[2:]
-        threads = threads_for(chunk, (grad_x.size // max(n, 1) + k * g.shape[2]) * chunk)
+        threads = threads_for(chunk, (grad_x.size // max(n, 1) + size) * chunk)
+        if chunk >= n:  # small batches: one GEMM, one col2im
+            np.matmul(w2.T, g, out=grad_cols)
+            _im2col.col2im(grad_cols, grad_x, *args, threads)
+            return grad_x
+        w2t = w2.T
         for i in range(0, n, chunk):
             j = min(i + chunk, n)
             buf = grad_cols[: j - i]
@@ -229,10 +239,11 @@ class Conv2d(Layer):
         return grad_x
 
     @staticmethod
-    def _chunk(n, image_bytes):
-        """Images per backward chunk: about 1 MiB of gradient columns, at least
-        one image per thread (col2im splits a chunk's images across threads)."""
-        per_thread = max(1, (1 << 20) // max(image_bytes, 1))
+    def _chunk(n, size, cols):
+        """Images per backward chunk: about ``_CHUNK_BYTES`` of gradient columns
+        (``size`` elements per image), at least one image per thread (col2im
+        splits a chunk's images across threads)."""
+        per_thread = max(1, _CHUNK_BYTES // max(size * cols.itemsize, 1))
         return max(1, min(n, per_thread * max(1, get_num_threads())))
 
     # ---------------------------------------------------------------- the rest
