@@ -27,7 +27,7 @@ from .._parallel import threads_for
 from . import _adaptive
 from .base import Pool2d
 from .geometry import AxisTaps, PoolGeometry
-from .max import _winner
+from .max import MaxReduction
 
 
 def adaptive_ranges(size, out):
@@ -129,7 +129,7 @@ class _Adaptive(Pool2d):
         return {"output_size": list(self.output_size)}
 
 
-class AdaptiveMaxPool2d(_Adaptive):
+class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
     """Adaptive max pooling, as ``torch.nn.AdaptiveMaxPool2d``.
 
     Parameters
@@ -157,32 +157,6 @@ class AdaptiveMaxPool2d(_Adaptive):
     array([[12., 14.],
            [22., 24.]])
     """
-
-    pad_value = -np.inf
-
-    def pool(self, windows):
-        winner = _winner(windows, self.geometry.inside)
-        return np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
-
-    def route(self, windows, pooled):
-        onehot = np.zeros(windows.shape, dtype=windows.dtype)
-        winner = _winner(windows, self.geometry.inside)
-        np.put_along_axis(onehot, winner[..., None], 1, axis=-1)
-        return onehot
-
-    @property
-    def indices(self):
-        if self._saved is None:
-            return None
-        _, _, _, geom, fast, context = self._saved
-        if fast:
-            return context
-        windows, _ = context
-        winner = _winner(windows, geom.inside)
-        oh, ow = np.indices(geom.out_size)
-        out = geom.taps[oh, ow, winner].astype(np.int64)
-        out.flags.writeable = False
-        return out
 
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape

@@ -24,7 +24,44 @@ def _winner(windows, inside):
     return np.where(nan.any(axis=-1), last_nan, first_max)
 
 
-class MaxPool2d(Pool2d):
+class MaxReduction:
+    """The max strategy on any window geometry: its reduction, route and indices.
+
+    Mixed in before a :class:`Pool2d` subclass (``MaxPool2d``,
+    ``AdaptiveMaxPool2d``).  ``pool``/``route`` are the NumPy reference that
+    the generic path runs; a compiled ``_forward_fast`` must return the winners'
+    flat indices as its saved context, which :attr:`indices` then reports.
+    """
+
+    pad_value = -np.inf
+
+    def pool(self, windows):
+        winner = _winner(windows, self.geometry.inside)
+        return np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
+
+    def route(self, windows, pooled):
+        winner = _winner(windows, self.geometry.inside)
+        onehot = np.zeros(windows.shape, dtype=windows.dtype)
+        np.put_along_axis(onehot, winner[..., None], 1, axis=-1)
+        return onehot
+
+    @property
+    def indices(self):
+        """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64."""
+        if self._saved is None:
+            return None
+        geom, fast, context = self._saved[3:6]
+        if fast:
+            return context
+        windows, _ = context
+        winner = _winner(windows, geom.inside)
+        oh, ow = np.indices(geom.out_size)
+        out = geom.taps[oh, ow, winner].astype(np.int64)
+        out.flags.writeable = False
+        return out
+
+
+class MaxPool2d(MaxReduction, Pool2d):
     """2-D max pooling, as ``torch.nn.MaxPool2d``.
 
     Parameters
@@ -55,33 +92,6 @@ class MaxPool2d(Pool2d):
            [15., 16.]])
     """
 
-    pad_value = -np.inf
-
-    # The reference strategy, in NumPy: the generic path runs these.
-    def pool(self, windows):
-        winner = _winner(windows, self.geometry.inside)
-        return np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
-
-    def route(self, windows, pooled):
-        winner = _winner(windows, self.geometry.inside)
-        onehot = np.zeros(windows.shape, dtype=windows.dtype)
-        np.put_along_axis(onehot, winner[..., None], 1, axis=-1)
-        return onehot
-
-    @property
-    def indices(self):
-        if self._saved is None:
-            return None
-        x_shape, _, y_shape, geom, fast, context = self._saved
-        if fast:
-            return context
-        windows, _ = context
-        winner = _winner(windows, geom.inside)
-        taps = geom.taps  # (OH, OW, K)
-        oh, ow = np.indices(geom.out_size)
-        out = taps[oh, ow, winner].astype(np.int64)
-        out.flags.writeable = False
-        return out
 
     # The compiled path.
     def _forward_fast(self, x, geom):
