@@ -7,9 +7,30 @@ same network in float32 and float64 alike.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import numbers
 
 import numpy as np
+
+# While a saved model is loaded, the most weight elements a layer's constructor
+# may draw: what the file declares for that layer.  A tampered configuration
+# (say in_channels=10**6) then fails fast instead of allocating gigabytes of
+# random weights that the file's arrays would overwrite anyway.
+_BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "cnnpool_weight_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def weight_budget(elements):
+    """Within the block, :func:`he_normal` refuses shapes of more than ``elements``."""
+    token = _BUDGET.set(int(elements))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 def make_rng(rng, name="rng"):
@@ -42,5 +63,11 @@ def he_normal(shape, fan_in, dtype, rng):
     float64 and then rounded to ``dtype``, so a float32 layer holds exactly
     the rounded weights of the float64 layer built from the same seed.
     """
+    budget = _BUDGET.get()
+    if budget is not None and math.prod(shape) > budget:
+        raise ValueError(
+            f"a weight of shape {tuple(shape)} has more elements than the {budget} "
+            f"the saved file declares for this layer"
+        )
     std = np.sqrt(2.0 / fan_in)
     return (rng.standard_normal(shape) * std).astype(dtype)

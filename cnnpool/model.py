@@ -27,6 +27,7 @@ import zipfile
 import numpy as np
 
 from . import _checks
+from ._init import weight_budget
 from ._version import __version__
 from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
@@ -326,8 +327,10 @@ def load(path):
                 f"known types are {sorted(_REGISTRY)} (register others with "
                 f"cnnpool.register_layer)"
             )
+        declared = sum(math.prod(spec["shape"]) for spec in entry["params"])
         try:
-            layer = cls(**entry["config"])
+            with weight_budget(declared):
+                layer = cls(**entry["config"])
         except (TypeError, ValueError, OverflowError, MemoryError) as exc:
             raise ValueError(
                 f"{os.fspath(path)!r}: layer {i} ({entry['type']}) cannot be built from "

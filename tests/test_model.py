@@ -311,7 +311,7 @@ def test_weights_replaced_without_updating_the_checksum(saved):
     [
         (lambda a: a["layers"][0].update(type="os.system"), "unknown type 'os.system'"),
         (lambda a: a["layers"][0].update(type="__import__"), "unknown type"),
-        (lambda a: a["layers"][0]["config"].update(kernel_size=[5, 5]),
+        (lambda a: a["layers"][0]["config"].update(kernel_size=[1, 1]),
          r"built from its config has parameters"),
         (lambda a: a["layers"][0]["config"].update(evil="rm -rf /"), "cannot be built"),
         (lambda a: a["layers"][0]["config"].update(dtype="object"), "cannot be built"),
@@ -333,6 +333,16 @@ def test_tampered_architecture(saved, edit, match):
     edit(arch)
     _write(saved, entries, arch)
     with pytest.raises(ValueError, match=match):
+        cp.load(saved)
+
+
+def test_huge_configuration_is_refused_before_allocating(saved):
+    """A config asking for a 10**12-element weight fails fast, never allocates it."""
+    entries = _entries(saved)
+    arch = _arch(entries)
+    arch["layers"][0]["config"].update(in_channels=10**6, out_channels=10**6)
+    _write(saved, entries, arch)
+    with pytest.raises(ValueError, match="more elements than the .* the saved file declares"):
         cp.load(saved)
 
 
