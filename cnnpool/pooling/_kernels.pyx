@@ -49,7 +49,7 @@ window reaches a column through an earlier tap).
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT32_MAX, int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -672,16 +672,43 @@ cdef inline void _max_back_2x2(const floating* grad, const int64_t* ind, floatin
     cdef floating* r0
     cdef floating* r1
     cdef Py_ssize_t t, k, t0 = 0, m, win, low
+    cdef int32_t win32, w32
     cdef floating v, off
     while t0 < n:
         m = min(n - t0, <Py_ssize_t>BLOCK)
+        r0 = gin + base + 2 * t0
+        r1 = r0 + w
+        if floating is double:
+            # 64-bit lanes both: compare the window offsets (0, 1, W, W+1)
+            # and select the gradients in one vectorised pass.
+            for t in range(m):
+                k = 2 * t
+                win = ind[t0 + t] - base - 2 * (t0 + t)
+                v = grad[t0 + t] + 0
+                r0[k] = v if win == 0 else 0
+                r0[k + 1] = v if win == 1 else 0
+                r1[k] = v if win == w else 0
+                r1[k + 1] = v if win == w + 1 else 0
+            t0 += m
+            continue
+        if w < INT32_MAX:
+            # The same with the offsets narrowed to 32 bits, as the gradient.
+            w32 = <int32_t>w
+            for t in range(m):
+                k = 2 * t
+                win32 = <int32_t>(ind[t0 + t] - base - 2 * (t0 + t))
+                v = grad[t0 + t] + 0
+                r0[k] = v if win32 == 0 else 0
+                r0[k + 1] = v if win32 == 1 else 0
+                r1[k] = v if win32 == w32 else 0
+                r1[k + 1] = v if win32 == w32 + 1 else 0
+            t0 += m
+            continue
         for t in range(m):
             # Offset 0, 1, W or W+1 in the window -> tap number 0..3.
             win = ind[t0 + t] - base - 2 * (t0 + t)
             low = win >= w
             offset[t] = <floating>(2 * low + win - low * w)
-        r0 = gin + base + 2 * t0
-        r1 = r0 + w
         for t in range(m):
             k = 2 * t
             # 0 + v, as PyTorch accumulates into zeros (turns -0.0 into +0.0).
