@@ -20,7 +20,7 @@ import numpy as np
 
 from . import _checks, _im2col
 from ._init import he_normal, make_rng
-from ._parallel import get_num_threads, threads_for
+from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
 # Backward turns gradient columns into the input gradient this many bytes of
@@ -230,6 +230,10 @@ class Conv2d(Layer):
             np.matmul(w2.T, g, out=grad_cols)
             _im2col.col2im(grad_cols, grad_x, *args, threads)
             return grad_x
+        # Serial col2im between the chunks' (BLAS-threaded) GEMMs: OpenMP
+        # threads left spinning after each short parallel col2im would fight
+        # the BLAS threads for the cores (10x slower on two cores).
+        threads = 1
         w2t = w2.T
         for i in range(0, n, chunk):
             j = min(i + chunk, n)
@@ -241,10 +245,8 @@ class Conv2d(Layer):
     @staticmethod
     def _chunk(n, size, cols):
         """Images per backward chunk: about ``_CHUNK_BYTES`` of gradient columns
-        (``size`` elements per image), at least one image per thread (col2im
-        splits a chunk's images across threads)."""
-        per_thread = max(1, _CHUNK_BYTES // max(size * cols.itemsize, 1))
-        return max(1, min(n, per_thread * max(1, get_num_threads())))
+        (``size`` elements per image)."""
+        return max(1, min(n, _CHUNK_BYTES // max(size * cols.itemsize, 1)))
 
     # ---------------------------------------------------------------- the rest
     def parameters(self):
