@@ -222,4 +222,6 @@ def test_compiled_kernels_release_the_gil():
     assert len(stalls) >= 8
     held = {name: s for name, (s, duration) in stalls.items() if s > 0.5}
     assert not held, f"GIL held (longest stall as a share of the call, seconds): {stalls}"
-    assert min(duration for _, duration in stalls.values()) > 0.01  # long enough to tell
+    # Long enough to tell (gaps are seen at 1 ms resolution); AVX2 builds
+    # (-march=native) take the fastest kernels here to ~9 ms.
+    assert min(duration for _, duration in stalls.values()) > 0.005
