@@ -20,7 +20,6 @@ import numpy as np
 
 from . import _checks, _im2col
 from ._init import he_normal, make_rng
-from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
 # Backward turns gradient columns into the input gradient this many bytes of
@@ -184,10 +183,11 @@ class Conv2d(Layer):
             cols = self._cols = np.empty(shape, x.dtype)
             if ones:
                 cols[:, k] = 1  # im2col writes rows [0, k) only: this row stays ones
-        _im2col.im2col(
-            x, cols, *self._geometry_args, out_h, out_w,
-            threads_for(n, x.size + cols.size),
-        )
+        # im2col runs on the calling thread: the GEMMs are the parallel part
+        # (BLAS threads), and an OpenMP team left spinning after a short parallel
+        # im2col fights them for the cores (W3 forward on two threads: 24 ms
+        # with a parallel im2col, 17 ms serial, 17 ms on one thread).
+        _im2col.im2col(x, cols, *self._geometry_args, out_h, out_w, 1)
         wmat = np.concatenate((w2, bias.data[:, None]), axis=1) if ones else w2
         out = np.matmul(wmat, cols)  # (N, O, OH*OW): one BLAS GEMM per image, in C
         self._saved = (x.shape, cols, w2, ones)
@@ -225,15 +225,13 @@ class Conv2d(Layer):
         if grad_cols is None or grad_cols.shape != shape or grad_cols.dtype != cols.dtype:
             grad_cols = self._grad_cols = np.empty(shape, cols.dtype)
         args = self._geometry_args + out_shape[2:]
-        threads = threads_for(chunk, (grad_x.size // max(n, 1) + size) * chunk)
+        # Serial col2im, for the reason given in forward (10x slower on two
+        # cores between the chunks' BLAS-threaded GEMMs when it was parallel).
+        threads = 1
         if chunk >= n:  # small batches: one GEMM, one col2im
             np.matmul(w2.T, g, out=grad_cols)
             _im2col.col2im(grad_cols, grad_x, *args, threads)
             return grad_x
-        # Serial col2im between the chunks' (BLAS-threaded) GEMMs: OpenMP
-        # threads left spinning after each short parallel col2im would fight
-        # the BLAS threads for the cores (10x slower on two cores).
-        threads = 1
         w2t = w2.T
         for i in range(0, n, chunk):
             j = min(i + chunk, n)
