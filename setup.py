@@ -117,8 +117,7 @@ def extensions():
         "cdivision": True,
         "embedsignature": True,
     }
-    return cythonize(exts, compiler_directives=directives, quiet=True,
-                     force=mode_changed(arch))
+    return cythonize(exts, compiler_directives=directives, quiet=True, force=mode_changed(arch))
 
 
 def mode_changed(arch):

@@ -154,14 +154,14 @@ def np_pool_window_fwdbwd(x, g, k, s, p, kind):
         y = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
         for t in range(k * k):
             i, j = divmod(t, k)
-            gp[:, :, i: i + s * oh: s, j: j + s * ow: s] += np.where(arg == t, g, 0)
+            gp[:, :, i : i + s * oh : s, j : j + s * ow : s] += np.where(arg == t, g, 0)
     else:
         y = win.sum(axis=(4, 5)) / (k * k)
         share = g / (k * k)
         for i in range(k):
             for j in range(k):
-                gp[:, :, i: i + s * oh: s, j: j + s * ow: s] += share
-    return y, gp[:, :, p: p + h, p: p + w]
+                gp[:, :, i : i + s * oh : s, j : j + s * ow : s] += share
+    return y, gp[:, :, p : p + h, p : p + w]
 
 
 def np_conv_forward(x, weight, bias, p):
@@ -184,9 +184,9 @@ def np_conv_fwdbwd(x, weight, bias, g, p):
     oh, ow = g.shape[2:]
     for i in range(k):
         for j in range(k):
-            gp[:, :, i: i + oh, j: j + ow] += cols[..., i, j].transpose(0, 3, 1, 2)
+            gp[:, :, i : i + oh, j : j + ow] += cols[..., i, j].transpose(0, 3, 1, 2)
     h, w = x.shape[2:]
-    return y, gp[:, :, p: p + h, p: p + w], grad_w, grad_b
+    return y, gp[:, :, p : p + h, p : p + w], grad_w, grad_b
 
 
 # ============================================================ workloads ====
@@ -222,12 +222,14 @@ def pool_workload(cp, torch, kind, k, s, p, dtype):
         layer.backward(g)
 
     if tiled:
+
         def np_fwd():
             np_pool_tiled_forward(x, k, kind)
 
         def np_fb():
             np_pool_tiled_fwdbwd(x, g, k, kind)
     else:
+
         def np_fwd():
             np_pool_window_forward(x, k, s, p, kind)
 
@@ -247,9 +249,11 @@ def pool_workload(cp, torch, kind, k, s, p, dtype):
         xg = torch.from_numpy(x.copy()).requires_grad_()
         gt = torch.from_numpy(g)
         if kind == "max":
+
             def op(t):
                 return F.max_pool2d(t, k, s, p)
         else:
+
             def op(t):
                 return F.avg_pool2d(t, k, s, p)
 
@@ -402,17 +406,30 @@ TRAIN_BATCH, TRAIN_IMAGE, TRAIN_CLASSES, TRAIN_CHANNELS = 16, (1, 32, 32), 3, (8
 def cnnpool_train_step(cp):
     """One Adam step of the comparison CNN in cnnpool; returns the step function."""
     np, _ = _np()
-    needed = ("Sequential", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear",
-              "SoftmaxCrossEntropy", "Adam")
+    needed = (
+        "Sequential",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "SoftmaxCrossEntropy",
+        "Adam",
+    )
     for name in needed:
         _require(cp, name)
     c, h, w = TRAIN_IMAGE
     c1, c2 = TRAIN_CHANNELS
     rng = np.random.default_rng(0)
     model = cp.Sequential(
-        cp.Conv2d(c, c1, 3, padding=1, rng=rng), cp.ReLU(), cp.MaxPool2d(2),
-        cp.Conv2d(c1, c2, 3, padding=1, rng=rng), cp.ReLU(), cp.MaxPool2d(2),
-        cp.Flatten(), cp.Linear(c2 * (h // 4) * (w // 4), TRAIN_CLASSES, rng=rng),
+        cp.Conv2d(c, c1, 3, padding=1, rng=rng),
+        cp.ReLU(),
+        cp.MaxPool2d(2),
+        cp.Conv2d(c1, c2, 3, padding=1, rng=rng),
+        cp.ReLU(),
+        cp.MaxPool2d(2),
+        cp.Flatten(),
+        cp.Linear(c2 * (h // 4) * (w // 4), TRAIN_CLASSES, rng=rng),
     )
     loss_fn = cp.SoftmaxCrossEntropy()
     opt = cp.Adam(model.parameters(), lr=1e-3)
@@ -436,9 +453,14 @@ def torch_train_step(torch):
     c1, c2 = TRAIN_CHANNELS
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(c, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(c2 * (h // 4) * (w // 4), TRAIN_CLASSES),
+        nn.Conv2d(c, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c2 * (h // 4) * (w // 4), TRAIN_CLASSES),
     )
     loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -462,21 +484,35 @@ def train_workload(cp, torch):
 
 
 WORKLOADS = {
-    "W1 max": ("max 2x2/2, (64,32,32,32) f32",
-               lambda cp, t: pool_workload(cp, t, "max", 2, 2, 0, "float32")),
-    "W1 mean": ("mean 2x2/2, (64,32,32,32) f32",
-                lambda cp, t: pool_workload(cp, t, "mean", 2, 2, 0, "float32")),
-    "W2 max": ("max 3x3/2 pad 1, (64,32,32,32) f32",
-               lambda cp, t: pool_workload(cp, t, "max", 3, 2, 1, "float32")),
-    "W2 mean": ("mean 3x3/2 pad 1, (64,32,32,32) f32",
-                lambda cp, t: pool_workload(cp, t, "mean", 3, 2, 1, "float32")),
-    "W3 conv": ("conv 16->32 3x3 pad 1, (64,16,32,32) f32",
-                lambda cp, t: conv_workload(cp, t, (64, 16, 32, 32), 32, 3, 1)),
+    "W1 max": (
+        "max 2x2/2, (64,32,32,32) f32",
+        lambda cp, t: pool_workload(cp, t, "max", 2, 2, 0, "float32"),
+    ),
+    "W1 mean": (
+        "mean 2x2/2, (64,32,32,32) f32",
+        lambda cp, t: pool_workload(cp, t, "mean", 2, 2, 0, "float32"),
+    ),
+    "W2 max": (
+        "max 3x3/2 pad 1, (64,32,32,32) f32",
+        lambda cp, t: pool_workload(cp, t, "max", 3, 2, 1, "float32"),
+    ),
+    "W2 mean": (
+        "mean 3x3/2 pad 1, (64,32,32,32) f32",
+        lambda cp, t: pool_workload(cp, t, "mean", 3, 2, 1, "float32"),
+    ),
+    "W3 conv": (
+        "conv 16->32 3x3 pad 1, (64,16,32,32) f32",
+        lambda cp, t: conv_workload(cp, t, (64, 16, 32, 32), 32, 3, 1),
+    ),
     "W4 tiny": ("(1,1,6,6) conv 3x3 -> max 2x2", tiny_net_workload),
-    "W5 max": ("max 2x2/2, (64,32,32,32) f64",
-               lambda cp, t: pool_workload(cp, t, "max", 2, 2, 0, "float64")),
-    "W5 mean": ("mean 2x2/2, (64,32,32,32) f64",
-                lambda cp, t: pool_workload(cp, t, "mean", 2, 2, 0, "float64")),
+    "W5 max": (
+        "max 2x2/2, (64,32,32,32) f64",
+        lambda cp, t: pool_workload(cp, t, "max", 2, 2, 0, "float64"),
+    ),
+    "W5 mean": (
+        "mean 2x2/2, (64,32,32,32) f64",
+        lambda cp, t: pool_workload(cp, t, "mean", 2, 2, 0, "float64"),
+    ),
     "T0 overhead": ("MaxPool2d(2) on (1,1,4,4) f32", overhead_workload),
     "TS train": ("training step, comparison CNN, batch 16x1x32x32, Adam", train_workload),
 }
@@ -508,12 +544,25 @@ def run_worker(threads, repeats, only):
             reps = repeats if key[:2] not in ("W3", "TS") else max(5, repeats // 2)
             result = interleaved(competitors, reps)
             for name, (best, median, n) in result.items():
-                records.append(dict(workload=key, description=desc, pass_=pass_name,
-                                    competitor=name, min=best, median=median, calls=n))
+                records.append(
+                    dict(
+                        workload=key,
+                        description=desc,
+                        pass_=pass_name,
+                        competitor=name,
+                        min=best,
+                        median=median,
+                        calls=n,
+                    )
+                )
             cpm = result["cnnpool"][1] * 1e3
             tm = result["torch"][1] * 1e3 if "torch" in result else float("nan")
-            print(f"[{threads} thread(s)] {key:12s} {pass_name:17s} cnnpool {cpm:8.3f} ms"
-                  f"  torch {tm:8.3f} ms", file=sys.stderr, flush=True)
+            print(
+                f"[{threads} thread(s)] {key:12s} {pass_name:17s} cnnpool {cpm:8.3f} ms"
+                f"  torch {tm:8.3f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     info = machine_info(np, torch, cp)
     return dict(threads=threads, records=records, notes=notes, machine=info)
 
@@ -624,10 +673,13 @@ def tables(results):
         t = res["threads"]
         lines.append(f"### {t} thread{'s' if t > 1 else ''}\n")
         lines.append("Median ms per call (minimum in parentheses); ratios of medians.\n")
-        lines.append("| workload | pass | cnnpool | torch | NumPy | copy floor "
-                     "| cnnpool / torch | cnnpool / floor |")
+        lines.append(
+            "| workload | pass | cnnpool | torch | NumPy | copy floor "
+            "| cnnpool / torch | cnnpool / floor |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         for (key, pass_name), row in _rows(res).items():
+
             def cell(name, row=row):
                 if name not in row:
                     return "—"
@@ -674,17 +726,29 @@ def target_check(results):
     for key in ("W1 max", "W1 mean", "W2 max", "W2 mean", "W5 max", "W5 mean"):
         c, f = med(one, key, "forward", "cnnpool"), med(one, key, "forward", "floor")
         if c is not None and f is not None:
-            out.append((f"{key} forward ≤ {TARGET_FWD_FLOOR:g}× copy floor",
-                        f"{c / f:.2f}×", verdict(c / f <= TARGET_FWD_FLOOR)))
+            out.append(
+                (
+                    f"{key} forward ≤ {TARGET_FWD_FLOOR:g}× copy floor",
+                    f"{c / f:.2f}×",
+                    verdict(c / f <= TARGET_FWD_FLOOR),
+                )
+            )
     for key in ("W1 max", "W1 mean", "W2 max", "W2 mean", "W5 max", "W5 mean"):
         c = med(one, key, "forward+backward", "cnnpool")
         t = med(one, key, "forward+backward", "torch")
         if c is not None and t is not None:
-            out.append((f"{key} forward+backward ≥ 5× faster than torch",
-                        f"{t / c:.1f}× faster", verdict(c / t <= TARGET_FB_TORCH)))
-    for key, limit, label in (("W3 conv", TARGET_CONV, "≤ 1.2× torch"),
-                              ("W4 tiny", TARGET_TINY, "≤ 0.3× torch"),
-                              ("TS train", TARGET_TRAIN, "faster than torch")):
+            out.append(
+                (
+                    f"{key} forward+backward ≥ 5× faster than torch",
+                    f"{t / c:.1f}× faster",
+                    verdict(c / t <= TARGET_FB_TORCH),
+                )
+            )
+    for key, limit, label in (
+        ("W3 conv", TARGET_CONV, "≤ 1.2× torch"),
+        ("W4 tiny", TARGET_TINY, "≤ 0.3× torch"),
+        ("TS train", TARGET_TRAIN, "faster than torch"),
+    ):
         c = med(one, key, "forward+backward", "cnnpool")
         t = med(one, key, "forward+backward", "torch")
         if c is not None and t is not None:
@@ -699,25 +763,34 @@ def target_check(results):
                 if r > worst:
                     worst, worst_key = r, k
         if worst_key is not None:
-            out.append(("with 2 threads no workload slower than with 1",
-                        f"worst: {worst_key[0]} {worst_key[1]}, 2 threads / 1 thread = "
-                        f"{worst:.2f}", verdict(worst <= 1.0)))
+            out.append(
+                (
+                    "with 2 threads no workload slower than with 1",
+                    f"worst: {worst_key[0]} {worst_key[1]}, 2 threads / 1 thread = {worst:.2f}",
+                    verdict(worst <= 1.0),
+                )
+            )
     return out
 
 
 def render(results, memory, args):
     m = results[0]["machine"]
     md = ["# cnnpool benchmark results", ""]
-    md.append("Produced by `python benchmarks/bench_layers.py"
-              + (" --quick" if args.quick else "") + "`"
-              + f" on {time.strftime('%Y-%m-%d')}.  Times are per call; "
-              "competitors were timed interleaved in one process per thread count, "
-              "so ratios are more trustworthy than absolute times on a shared machine.")
+    md.append(
+        "Produced by `python benchmarks/bench_layers.py"
+        + (" --quick" if args.quick else "")
+        + "`"
+        + f" on {time.strftime('%Y-%m-%d')}.  Times are per call; "
+        "competitors were timed interleaved in one process per thread count, "
+        "so ratios are more trustworthy than absolute times on a shared machine."
+    )
     md.append("")
     md.append("## Machine")
     md.append("")
-    md.append(f"- CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs"
-              + (f" ({m['simd']})" if m.get("simd") else ""))
+    md.append(
+        f"- CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs"
+        + (f" ({m['simd']})" if m.get("simd") else "")
+    )
     md.append(f"- {m['platform']}, Python {m['python']}")
     md.append(f"- NumPy {m['numpy']} (BLAS: {m['blas']})")
     torch_line = f"- PyTorch {m['torch']}" if m["torch"] else "- PyTorch: not installed"
@@ -727,19 +800,25 @@ def render(results, memory, args):
     md.append(f"- cnnpool {m['cnnpool']} (OpenMP: {m['cnnpool_openmp']})")
     loads = [res["machine"].get("load_average") for res in results]
     if any(loads):
-        md.append("- load average (1 min) when each thread count started: "
-                  + ", ".join(f"{res['threads']} thread(s): {res['machine'].get('load_average')}"
-                              for res in results)
-                  + " (a load above the core count means other work shared the CPUs: "
-                  "trust minimums and ratios over medians)")
+        md.append(
+            "- load average (1 min) when each thread count started: "
+            + ", ".join(
+                f"{res['threads']} thread(s): {res['machine'].get('load_average')}"
+                for res in results
+            )
+            + " (a load above the core count means other work shared the CPUs: "
+            "trust minimums and ratios over medians)"
+        )
     md.append("")
     md.append("## Workloads")
     md.append("")
     for key, (desc, _) in WORKLOADS.items():
         md.append(f"- **{key}**: {desc}")
     md.append("")
-    md.append("The memory floor is `np.copyto` of the same input into a preallocated "
-              "array (read it once, write it once), timed in the same run.")
+    md.append(
+        "The memory floor is `np.copyto` of the same input into a preallocated "
+        "array (read it once, write it once), timed in the same run."
+    )
     md.append("")
     md.append("## Times")
     md.append("")
@@ -756,15 +835,20 @@ def render(results, memory, args):
     if memory:
         md.append("## Peak memory of one training step")
         md.append("")
-        md.append("| library | RSS growth during the first step (fresh process) "
-                  "| tracemalloc peak of a warm step |")
+        md.append(
+            "| library | RSS growth during the first step (fresh process) "
+            "| tracemalloc peak of a warm step |"
+        )
         md.append("|---|---|---|")
         for lib, mem in memory.items():
+
             def mib(v):
                 return "—" if v is None else f"{v / 2**20:.1f} MiB"
 
-            md.append(f"| {lib} | {mib(mem.get('rss_growth_first_step'))} "
-                      f"| {mib(mem.get('tracemalloc_peak'))} |")
+            md.append(
+                f"| {lib} | {mib(mem.get('rss_growth_first_step'))} "
+                f"| {mib(mem.get('tracemalloc_peak'))} |"
+            )
         md.append("")
     return "\n".join(md) + "\n"
 
@@ -784,16 +868,21 @@ def _subprocess(args_list, threads):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--threads", default="1,2",
-                        help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="samples per competitor (default 40, --quick 10)")
-    parser.add_argument("--only", default="",
-                        help="comma-separated workload prefixes, e.g. W1,W2,T0")
-    parser.add_argument("--out", default=str(DEFAULT_OUT),
-                        help="Markdown report to write ('' for none)")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the training-step memory measurement")
+    parser.add_argument(
+        "--threads", default="1,2", help="comma-separated thread counts (default 1,2)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="samples per competitor (default 40, --quick 10)"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated workload prefixes, e.g. W1,W2,T0"
+    )
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="Markdown report to write ('' for none)"
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the training-step memory measurement"
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -46,8 +46,7 @@ class ScratchLp(cp.Pool2d):
     def route(self, windows, pooled):
         p = self.norm
         with np.errstate(divide="ignore", invalid="ignore"):
-            local = (np.sign(windows) * np.abs(windows) ** (p - 1)
-                     / pooled[..., None] ** (p - 1))
+            local = np.sign(windows) * np.abs(windows) ** (p - 1) / pooled[..., None] ** (p - 1)
         return np.where(pooled[..., None] > 0, local, 0)
 
 
@@ -89,10 +88,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=4, default=[64, 32, 32, 32])
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--wall", action="store_true",
-                        help="time by the wall clock instead of this process's CPU time "
-                             "(CPU time, the default, is robust to a busy machine when "
-                             "single-threaded)")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="time by the wall clock instead of this process's CPU time "
+        "(CPU time, the default, is robust to a busy machine when "
+        "single-threaded)",
+    )
     args = parser.parse_args(argv)
     clock = time.perf_counter if args.wall else time.process_time
     rng = np.random.default_rng(0)
@@ -100,11 +102,13 @@ def main(argv=None):
     g = rng.standard_normal(cp.MaxPool2d(2).output_shape(x.shape)).astype(np.float32)
     rows = [(name, time_layer(layer, x, g, args.repeat, clock)) for name, layer in layers()]
     base = rows[0][1]
-    print(f"forward + backward, x {tuple(args.shape)} float32, 2x2 stride 2, "
-          f"{_parallel.max_threads()} thread(s), best of {args.repeat} "
-          f"({'wall' if args.wall else 'CPU'} time); "
-          f"cnnpool {cp.__version__}, NumPy {np.__version__}, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"forward + backward, x {tuple(args.shape)} float32, 2x2 stride 2, "
+        f"{_parallel.max_threads()} thread(s), best of {args.repeat} "
+        f"({'wall' if args.wall else 'CPU'} time); "
+        f"cnnpool {cp.__version__}, NumPy {np.__version__}, "
+        f"{platform.processor() or platform.machine()}"
+    )
     print()
     print("| strategy | ms | x compiled MaxPool2d |")
     print("|---|---:|---:|")

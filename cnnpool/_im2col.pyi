@@ -13,10 +13,32 @@ import numpy.typing as npt
 _Float = npt.NDArray[np.floating[Any]]
 
 def im2col(
-    x: _Float, cols: _Float, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, dil_h: int, dil_w: int, out_h: int, out_w: int, n_threads: int,
+    x: _Float,
+    cols: _Float,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    out_h: int,
+    out_w: int,
+    n_threads: int,
 ) -> None: ...
 def col2im(
-    cols: _Float, x: _Float, kernel_h: int, kernel_w: int, stride_h: int, stride_w: int,
-    pad_h: int, pad_w: int, dil_h: int, dil_w: int, out_h: int, out_w: int, n_threads: int,
+    cols: _Float,
+    x: _Float,
+    kernel_h: int,
+    kernel_w: int,
+    stride_h: int,
+    stride_w: int,
+    pad_h: int,
+    pad_w: int,
+    dil_h: int,
+    dil_w: int,
+    out_h: int,
+    out_w: int,
+    n_threads: int,
 ) -> None: ...

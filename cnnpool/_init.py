@@ -51,8 +51,7 @@ def make_rng(rng, name="rng"):
             raise ValueError(f"{name} must be a non-negative seed, got {rng!r}")
         return np.random.default_rng(rng)
     raise TypeError(
-        f"{name} must be None, an int seed or a numpy.random.Generator, got "
-        f"{type(rng).__name__}"
+        f"{name} must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}"
     )
 
 

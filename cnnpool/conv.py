@@ -80,8 +80,18 @@ class Conv2d(Layer):
     (2, 8, 16, 16)
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, bias=True, dtype=np.float32, rng=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        dtype=np.float32,
+        rng=None,
+    ):
         self.in_channels = _checks.positive_int(in_channels, "in_channels")
         self.out_channels = _checks.positive_int(out_channels, "out_channels")
         self.kernel_size = _checks.pair(kernel_size, "kernel_size")

@@ -215,9 +215,14 @@ def load_faces(seed=0, test_fraction=0.25, standardize=False):
         "test_index": test_idx,
     }
     return _finish(
-        "faces", ("not face", "face"),
-        images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
-        standardize, info,
+        "faces",
+        ("not face", "face"),
+        images[train_idx],
+        labels[train_idx],
+        images[test_idx],
+        labels[test_idx],
+        standardize,
+        info,
     )
 
 
@@ -351,8 +356,14 @@ def load_textures(
         "source": "skimage.data." + "/".join(textures),
     }
     return _finish(
-        "textures", textures, x_train, y_train, x_test, np.concatenate(ys_test),
-        standardize, info,
+        "textures",
+        textures,
+        x_train,
+        y_train,
+        x_test,
+        np.concatenate(ys_test),
+        standardize,
+        info,
     )
 
 
@@ -365,7 +376,7 @@ def _patch_normalize(patches):
 
 def _crop(image, rows, cols, ps):
     """The ``ps`` x ``ps`` patches of ``image`` with top-left corners ``(rows, cols)``."""
-    return np.stack([image[r:r + ps, c:c + ps] for r, c in zip(rows, cols, strict=True)])
+    return np.stack([image[r : r + ps, c : c + ps] for r, c in zip(rows, cols, strict=True)])
 
 
 def _as_gray01(image, name):

@@ -156,9 +156,7 @@ class MSELoss(Loss):
                 f"target must be a real (integer or float) array, got dtype {target.dtype}"
             )
         if target.shape != pred.shape:
-            raise ValueError(
-                f"target must have the shape of pred {pred.shape}, got {target.shape}"
-            )
+            raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")
         diff = pred - target.astype(pred.dtype, copy=False)
         squared = diff * diff
         value = squared.mean() if self.reduction == "mean" else squared.sum()

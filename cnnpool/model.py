@@ -70,9 +70,7 @@ def register_layer(cls):
     name = cls.__name__
     known = _REGISTRY.get(name)
     if known is not None and known is not cls:
-        raise ValueError(
-            f"a different layer class is already registered as {name!r} ({known!r})"
-        )
+        raise ValueError(f"a different layer class is already registered as {name!r} ({known!r})")
     _REGISTRY[name] = cls
     return cls
 
@@ -80,9 +78,22 @@ def register_layer(cls):
 # The package's own layers.  StochasticPool2d is saved without its random
 # generator's state: a loaded one draws from fresh entropy.
 for _cls in (
-    Conv2d, Linear, Flatten, ReLU, Tanh, Sigmoid, MaxPool2d, MeanPool2d, LpPool2d,
-    StochasticPool2d, MixedPool2d, GatedPool2d, AdaptiveMaxPool2d, AdaptiveMeanPool2d,
-    GlobalMaxPool2d, GlobalMeanPool2d,
+    Conv2d,
+    Linear,
+    Flatten,
+    ReLU,
+    Tanh,
+    Sigmoid,
+    MaxPool2d,
+    MeanPool2d,
+    LpPool2d,
+    StochasticPool2d,
+    MixedPool2d,
+    GatedPool2d,
+    AdaptiveMaxPool2d,
+    AdaptiveMeanPool2d,
+    GlobalMaxPool2d,
+    GlobalMeanPool2d,
 ):
     register_layer(_cls)
 
@@ -112,9 +123,7 @@ class Sequential(Layer):
     def __init__(self, *layers):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(
-                    f"layers[{i}] must be a cnnpool Layer, got {type(layer).__name__}"
-                )
+                raise TypeError(f"layers[{i}] must be a cnnpool Layer, got {type(layer).__name__}")
         self.layers = list(layers)
 
     def __len__(self):
@@ -177,7 +186,7 @@ class Sequential(Layer):
         self.eval()
         try:
             labels = [
-                np.argmax(self.forward(x[start:start + batch_size]), axis=1)
+                np.argmax(self.forward(x[start : start + batch_size]), axis=1)
                 for start in range(0, x.shape[0], batch_size)
             ]
         finally:
@@ -246,12 +255,15 @@ class Sequential(Layer):
                 json.dumps(config, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise ValueError(
-                    f"layer {i} ({cls.__name__}).get_config() is not JSON-serialisable: "
-                    f"{config!r}"
+                    f"layer {i} ({cls.__name__}).get_config() is not JSON-serialisable: {config!r}"
                 ) from exc
             params = [
-                {"name": p.name, "key": f"{i}.{p.name}", "shape": list(p.data.shape),
-                 "dtype": str(p.data.dtype)}
+                {
+                    "name": p.name,
+                    "key": f"{i}.{p.name}",
+                    "shape": list(p.data.shape),
+                    "dtype": str(p.data.dtype),
+                }
                 for p in layer.parameters()
             ]
             names = [p["name"] for p in params]
@@ -355,8 +367,7 @@ def load(path):
 def _atomic_savez(path, arrays):
     """``np.savez`` to a temporary file next to ``path``, then rename it over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -381,17 +392,24 @@ def _atomic_savez(path, arrays):
 def _strip(arch):
     """The part of an architecture two models must share to exchange weights."""
     return [
-        (entry["type"], entry["config"],
-         [(p["name"], list(p["shape"]), p["dtype"]) for p in entry["params"]])
+        (
+            entry["type"],
+            entry["config"],
+            [(p["name"], list(p["shape"]), p["dtype"]) for p in entry["params"]],
+        )
         for entry in arch["layers"]
     ]
 
 
 def _describe(arch):
-    return "[" + ", ".join(
-        f"{e['type']}({', '.join(f'{k}={v}' for k, v in e['config'].items())})"
-        for e in arch["layers"]
-    ) + "]"
+    return (
+        "["
+        + ", ".join(
+            f"{e['type']}({', '.join(f'{k}={v}' for k, v in e['config'].items())})"
+            for e in arch["layers"]
+        )
+        + "]"
+    )
 
 
 def _fail(path, reason):
@@ -441,21 +459,31 @@ def _read(path):
     missing = sorted(set(keys) - set(files))
     extra = sorted(set(files) - set(keys))
     if missing or extra:
-        raise _fail(path, f"its arrays do not match its architecture: missing {missing}, "
-                          f"unexpected {extra}")
+        raise _fail(
+            path, f"its arrays do not match its architecture: missing {missing}, unexpected {extra}"
+        )
     for entry in arch["layers"]:
         for spec in entry["params"]:
             array = files[spec["key"]]
             if array.dtype not in _checks.FLOAT_DTYPES or str(array.dtype) != spec["dtype"]:
-                raise _fail(path, f"array {spec['key']!r} has dtype {array.dtype}, the "
-                                  f"architecture says {spec['dtype']}")
+                raise _fail(
+                    path,
+                    f"array {spec['key']!r} has dtype {array.dtype}, the "
+                    f"architecture says {spec['dtype']}",
+                )
             if array.shape != tuple(spec["shape"]):
-                raise _fail(path, f"array {spec['key']!r} has shape {array.shape}, the "
-                                  f"architecture says {tuple(spec['shape'])}")
+                raise _fail(
+                    path,
+                    f"array {spec['key']!r} has shape {array.shape}, the "
+                    f"architecture says {tuple(spec['shape'])}",
+                )
             array = np.ascontiguousarray(array)
             if hashlib.sha256(array.tobytes()).hexdigest() != spec["sha256"]:
-                raise _fail(path, f"array {spec['key']!r} does not match its checksum "
-                                  f"(the file was modified or damaged)")
+                raise _fail(
+                    path,
+                    f"array {spec['key']!r} does not match its checksum "
+                    f"(the file was modified or damaged)",
+                )
             if not array.flags.writeable:
                 array = array.copy()
             files[spec["key"]] = array
@@ -471,8 +499,11 @@ def _check_arch(path, arch):
     if not isinstance(arch, dict) or arch.get("format") != FORMAT:
         raise _fail(path, f"its architecture is not a {FORMAT} description")
     if arch.get("version") != FORMAT_VERSION:
-        raise _fail(path, f"format version {arch.get('version')!r} is not supported "
-                          f"(this cnnpool reads version {FORMAT_VERSION})")
+        raise _fail(
+            path,
+            f"format version {arch.get('version')!r} is not supported "
+            f"(this cnnpool reads version {FORMAT_VERSION})",
+        )
     layers = arch.get("layers")
     if not isinstance(layers, list):
         raise _fail(path, "its architecture has no layer list")
@@ -484,16 +515,17 @@ def _check_arch(path, arch):
             and isinstance(entry.get("params"), list)
         )
         if not ok:
-            raise _fail(path, f"layer {i} needs 'type' (text), 'config' (object) and "
-                              f"'params' (list)")
+            raise _fail(
+                path, f"layer {i} needs 'type' (text), 'config' (object) and 'params' (list)"
+            )
         for spec in entry["params"]:
             ok = (
                 isinstance(spec, dict)
-                and all(isinstance(spec.get(k), str)
-                        for k in ("name", "key", "dtype", "sha256"))
+                and all(isinstance(spec.get(k), str) for k in ("name", "key", "dtype", "sha256"))
                 and isinstance(spec.get("shape"), list)
-                and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                        for s in spec["shape"])
+                and all(
+                    isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec["shape"]
+                )
             )
             if not ok:
                 raise _fail(path, f"layer {i} has a malformed parameter entry {spec!r}")

@@ -42,9 +42,7 @@ class Optimizer:
         unique, seen = [], set()
         for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise TypeError(
-                    f"params[{i}] must be a cnnpool Parameter, got {type(p).__name__}"
-                )
+                raise TypeError(f"params[{i}] must be a cnnpool Parameter, got {type(p).__name__}")
             if id(p) not in seen:
                 seen.add(id(p))
                 unique.append(p)
@@ -152,8 +150,7 @@ class Adam(Optimizer):
         self.lr = _hyper(lr, "lr")
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-        self.betas = (_hyper(betas[0], "betas[0]", upper=1),
-                      _hyper(betas[1], "betas[1]", upper=1))
+        self.betas = (_hyper(betas[0], "betas[0]", upper=1), _hyper(betas[1], "betas[1]", upper=1))
         self.eps = _hyper(eps, "eps")
         self.weight_decay = _hyper(weight_decay, "weight_decay")
 
@@ -178,5 +175,4 @@ class Adam(Optimizer):
             p.data -= step_size * (m / denom)
 
     def extra_repr(self):
-        return (f"lr={self.lr}, betas={self.betas}, eps={self.eps}, "
-                f"weight_decay={self.weight_decay}")
+        return f"lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay}"

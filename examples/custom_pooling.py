@@ -75,8 +75,11 @@ def check():
 
     rng = np.random.default_rng(0)
     worst = 0.0
-    for kwargs in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
-                   dict(kernel_size=3, stride=1, beta=0.5)):
+    for kwargs in (
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=3, stride=1, beta=0.5),
+    ):
         err = cp.gradcheck(SoftmaxPool2d(**kwargs), rng.standard_normal((2, 3, 7, 7)))
         print(f"gradcheck SoftmaxPool2d({kwargs}): worst relative error {err:.1e}")
         worst = max(worst, err)
@@ -99,8 +102,22 @@ def main(argv=None):
     from cnnpool.experiments.cli import main as compare
 
     spec = f"{os.path.abspath(__file__)}:SoftmaxPool2d"
-    cli_args = ["--dataset", args.dataset, "--seeds", args.seeds, "--epochs", args.epochs,
-                "--out", args.out, "--pool", "max", "--pool", "mean", "--pool", spec]
+    cli_args = [
+        "--dataset",
+        args.dataset,
+        "--seeds",
+        args.seeds,
+        "--epochs",
+        args.epochs,
+        "--out",
+        args.out,
+        "--pool",
+        "max",
+        "--pool",
+        "mean",
+        "--pool",
+        spec,
+    ]
     if args.jobs:
         cli_args += ["--jobs", args.jobs]
     print("cnnpool-compare " + " ".join(cli_args) + "\n")

@@ -36,19 +36,24 @@ np.set_printoptions(precision=4, suppress=True, linewidth=100)
 # The worked example's numbers: small and readable, chosen so that each 2x2 window
 # of the conv map has a clear winner, and one window is all negative: the ReLU
 # turns it into four zeros (a tie, won by the first), and its gradient is blocked.
-X = np.array([
-    [0, 4, 3, 2, 1, 3],
-    [1, 4, 3, 0, 0, 2],
-    [1, 0, 3, 0, 1, 4],
-    [1, 2, 1, 3, 3, 2],
-    [4, 1, 0, 2, 0, 2],
-    [4, 2, 2, 0, 1, 1],
-], dtype=np.float64)
-W = np.array([
-    [-0.1, 0.3, 0.3],
-    [-0.3, 0.1, -0.3],
-    [-0.2, -0.1, 0.2],
-])
+X = np.array(
+    [
+        [0, 4, 3, 2, 1, 3],
+        [1, 4, 3, 0, 0, 2],
+        [1, 0, 3, 0, 1, 4],
+        [1, 2, 1, 3, 3, 2],
+        [4, 1, 0, 2, 0, 2],
+        [4, 2, 2, 0, 1, 1],
+    ],
+    dtype=np.float64,
+)
+W = np.array(
+    [
+        [-0.1, 0.3, 0.3],
+        [-0.3, 0.1, -0.3],
+        [-0.2, -0.1, 0.2],
+    ]
+)
 WW = np.array([0.5, -0.3, 0.2, 0.4])
 TARGET = 3.0
 
@@ -67,7 +72,7 @@ def correlate_valid(x, k):
     """``out[i, j] = sum(x[i:i+kh, j:j+kw] * k)``: what a conv layer computes."""
     kh, kw = k.shape
     oh, ow = x.shape[0] - kh + 1, x.shape[1] - kw + 1
-    return np.array([[np.sum(x[i:i + kh, j:j + kw] * k) for j in range(ow)] for i in range(oh)])
+    return np.array([[np.sum(x[i : i + kh, j : j + kw] * k) for j in range(ow)] for i in range(oh)])
 
 
 def by_hand(kind, relu):
@@ -78,7 +83,7 @@ def by_hand(kind, relu):
     argmax = {}
     for r in range(2):
         for c in range(2):
-            window = A[2 * r:2 * r + 2, 2 * c:2 * c + 2]
+            window = A[2 * r : 2 * r + 2, 2 * c : 2 * c + 2]
             if kind == "max":
                 i = int(np.argmax(window))  # first maximum in row-major order, as PyTorch
                 argmax[(r, c)] = (2 * r + i // 2, 2 * c + i % 2)
@@ -98,11 +103,12 @@ def by_hand(kind, relu):
             if kind == "max":
                 dA[argmax[(r, c)]] = dP[r, c]  # winner takes all
             else:
-                dA[2 * r:2 * r + 2, 2 * c:2 * c + 2] = dP[r, c] / 4  # even spread
+                dA[2 * r : 2 * r + 2, 2 * c : 2 * c + 2] = dP[r, c] / 4  # even spread
     dL1 = dA * (L1 > 0) if relu else dA
     dW = correlate_valid(X, dL1)
-    return dict(L1=L1, A=A, P=P, argmax=argmax, y=y, cost=cost, dy=dy, dWW=dWW, dP=dP,
-                dA=dA, dL1=dL1, dW=dW)
+    return dict(
+        L1=L1, A=A, P=P, argmax=argmax, y=y, cost=cost, dy=dy, dWW=dWW, dP=dP, dA=dA, dL1=dL1, dW=dW
+    )
 
 
 def show(kind, relu):
@@ -119,10 +125,12 @@ def show(kind, relu):
         coords = ", ".join(f"window {rc} -> {pos}" for rc, pos in h["argmax"].items())
         print("argmax coordinates (row, col) in the 4x4 map:", coords)
         for (r, c), pos in h["argmax"].items():
-            window = h["A"][2 * r:2 * r + 2, 2 * c:2 * c + 2]
+            window = h["A"][2 * r : 2 * r + 2, 2 * c : 2 * c + 2]
             if relu and np.all(window == 0):
-                print(f"  window {(r, c)} is all zeros after the ReLU: a tie, won by its first "
-                      f"element {pos}; ReLU'(L1) = 0 there, so no gradient gets through it")
+                print(
+                    f"  window {(r, c)} is all zeros after the ReLU: a tie, won by its first "
+                    f"element {pos}; ReLU'(L1) = 0 there, so no gradient gets through it"
+                )
     print(f"y = P.flat @ WW = {h['y']:.6f}   target {TARGET}   cost 0.5(y-t)^2 = {h['cost']:.6f}")
     print("\nbackward")
     print(f"dC/dy = y - t = {h['dy']:.6f}")
@@ -135,8 +143,7 @@ def show(kind, relu):
     print("dC/dW = X correlated with dC/dL1 (3x3):\n", h["dW"])
 
     lib = _library(kind, relu)
-    diffs = {name: float(np.max(np.abs(lib[name] - h[name])))
-             for name in ("dWW", "dP", "dA", "dW")}
+    diffs = {name: float(np.max(np.abs(lib[name] - h[name]))) for name in ("dWW", "dP", "dA", "dW")}
     diffs["y"] = abs(lib["y"] - h["y"])
     worst = max(diffs.values())
     print(f"\ncnnpool's layers give the same numbers: largest difference {worst:.1e}")

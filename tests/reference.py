@@ -94,8 +94,9 @@ def mean_pool2d(x, k, s, p=(0, 0), ceil_mode=False, count_include_pad=True, d=(1
     return y
 
 
-def mean_pool2d_backward(grad_y, x_shape, k, s, p=(0, 0), ceil_mode=False,
-                         count_include_pad=True, d=(1, 1)):
+def mean_pool2d_backward(
+    grad_y, x_shape, k, s, p=(0, 0), ceil_mode=False, count_include_pad=True, d=(1, 1)
+):
     """Spread each output gradient evenly (1/divisor) over its window's input taps."""
     N, C, H, W = x_shape
     gx = np.zeros(x_shape, dtype=np.float64)
@@ -128,8 +129,12 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     out = np.zeros((N, M, OH, OW))
     for oh in range(OH):
         for ow in range(OW):
-            patch = xp[:, :, oh * sh:oh * sh + dh * (kh - 1) + 1:dh,
-                       ow * sw:ow * sw + dw * (kw - 1) + 1:dw]  # (N, C, kh, kw)
+            patch = xp[
+                :,
+                :,
+                oh * sh : oh * sh + dh * (kh - 1) + 1 : dh,
+                ow * sw : ow * sw + dw * (kw - 1) + 1 : dw,
+            ]  # (N, C, kh, kw)
             out[:, :, oh, ow] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
     if b is not None:
         out += b[None, :, None, None]
@@ -156,7 +161,7 @@ def conv2d_backward(x, w, grad_y, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
             g = grad_y[:, :, oh, ow]  # (N, M)
             gxp[:, :, rows, cols] += np.tensordot(g, w, axes=([1], [0]))
             gw += np.tensordot(g, xp[:, :, rows, cols], axes=([0], [0]))
-    gx = gxp[:, :, ph:ph + H, pw:pw + W]
+    gx = gxp[:, :, ph : ph + H, pw : pw + W]
     return gx, gw, grad_y.sum(axis=(0, 2, 3))
 
 

@@ -138,7 +138,11 @@ def test_arguments_and_repr():
     layer = cp.AdaptiveMaxPool2d((3, None))
     assert type(layer)(**layer.get_config()).output_size == (3, None)
     assert cp.GlobalMaxPool2d(**cp.GlobalMaxPool2d().get_config())(np.ones((1, 1, 2, 2))).shape == (
-        1, 1, 1, 1)
+        1,
+        1,
+        1,
+        1,
+    )
     with pytest.raises(ValueError, match="4-D"):
         cp.GlobalMaxPool2d()(np.ones((2, 3)))
     empty = cp.AdaptiveMaxPool2d(2)(np.zeros((0, 3, 4, 4)))

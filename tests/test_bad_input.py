@@ -45,8 +45,14 @@ def run_isolated(body):
     code = f"import sys\nsys.path.insert(0, {HERE!r})\n" + textwrap.dedent(body)
     code += "\nprint('CASE-OK')\n"
     # cwd: from the repository root, "python -c" would import the unbuilt source folder
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="2"), cwd=HERE)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="2"),
+        cwd=HERE,
+    )
     report = f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0 and "CASE-OK" in proc.stdout, report
     for marker in ("ERROR: AddressSanitizer", "runtime error:"):
@@ -109,8 +115,13 @@ def test_x_integer_dtype():
 
 
 def test_x_float16():
-    raises(TypeError, lambda: cp.MeanPool2d(2)(np.zeros((1, 1, 4, 4), np.float16)),
-           "x", "float16", "(1, 1, 4, 4)")
+    raises(
+        TypeError,
+        lambda: cp.MeanPool2d(2)(np.zeros((1, 1, 4, 4), np.float16)),
+        "x",
+        "float16",
+        "(1, 1, 4, 4)",
+    )
 
 
 def test_x_complex():
@@ -126,8 +137,12 @@ def test_x_not_an_array():
 
 
 def test_window_larger_than_input():
-    raises(ValueError, lambda: cp.MaxPool2d(5)(np.zeros((1, 1, 4, 4))), "(H, W) = (4, 4)",
-           "kernel_size=(5, 5)")
+    raises(
+        ValueError,
+        lambda: cp.MaxPool2d(5)(np.zeros((1, 1, 4, 4))),
+        "(H, W) = (4, 4)",
+        "kernel_size=(5, 5)",
+    )
 
 
 def test_zero_height_input():
@@ -137,15 +152,21 @@ def test_zero_height_input():
 def test_grad_output_wrong_shape():
     pool = cp.MaxPool2d(2)
     pool(x4())
-    raises(ValueError, lambda: pool.backward(np.ones((2, 3, 2, 2))), "grad_output",
-           "(2, 3, 3, 3)", "(2, 3, 2, 2)")
+    raises(
+        ValueError,
+        lambda: pool.backward(np.ones((2, 3, 2, 2))),
+        "grad_output",
+        "(2, 3, 3, 3)",
+        "(2, 3, 2, 2)",
+    )
 
 
 def test_grad_output_wrong_dtype():
     pool = cp.MeanPool2d(2)
     pool(x4(dtype=np.float32))
-    raises(TypeError, lambda: pool.backward(np.ones((2, 3, 3, 3))), "grad_output", "float32",
-           "float64")
+    raises(
+        TypeError, lambda: pool.backward(np.ones((2, 3, 3, 3))), "grad_output", "float32", "float64"
+    )
 
 
 def test_grad_output_a_list():
@@ -155,11 +176,23 @@ def test_grad_output_a_list():
 
 
 def test_backward_before_forward_every_layer():
-    layers = [cp.MaxPool2d(2), cp.MeanPool2d(2), cp.Conv2d(1, 1, 1), cp.Linear(2, 2),
-              cp.Flatten(), cp.ReLU(), cp.Tanh(), cp.Sigmoid()]
+    layers = [
+        cp.MaxPool2d(2),
+        cp.MeanPool2d(2),
+        cp.Conv2d(1, 1, 1),
+        cp.Linear(2, 2),
+        cp.Flatten(),
+        cp.ReLU(),
+        cp.Tanh(),
+        cp.Sigmoid(),
+    ]
     for layer in layers:
-        msg = raises(ValueError, lambda layer=layer: layer.backward(np.ones((1, 1, 1, 1))),
-                     type(layer).__name__, "before forward")
+        msg = raises(
+            ValueError,
+            lambda layer=layer: layer.backward(np.ones((1, 1, 1, 1))),
+            type(layer).__name__,
+            "before forward",
+        )
         assert isinstance(msg, str)
     for loss in (cp.MSELoss(), cp.SoftmaxCrossEntropy()):
         raises(ValueError, loss.backward, type(loss).__name__, "before forward")
@@ -183,8 +216,13 @@ def test_strategy_route_returns_wrong_shape():
 
     layer = Bad(2)
     y = layer(x4())
-    raises(ValueError, lambda: layer.backward(np.ones_like(y)), "Bad.route",
-           "(2, 3, 3, 3, 4)", "(2, 3, 3, 3)")
+    raises(
+        ValueError,
+        lambda: layer.backward(np.ones_like(y)),
+        "Bad.route",
+        "(2, 3, 3, 3, 4)",
+        "(2, 3, 3, 3)",
+    )
 
 
 def test_gather_windows_with_the_geometry_of_another_size():
@@ -192,23 +230,40 @@ def test_gather_windows_with_the_geometry_of_another_size():
     # wrote outside its output) when handed a geometry for a larger input.
     pool = cp.MaxPool2d(2)
     geom = pool.geometry_for(8, 8)
-    raises(ValueError, lambda: pool.gather_windows(np.zeros((1, 1, 2, 2)), geom),
-           "geom", "(H, W) = (8, 8)", "(1, 1, 2, 2)")
-    raises(ValueError, lambda: pool.scatter_windows(np.ones((1, 1, 4, 4, 4)), (1, 1, 2, 2),
-                                                    geom), "x_shape", "(1, 1, 2, 2)")
-    raises(ValueError, lambda: pool.scatter_windows(np.ones((1, 1, 4, 4, 3)), (1, 1, 8, 8),
-                                                    geom), "grad_windows", "(1, 1, 4, 4, 3)")
+    raises(
+        ValueError,
+        lambda: pool.gather_windows(np.zeros((1, 1, 2, 2)), geom),
+        "geom",
+        "(H, W) = (8, 8)",
+        "(1, 1, 2, 2)",
+    )
+    raises(
+        ValueError,
+        lambda: pool.scatter_windows(np.ones((1, 1, 4, 4, 4)), (1, 1, 2, 2), geom),
+        "x_shape",
+        "(1, 1, 2, 2)",
+    )
+    raises(
+        ValueError,
+        lambda: pool.scatter_windows(np.ones((1, 1, 4, 4, 3)), (1, 1, 8, 8), geom),
+        "grad_windows",
+        "(1, 1, 4, 4, 3)",
+    )
 
 
 # ================================================== pooling: awkward but valid
 
 
-@pytest.mark.parametrize("make", [
-    lambda: cp.MaxPool2d(3, 2, 1), lambda: cp.MeanPool2d(3, 2, 1, True),
-    lambda: cp.MaxPool2d((2, 3), (1, 2), ceil_mode=True, dilation=(2, 1)),
-], ids=["max", "mean", "max-dilated"])
-@pytest.mark.parametrize("layout", ["fortran", "readonly", "negative-stride", "stride-0",
-                                    "sliced"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: cp.MaxPool2d(3, 2, 1),
+        lambda: cp.MeanPool2d(3, 2, 1, True),
+        lambda: cp.MaxPool2d((2, 3), (1, 2), ceil_mode=True, dilation=(2, 1)),
+    ],
+    ids=["max", "mean", "max-dilated"],
+)
+@pytest.mark.parametrize("layout", ["fortran", "readonly", "negative-stride", "stride-0", "sliced"])
 def test_awkward_layouts_give_the_contiguous_answer(make, layout):
     x = x4(c=2, h=9, w=8)
     if layout == "fortran":
@@ -361,18 +416,26 @@ def test_conv_negative_seed():
 
 
 def test_conv_channel_mismatch():
-    raises(ValueError, lambda: cp.Conv2d(3, 2, 3)(np.zeros((1, 2, 5, 5), np.float32)),
-           "x", "(1, 2, 5, 5)", "in_channels=3")
+    raises(
+        ValueError,
+        lambda: cp.Conv2d(3, 2, 3)(np.zeros((1, 2, 5, 5), np.float32)),
+        "x",
+        "(1, 2, 5, 5)",
+        "in_channels=3",
+    )
 
 
 def test_conv_dtype_mismatch():
-    raises(TypeError, lambda: cp.Conv2d(3, 2, 3)(np.zeros((1, 3, 5, 5))),
-           "x", "float64", "float32")
+    raises(TypeError, lambda: cp.Conv2d(3, 2, 3)(np.zeros((1, 3, 5, 5))), "x", "float64", "float32")
 
 
 def test_conv_kernel_larger_than_input():
-    raises(ValueError, lambda: cp.Conv2d(3, 2, 5)(np.zeros((1, 3, 3, 3), np.float32)),
-           "kernel_size=(5, 5)", "(1, 3, 3, 3)")
+    raises(
+        ValueError,
+        lambda: cp.Conv2d(3, 2, 5)(np.zeros((1, 3, 3, 3), np.float32)),
+        "kernel_size=(5, 5)",
+        "(1, 3, 3, 3)",
+    )
 
 
 @pytest.mark.parametrize("layout", ["fortran", "readonly", "negative-stride", "stride-0"])
@@ -412,13 +475,23 @@ def test_conv_inf_and_nan_propagate():
 
 
 def test_linear_feature_mismatch():
-    raises(ValueError, lambda: cp.Linear(4, 2)(np.zeros((3, 5), np.float32)),
-           "x", "(3, 5)", "in_features=4")
+    raises(
+        ValueError,
+        lambda: cp.Linear(4, 2)(np.zeros((3, 5), np.float32)),
+        "x",
+        "(3, 5)",
+        "in_features=4",
+    )
 
 
 def test_linear_three_dimensional_input():
-    raises(ValueError, lambda: cp.Linear(4, 2)(np.zeros((3, 4, 1), np.float32)),
-           "x", "2-D", "(3, 4, 1)")
+    raises(
+        ValueError,
+        lambda: cp.Linear(4, 2)(np.zeros((3, 4, 1), np.float32)),
+        "x",
+        "2-D",
+        "(3, 4, 1)",
+    )
 
 
 def test_linear_zero_features():
@@ -449,23 +522,41 @@ def test_activations_at_inf_and_nan():
 
 
 def test_cross_entropy_label_out_of_range():
-    raises(ValueError, lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0, 3])),
-           "target", "[0, 3)", "3")
+    raises(
+        ValueError,
+        lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0, 3])),
+        "target",
+        "[0, 3)",
+        "3",
+    )
 
 
 def test_cross_entropy_negative_label():
-    raises(ValueError, lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([-1, 0])),
-           "target", "-1")
+    raises(
+        ValueError,
+        lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([-1, 0])),
+        "target",
+        "-1",
+    )
 
 
 def test_cross_entropy_float_labels():
-    raises(TypeError, lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0.0, 1.0])),
-           "target", "float64")
+    raises(
+        TypeError,
+        lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0.0, 1.0])),
+        "target",
+        "float64",
+    )
 
 
 def test_cross_entropy_label_shape():
-    raises(ValueError, lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0])),
-           "target", "(2,)", "(1,)")
+    raises(
+        ValueError,
+        lambda: cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.array([0])),
+        "target",
+        "(2,)",
+        "(1,)",
+    )
 
 
 def test_cross_entropy_with_infinite_logits():
@@ -477,8 +568,13 @@ def test_cross_entropy_with_infinite_logits():
 
 
 def test_mse_shape_mismatch():
-    raises(ValueError, lambda: cp.MSELoss()(np.zeros((2, 3)), np.zeros((3, 2))),
-           "target", "(2, 3)", "(3, 2)")
+    raises(
+        ValueError,
+        lambda: cp.MSELoss()(np.zeros((2, 3)), np.zeros((3, 2))),
+        "target",
+        "(2, 3)",
+        "(3, 2)",
+    )
 
 
 def test_loss_reduction_unknown():
@@ -517,8 +613,7 @@ def test_adam_beta_one():
 
 
 def test_sgd_nesterov_without_momentum():
-    raises(ValueError, lambda: cp.SGD([_param()], lr=0.1, nesterov=True), "nesterov",
-           "momentum")
+    raises(ValueError, lambda: cp.SGD([_param()], lr=0.1, nesterov=True), "nesterov", "momentum")
 
 
 # ================================================================ datasets
@@ -548,16 +643,20 @@ def test_dataset_single_texture():
     from cnnpool import datasets
 
     pytest.importorskip("skimage")
-    raises(ValueError, lambda: datasets.load_textures(textures=["camera"]), "textures",
-           "'camera'")
+    raises(ValueError, lambda: datasets.load_textures(textures=["camera"]), "textures", "'camera'")
 
 
 # =============================================================== save / load
 
 
 def _model(seed=0):
-    return cp.Sequential(cp.Conv2d(1, 2, 3, padding=1, rng=seed), cp.ReLU(), cp.MaxPool2d(2),
-                         cp.Flatten(), cp.Linear(8, 3, rng=seed))
+    return cp.Sequential(
+        cp.Conv2d(1, 2, 3, padding=1, rng=seed),
+        cp.ReLU(),
+        cp.MaxPool2d(2),
+        cp.Flatten(),
+        cp.Linear(8, 3, rng=seed),
+    )
 
 
 def test_sequential_given_a_non_layer():
@@ -635,8 +734,9 @@ def test_load_unknown_layer_type_is_not_imported(tmp_path):
 def test_load_state_into_another_architecture(tmp_path):
     path = tmp_path / "model.npz"
     _model().save(path)
-    other = cp.Sequential(cp.Conv2d(1, 3, 3, padding=1), cp.ReLU(), cp.MaxPool2d(2),
-                          cp.Flatten(), cp.Linear(12, 3))
+    other = cp.Sequential(
+        cp.Conv2d(1, 3, 3, padding=1), cp.ReLU(), cp.MaxPool2d(2), cp.Flatten(), cp.Linear(12, 3)
+    )
     raises(ValueError, lambda: other.load_state(path), str(path), "different architecture")
 
 

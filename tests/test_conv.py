@@ -80,8 +80,12 @@ def _unrolled(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     cols = np.empty((n, c, kh, kw, oh, ow))
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                                  j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            cols[:, :, i, j] = xp[
+                :,
+                :,
+                i * dh : i * dh + sh * (oh - 1) + 1 : sh,
+                j * dw : j * dw + sw * (ow - 1) + 1 : sw,
+            ]
     return cols.reshape(n, c * kh * kw, oh * ow)
 
 
@@ -169,8 +173,15 @@ def _torch():
 
 def _torch_conv(conv, x, g):
     torch = _torch()
-    t = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                        conv.padding, conv.dilation, bias=conv.bias is not None)
+    t = torch.nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        bias=conv.bias is not None,
+    )
     t = t.to(getattr(torch, str(x.dtype)))
     with torch.no_grad():
         t.weight.copy_(torch.from_numpy(conv.weight.data))
@@ -299,7 +310,9 @@ def test_init_is_he_normal_and_reproducible():
 # -------------------------------------------------------------- bad input
 def test_wrong_channel_count():
     conv = cp.Conv2d(3, 4, 3)
-    with pytest.raises(ValueError, match=r"x has 2 channels \(shape \(1, 2, 8, 8\)\).*in_channels=3"):
+    with pytest.raises(
+        ValueError, match=r"x has 2 channels \(shape \(1, 2, 8, 8\)\).*in_channels=3"
+    ):
         conv(np.zeros((1, 2, 8, 8), np.float32))
 
 

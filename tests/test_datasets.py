@@ -83,11 +83,11 @@ def test_textures_no_test_pixel_is_inside_a_training_patch(seed, patch_size):
     n_src = len(d.classes)
     used = np.zeros((n_src, 512, 512), dtype=bool)
     for src, r, c in d.info["train_origins"]:
-        used[src, r:r + ps, c:c + ps] = True
+        used[src, r : r + ps, c : c + ps] = True
     test_cover = np.zeros_like(used, dtype=np.int32)
     for src, r, c in d.info["test_origins"]:
-        assert not used[src, r:r + ps, c:c + ps].any(), (src, r, c)
-        test_cover[src, r:r + ps, c:c + ps] += 1
+        assert not used[src, r : r + ps, c : c + ps].any(), (src, r, c)
+        test_cover[src, r : r + ps, c : c + ps] += 1
     assert test_cover.max() == 1  # test tiles do not overlap each other either
     # and every test tile lies inside its source's band
     for src, r, _ in d.info["test_origins"]:
@@ -105,7 +105,7 @@ def test_textures_patches_are_the_pixels_at_their_origins():
     images = [getattr(data, t)().astype(np.float64) / 255 for t in d.classes]
     for xs, origins in ((d.x_train, d.info["train_origins"]), (d.x_test, d.info["test_origins"])):
         for x, (src, r, c) in zip(xs, origins, strict=True):
-            np.testing.assert_allclose(x[0], images[src][r:r + 16, c:c + 16], atol=1e-6)
+            np.testing.assert_allclose(x[0], images[src][r : r + 16, c : c + 16], atol=1e-6)
 
 
 def test_textures_deterministic_per_seed():
@@ -132,8 +132,13 @@ def test_textures_augment_only_flips_and_rotates_training_patches():
 
 
 def test_textures_extra_class_and_standardize():
-    d = load_textures(patch_size=16, train_per_class=10, test_per_class=5,
-                      textures=("brick", "grass", "gravel", "camera"), standardize=True)
+    d = load_textures(
+        patch_size=16,
+        train_per_class=10,
+        test_per_class=5,
+        textures=("brick", "grass", "gravel", "camera"),
+        standardize=True,
+    )
     assert d.classes[-1] == "camera" and d.num_classes == 4
     assert abs(float(d.x_train.mean())) < 1e-4
 

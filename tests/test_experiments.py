@@ -38,9 +38,19 @@ def check_schema(d):
     """results.json: every setting, per-seed per-epoch metrics, versions, timings."""
     assert d["schema"] == SCHEMA
     s = d["settings"]
-    for key, kind in [("dataset", str), ("pools", list), ("seeds", list), ("epochs", int),
-                      ("batch_size", int), ("lr", float), ("optimizer", str), ("jobs", int),
-                      ("channels", list), ("kernel_size", int), ("dtype", str)]:
+    for key, kind in [
+        ("dataset", str),
+        ("pools", list),
+        ("seeds", list),
+        ("epochs", int),
+        ("batch_size", int),
+        ("lr", float),
+        ("optimizer", str),
+        ("jobs", int),
+        ("channels", list),
+        ("kernel_size", int),
+        ("dtype", str),
+    ]:
         assert isinstance(s[key], kind), key
     for key in ("cnnpool", "numpy", "python", "scipy", "skimage", "matplotlib", "joblib"):
         assert isinstance(d["versions"][key], str), key
@@ -107,8 +117,9 @@ def test_tiny_cli_run_writes_every_file(tmp_path, capsys):
 
 
 def test_paired_design_same_weights_and_data_for_every_strategy():
-    res = run_experiment(Settings(dataset="faces", seeds=(3, 4), epochs=1, pools=("max", "mean"),
-                                  channels=(2, 4)))
+    res = run_experiment(
+        Settings(dataset="faces", seeds=(3, 4), epochs=1, pools=("max", "mean"), channels=(2, 4))
+    )
     check_schema(res)
     for seed in (3, 4):
         runs = [r for r in res["runs"] if r["seed"] == seed]
@@ -171,8 +182,19 @@ def user_module(tmp_path, monkeypatch):
 
 def test_named_custom_strategy_enters_the_run(tmp_path, user_module, capsys):
     out = tmp_path / "res"
-    code = cli.main(TINY + ["--out", str(out), "--pool", "max", "--pool", "mean",
-                            "--pool", "my_pools_for_test:SquarePool"])
+    code = cli.main(
+        TINY
+        + [
+            "--out",
+            str(out),
+            "--pool",
+            "max",
+            "--pool",
+            "mean",
+            "--pool",
+            "my_pools_for_test:SquarePool",
+        ]
+    )
     assert code == 0
     d = read_json(out / "results.json")
     check_schema(d)
@@ -180,7 +202,10 @@ def test_named_custom_strategy_enters_the_run(tmp_path, user_module, capsys):
     assert d["strategies"][2]["spec"] == "my_pools_for_test:SquarePool"
     assert d["summary"]["rms"]["failed"] == 0
     assert [(c["a"], c["b"]) for c in d["comparisons"]] == [
-        ("max", "mean"), ("max", "rms"), ("mean", "rms")]
+        ("max", "mean"),
+        ("max", "rms"),
+        ("mean", "rms"),
+    ]
     assert "| rms |" in (out / "results.md").read_text(encoding="utf-8")
     assert "rms" in capsys.readouterr().out
 
@@ -212,9 +237,14 @@ def test_bad_strategy_is_refused_clearly(spec, words, user_module, capsys):
 
 @pytest.mark.parametrize(
     "args, words",
-    [(["--seeds", "0"], "--seeds"), (["--seeds", "1,1"], "distinct"),
-     (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"),
-     (["--dataset", "mnist"], "--dataset"), (["--pool", "max", "--pool", "max"], "repeat")],
+    [
+        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "1,1"], "distinct"),
+        (["--epochs", "0"], "--epochs"),
+        (["--lr", "-1"], "--lr"),
+        (["--dataset", "mnist"], "--dataset"),
+        (["--pool", "max", "--pool", "max"], "repeat"),
+    ],
 )
 def test_bad_cli_arguments(args, words, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -250,8 +280,16 @@ def test_diverged_and_failed_runs_are_recorded_not_dropped(tmp_path):
     from cnnpool.experiments.run import write_outputs
 
     # batch 16: 10 batches per epoch, so each pool's 8th forward falls in epoch 1
-    res = run_experiment(Settings(dataset="faces", seeds=(0, 1), epochs=2, channels=(2, 4),
-                                  batch_size=16, pools=("max", ExplodingPool, BrokenPool)))
+    res = run_experiment(
+        Settings(
+            dataset="faces",
+            seeds=(0, 1),
+            epochs=2,
+            channels=(2, 4),
+            batch_size=16,
+            pools=("max", ExplodingPool, BrokenPool),
+        )
+    )
     check_schema(res)
     runs = {(r["strategy"], r["seed"]): r for r in res["runs"]}
     boom = runs[("exploding", 0)]
@@ -262,7 +300,10 @@ def test_diverged_and_failed_runs_are_recorded_not_dropped(tmp_path):
     assert runs[("max", 0)]["status"] == "ok"
 
     summary = res["summary"]
-    assert summary["exploding"]["diverged"] == 2 and summary["exploding"]["diverged_seeds"] == [0, 1]
+    assert summary["exploding"]["diverged"] == 2 and summary["exploding"]["diverged_seeds"] == [
+        0,
+        1,
+    ]
     assert summary["broken"]["failed"] == 2
     assert summary["exploding"]["test_accuracy"]["n"] == 0
     comp = next(c for c in res["comparisons"] if c["b"] == "exploding")
@@ -297,22 +338,52 @@ def test_settings_validation():
 # ------------------------------------------------------------- examples
 def _run_example(name, *args, cwd):
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
 def test_example_compare_pooling(tmp_path):
-    out = _run_example("compare_pooling.py", "--dataset", "faces", "--seeds", "2",
-                       "--epochs", "1", "--out", "res", "--jobs", "1", cwd=tmp_path)
+    out = _run_example(
+        "compare_pooling.py",
+        "--dataset",
+        "faces",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        "res",
+        "--jobs",
+        "1",
+        cwd=tmp_path,
+    )
     assert "cnnpool-compare: the same CNN" in out and "max − mean" in out
     check_schema(read_json(tmp_path / "res" / "results.json"))
 
 
 def test_example_custom_pooling(tmp_path):
-    out = _run_example("custom_pooling.py", "--dataset", "faces", "--seeds", "2",
-                       "--epochs", "1", "--out", "res", "--jobs", "1", cwd=tmp_path)
+    out = _run_example(
+        "custom_pooling.py",
+        "--dataset",
+        "faces",
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        "res",
+        "--jobs",
+        "1",
+        cwd=tmp_path,
+    )
     assert "gradient check passed" in out
     d = read_json(tmp_path / "res" / "results.json")
     assert [x["name"] for x in d["strategies"]] == ["max", "mean", "softmax"]

@@ -122,8 +122,9 @@ def _fill(rng, kind, shape, dtype):
 
 
 @st.composite
-def arrays(draw, shape, dtype, kinds=("normal", "ties", "special", "constant", "nan",
-                                      "neginf", "posinf")):
+def arrays(
+    draw, shape, dtype, kinds=("normal", "ties", "special", "constant", "nan", "neginf", "posinf")
+):
     """A float array of ``shape`` with awkward values and an awkward memory layout."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(kinds))
@@ -169,8 +170,14 @@ def _same(a, b):
 
 def _check_max(data, k, s, p, d, ceil, H, W, batch=(3, 3)):
     n, c, dtype = _batch(data, *batch)
-    x = data.draw(arrays((n, c, H, W), dtype, kinds=(
-        "normal", "ties", "special", "constant", "nan", "neginf", "posinf", "huge")), label="x")
+    x = data.draw(
+        arrays(
+            (n, c, H, W),
+            dtype,
+            kinds=("normal", "ties", "special", "constant", "nan", "neginf", "posinf", "huge"),
+        ),
+        label="x",
+    )
     before = np.array(x, copy=True)
     pool = cp.MaxPool2d(k, s, p, d, ceil)
     y = pool(x)
@@ -209,8 +216,9 @@ def _check_mean(data, k, s, p, d, ceil, H, W, batch=(3, 3)):
     before = np.array(x, copy=True)
     include = data.draw(st.booleans(), label="count_include_pad")
     override = data.draw(st.one_of(st.none(), st.integers(1, 50)), label="divisor_override")
-    pool = cp.MeanPool2d(k, s, p, ceil, count_include_pad=include,
-                         divisor_override=override, dilation=d)
+    pool = cp.MeanPool2d(
+        k, s, p, ceil, count_include_pad=include, divisor_override=override, dilation=d
+    )
     y = pool(x)
     xc = np.ascontiguousarray(x)
     y_ref = mean_pool2d(xc, k, s, p, ceil, include, d)
@@ -219,13 +227,19 @@ def _check_mean(data, k, s, p, d, ceil, H, W, batch=(3, 3)):
     if override is None:
         g_ref = mean_pool2d_backward(gc, x.shape, k, s, p, ceil, include, d)
     else:  # the reference divides by the count: rescale to the override
-        count = np.array([[_mean_divisor(i, j, H, W, k, s, p, d, include)
-                           for j in range(y.shape[3])] for i in range(y.shape[2])])
+        count = np.array(
+            [
+                [_mean_divisor(i, j, H, W, k, s, p, d, include) for j in range(y.shape[3])]
+                for i in range(y.shape[2])
+            ]
+        )
         scale = count / override
-        y_ref = (mean_pool2d(xc.astype(np.float64), k, s, p, ceil, include, d)
-                 * scale).astype(dtype)
-        g_ref = mean_pool2d_backward(gc.astype(np.float64) * scale, x.shape,
-                                     k, s, p, ceil, include, d).astype(dtype)
+        y_ref = (mean_pool2d(xc.astype(np.float64), k, s, p, ceil, include, d) * scale).astype(
+            dtype
+        )
+        g_ref = mean_pool2d_backward(
+            gc.astype(np.float64) * scale, x.shape, k, s, p, ceil, include, d
+        ).astype(dtype)
     assert y.dtype == x.dtype and y.shape == y_ref.shape
     np.testing.assert_allclose(y, y_ref, **tol(dtype))
     gx = pool.backward(g)
@@ -267,8 +281,9 @@ def _reference_taps(H, W, k, s, p, d, out_size):
     taps = np.empty((oh_n, ow_n, k[0] * k[1]), dtype=np.intp)
     for oh in range(oh_n):
         for ow in range(ow_n):
-            taps[oh, ow] = [t[0] * W + t[1] if t else -1
-                            for t in _window_taps(oh, ow, H, W, k, s, p, d)]
+            taps[oh, ow] = [
+                t[0] * W + t[1] if t else -1 for t in _window_taps(oh, ow, H, W, k, s, p, d)
+            ]
     return taps
 
 
@@ -291,8 +306,10 @@ def test_fuzz_gather_scatter(data):
     xc = np.ascontiguousarray(x)
     geom = pool.geometry_for(H, W)
     oh_n, ow_n = geom.out_size
-    assert (oh_n, ow_n) == (pool_output_size(H, k[0], s[0], p[0], d[0], ceil),
-                            pool_output_size(W, k[1], s[1], p[1], d[1], ceil))
+    assert (oh_n, ow_n) == (
+        pool_output_size(H, k[0], s[0], p[0], d[0], ceil),
+        pool_output_size(W, k[1], s[1], p[1], d[1], ceil),
+    )
     taps = _reference_taps(H, W, k, s, p, d, geom.out_size)
     np.testing.assert_array_equal(geom.taps, taps)
 
@@ -302,8 +319,9 @@ def test_fuzz_gather_scatter(data):
     expected = np.where(taps >= 0, flat[..., np.maximum(taps, 0)], dtype(pad))
     _same(windows, expected)
 
-    gw = data.draw(arrays(windows.shape, dtype, kinds=("normal", "ties", "special")),
-                   label="grad_windows")
+    gw = data.draw(
+        arrays(windows.shape, dtype, kinds=("normal", "ties", "special")), label="grad_windows"
+    )
     before = np.array(gw, copy=True)
     grad = pool.scatter_windows(gw, x.shape, geom)
     assert grad.shape == x.shape and grad.dtype == dtype
@@ -311,7 +329,9 @@ def test_fuzz_gather_scatter(data):
     hit = taps.reshape(-1) >= 0
     plane = np.repeat(np.arange(n * c), hit.sum())
     where = np.tile(taps.reshape(-1)[hit], n * c)
-    np.add.at(ref, (plane, where), np.ascontiguousarray(gw).reshape(n * c, hit.size)[:, hit].ravel())
+    np.add.at(
+        ref, (plane, where), np.ascontiguousarray(gw).reshape(n * c, hit.size)[:, hit].ravel()
+    )
     _same(grad, ref.reshape(x.shape))  # same additions in the same order
     np.testing.assert_array_equal(gw, before)
 
@@ -336,8 +356,9 @@ def test_fuzz_geometry_validity(k, s, d, ceil, H, W, data):
     outside the input); refused geometries raise ValueError naming the sizes.
     """
     p = (data.draw(st.integers(0, k[0] // 2)), data.draw(st.integers(0, k[1] // 2)))
-    outs = [pool_output_size(sz, kk, ss, pp, dd, ceil)
-            for sz, kk, ss, pp, dd in zip((H, W), k, s, p, d)]
+    outs = [
+        pool_output_size(sz, kk, ss, pp, dd, ceil) for sz, kk, ss, pp, dd in zip((H, W), k, s, p, d)
+    ]
     valid = min(outs) >= 1 and all(
         any(0 <= o * ss - pp + i * dd < sz for i in range(kk))
         for sz, kk, ss, pp, dd, out in zip((H, W), k, s, p, d, outs)
@@ -430,8 +451,9 @@ def test_fuzz_im2col_col2im(data):
     cols = np.full((n, c * k[0] * k[1], oh_n * ow_n), 12345.0, dtype=dtype)  # stale content
     _im2col.im2col(x, cols, *args)
     _same(cols, _im2col_reference(x, k, s, p, d))
-    g = np.ascontiguousarray(data.draw(arrays(cols.shape, dtype, kinds=(
-        "normal", "ties", "special")), label="cols"))
+    g = np.ascontiguousarray(
+        data.draw(arrays(cols.shape, dtype, kinds=("normal", "ties", "special")), label="cols")
+    )
     grad = np.zeros(x.shape, dtype=dtype)
     _im2col.col2im(g, grad, *args)
     np.testing.assert_allclose(grad, _col2im_reference(g, x.shape, k, s, p, d), **tol(dtype))
@@ -446,19 +468,33 @@ def test_fuzz_conv2d(data):
     n, c, dtype = _batch(data)
     o = data.draw(st.integers(1, 3), label="O")
     bias = data.draw(st.booleans(), label="bias")
-    conv = cp.Conv2d(c, o, k, s, p, d, bias=bias, dtype=dtype,
-                     rng=data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    conv = cp.Conv2d(
+        c,
+        o,
+        k,
+        s,
+        p,
+        d,
+        bias=bias,
+        dtype=dtype,
+        rng=data.draw(st.integers(0, 2**32 - 1), label="seed"),
+    )
     if bias:
         conv.bias.data[...] = np.arange(o) - 1.0
-    x = data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties", "special", "nan",
-                                                     "posinf")), label="x")
+    x = data.draw(
+        arrays((n, c, H, W), dtype, kinds=("normal", "ties", "special", "nan", "posinf")), label="x"
+    )
     before = np.array(x, copy=True)
     w = conv.weight.data.astype(np.float64)
     b = conv.bias.data.astype(np.float64) if bias else None
     x64 = np.ascontiguousarray(x, dtype=np.float64)
     y = conv(x)
-    assert y.dtype == dtype and y.shape == (n, o, _conv_out(H, k[0], s[0], p[0], d[0]),
-                                            _conv_out(W, k[1], s[1], p[1], d[1]))
+    assert y.dtype == dtype and y.shape == (
+        n,
+        o,
+        _conv_out(H, k[0], s[0], p[0], d[0]),
+        _conv_out(W, k[1], s[1], p[1], d[1]),
+    )
     # Rounding: float32 sums of up to C*kh*kw products, bounded by sum |x| |w|.
     eps = 1e-5 if dtype == np.float32 else 1e-12
     scale = conv2d(np.nan_to_num(np.abs(x64), posinf=0), np.abs(w), None, s, p, d) + 1
@@ -477,8 +513,9 @@ def test_fuzz_conv2d(data):
         xscale = np.abs(g).sum() * (np.abs(x64).max(initial=0) + 1) + 1
         np.testing.assert_allclose(conv.weight.grad, gw_ref, rtol=0, atol=eps * 10 * xscale)
     if bias:
-        np.testing.assert_allclose(conv.bias.grad, gb_ref, rtol=0,
-                                   atol=eps * 10 * (np.abs(g).sum() + 1))
+        np.testing.assert_allclose(
+            conv.bias.grad, gb_ref, rtol=0, atol=eps * 10 * (np.abs(g).sum() + 1)
+        )
     np.testing.assert_array_equal(x, before)
 
 
@@ -525,8 +562,9 @@ def test_fuzz_adaptive_pool(data):
     y = layer(x)
     y_ref, idx_ref = _adaptive_reference(np.ascontiguousarray(x), out, kind)
     assert y.dtype == dtype and y.shape == (n, c) + out
-    g = np.ascontiguousarray(data.draw(arrays(y.shape, dtype, kinds=("normal", "ties")),
-                                       label="grad"))
+    g = np.ascontiguousarray(
+        data.draw(arrays(y.shape, dtype, kinds=("normal", "ties")), label="grad")
+    )
     gx = layer.backward(g)
     if kind == "max":
         _same(y, y_ref)
@@ -538,7 +576,7 @@ def test_fuzz_adaptive_pool(data):
     rows, cols = _adaptive_bounds(H, out[0]), _adaptive_bounds(W, out[1])
     for i, (r0, r1) in enumerate(rows):
         for j, (c0, c1) in enumerate(cols):
-            ref[:, :, r0:r1, c0:c1] += g[:, :, i:i + 1, j:j + 1] / ((r1 - r0) * (c1 - c0))
+            ref[:, :, r0:r1, c0:c1] += g[:, :, i : i + 1, j : j + 1] / ((r1 - r0) * (c1 - c0))
     np.testing.assert_allclose(gx, ref, **tol(dtype))
 
 
@@ -552,28 +590,36 @@ def test_fuzz_compiled_strategies_match_their_numpy_strategy(data):
         norm = data.draw(st.sampled_from([1.0, 2.0, 3.0, 1.5, np.inf]), label="norm_type")
         if p != (0, 0) or d != (1, 1):
             p, d = (0, 0), (1, 1)  # Lp has no padding or dilation (as PyTorch)
-            assume(all(pool_output_size(sz, kk, ss, 0, 1, ceil) >= 1
-                       for sz, kk, ss in zip((H, W), k, s)))
+            assume(
+                all(
+                    pool_output_size(sz, kk, ss, 0, 1, ceil) >= 1
+                    for sz, kk, ss in zip((H, W), k, s)
+                )
+            )
 
         def make():
             return cp.pooling.LpPool2d(norm, k, s, ceil)
+
         # positive inputs: Lp of signed values is NaN by design for odd/fractional p
-        x = np.abs(data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties")),
-                             label="x")) + 0.25
+        x = (
+            np.abs(data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties")), label="x"))
+            + 0.25
+        )
     else:
         channels = c if which == "mixed-per-channel" else None
 
         def make():
-            layer = cp.pooling.MixedPool2d(k, s, p, d, ceil, alpha=0.3, channels=channels,
-                                           dtype=dtype)
+            layer = cp.pooling.MixedPool2d(
+                k, s, p, d, ceil, alpha=0.3, channels=channels, dtype=dtype
+            )
             return layer
+
         x = data.draw(arrays((n, c, H, W), dtype, kinds=("normal", "ties")), label="x")
     fast, slow = make(), make()
     slow.use_fast_path = False
     y1, y2 = fast(x), slow(x)
     assert y1.dtype == y2.dtype == dtype
-    loose = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9,
-                                                                      "atol": 1e-12}
+    loose = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-9, "atol": 1e-12}
     np.testing.assert_allclose(y1, y2, **loose)
     g = data.draw(arrays(y1.shape, dtype, kinds=("normal", "ties")), label="grad")
     np.testing.assert_allclose(fast.backward(g), slow.backward(g), **loose)

@@ -26,10 +26,16 @@ N, C = 8, 64  # the batch: 2**46 elements
 BIG = (N, C, H, W)
 
 
-@pytest.mark.parametrize("k,s,p,d,ceil", [
-    (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 2, False), (7, 3, 3, 1, True),
-    ((5, 2), (4, 1), (2, 1), (3, 1), True),
-])
+@pytest.mark.parametrize(
+    "k,s,p,d,ceil",
+    [
+        (2, 2, 0, 1, False),
+        (3, 2, 1, 1, True),
+        (3, 1, 1, 2, False),
+        (7, 3, 3, 1, True),
+        ((5, 2), (4, 1), (2, 1), (3, 1), True),
+    ],
+)
 def test_pool_geometry_on_huge_shapes(k, s, p, d, ceil):
     pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
     k, s, p, d = map(pair, (k, s, p, d))
@@ -40,8 +46,10 @@ def test_pool_geometry_on_huge_shapes(k, s, p, d, ceil):
     assert geom.out_size == expected
     # The last window's first tap, and its ranges, exactly (no wrap-around).
     row_start, row_lo, row_hi, col_start, col_lo, col_hi, *_ = geom.ranges
-    for starts, lo, hi, out, n, axis in ((row_start, row_lo, row_hi, expected[0], H, 0),
-                                         (col_start, col_lo, col_hi, expected[1], W, 1)):
+    for starts, lo, hi, out, n, axis in (
+        (row_start, row_lo, row_hi, expected[0], H, 0),
+        (col_start, col_lo, col_hi, expected[1], W, 1),
+    ):
         assert starts.dtype == np.intp and starts.shape == (out,)
         assert starts[-1] == (out - 1) * s[axis] - p[axis]
         last = [starts[-1] + i * d[axis] for i in range(lo[-1], hi[-1])]
@@ -92,7 +100,9 @@ ALLOWED = {
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }
-C_INT = re.compile(r"\b(?:unsigned\s+|signed\s+)?(int|long|short|char|unsigned)\b(?!\w)\s*\**\s*(\w+)")
+C_INT = re.compile(
+    r"\b(?:unsigned\s+|signed\s+)?(int|long|short|char|unsigned)\b(?!\w)\s*\**\s*(\w+)"
+)
 
 
 def test_kernels_index_with_py_ssize_t_only():
@@ -104,8 +114,9 @@ def test_kernels_index_with_py_ssize_t_only():
     for path in sources:
         text = path.read_text()
         # Blank out docstrings and other triple-quoted text (keeping line numbers).
-        text = re.sub(r'("""|\'\'\')(.*?)\1', lambda m: "\n" * m.group(0).count("\n"),
-                      text, flags=re.S)
+        text = re.sub(
+            r'("""|\'\'\')(.*?)\1', lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S
+        )
         for number, line in enumerate(text.splitlines(), 1):
             code = line.split("#", 1)[0]
             for match in C_INT.finditer(code):
@@ -116,10 +127,14 @@ def test_kernels_index_with_py_ssize_t_only():
     assert not offenders, "C int types used for what may be an index:\n" + "\n".join(offenders)
 
 
-@pytest.mark.parametrize("k,s,H,W,dtype", [
-    (2, 2, 2, 2**24 + 2, np.float32),  # the direct 2x2 loop: offsets W and W+1
-    (3, 1, 3, 2**23 + 3, np.float32),  # 3x3: offsets up to 2W+2, just past 2**24
-], ids=["2x2s2-float32", "3x3s1-float32"])
+@pytest.mark.parametrize(
+    "k,s,H,W,dtype",
+    [
+        (2, 2, 2, 2**24 + 2, np.float32),  # the direct 2x2 loop: offsets W and W+1
+        (3, 1, 3, 2**23 + 3, np.float32),  # 3x3: offsets up to 2W+2, just past 2**24
+    ],
+    ids=["2x2s2-float32", "3x3s1-float32"],
+)
 def test_max_indices_exact_on_planes_wider_than_float32_integers(k, s, H, W, dtype):
     """Winner offsets above 2**24 are not exact in float32: none may be kept in one.
 
@@ -128,7 +143,7 @@ def test_max_indices_exact_on_planes_wider_than_float32_integers(k, s, H, W, dty
     """
     rng = np.random.default_rng(0)
     x = np.zeros((1, 1, H, W), dtype)
-    x[0, 0, -1, : 4096] = 1 + rng.random(4096)  # the winners sit in the last row
+    x[0, 0, -1, :4096] = 1 + rng.random(4096)  # the winners sit in the last row
     x[0, 0, :, -4096:] = rng.standard_normal((H, 4096))
     pool = cp.MaxPool2d(k, s)
     y = pool(x)

@@ -23,8 +23,9 @@ CALLS = 10_000
 WARMUP = 1_000
 BOUND = 5 * 2**20  # bytes
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
-                                reason="needs /proc/self/statm (Linux)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm (Linux)"
+)
 
 
 def rss():
@@ -49,8 +50,9 @@ def growth(step, calls=CALLS, warmup=WARMUP):
 LAYERS = [entry for entry in zoo.layers(np.float64) if not entry[0].endswith("-generic")]
 
 
-@pytest.mark.parametrize("make,kind", [(m, k) for _, m, k in LAYERS],
-                         ids=[name for name, _, _ in LAYERS])
+@pytest.mark.parametrize(
+    "make,kind", [(m, k) for _, m, k in LAYERS], ids=[name for name, _, _ in LAYERS]
+)
 def test_forward_backward_leave_memory_flat(make, kind):
     layer = make()
     x = zoo.make_input(kind, np.random.default_rng(0), np.float64, 4, 12)  # 4.6 KB
@@ -90,9 +92,14 @@ def test_losses_and_optimizers_leave_memory_flat():
 
 def test_a_training_step_of_a_small_network_leaves_memory_flat():
     model = cp.Sequential(
-        cp.Conv2d(1, 4, 3, padding=1, rng=0), cp.ReLU(), cp.MaxPool2d(2),
-        cp.Conv2d(4, 4, 3, padding=1, rng=1), cp.Tanh(), cp.MeanPool2d(2),
-        cp.Flatten(), cp.Linear(16, 3, rng=2),
+        cp.Conv2d(1, 4, 3, padding=1, rng=0),
+        cp.ReLU(),
+        cp.MaxPool2d(2),
+        cp.Conv2d(4, 4, 3, padding=1, rng=1),
+        cp.Tanh(),
+        cp.MeanPool2d(2),
+        cp.Flatten(),
+        cp.Linear(16, 3, rng=2),
     )
     opt = cp.Adam(model.parameters(), lr=1e-3)
     loss = cp.SoftmaxCrossEntropy()

@@ -99,8 +99,12 @@ def test_linear_init_repr_and_config():
     assert a.weight.shape == (200, 300) and a.bias.shape == (200,)
     assert abs(a.weight.data.std() / np.sqrt(2 / 300) - 1) < 0.02
     assert repr(a) == "Linear(in_features=300, out_features=200, dtype=float32)"
-    assert a.get_config() == {"in_features": 300, "out_features": 200, "bias": True,
-                              "dtype": "float32"}
+    assert a.get_config() == {
+        "in_features": 300,
+        "out_features": 200,
+        "bias": True,
+        "dtype": "float32",
+    }
     assert a.output_shape((7, 300)) == (7, 200)
 
 

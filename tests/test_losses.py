@@ -82,11 +82,19 @@ def test_cross_entropy_matches_torch(dtype, reduction):
 @pytest.mark.parametrize(
     ("labels", "error", "match"),
     [
-        (np.array([0, 1, 3]), ValueError, r"in \[0, 3\) for pred of shape \(3, 3\), got values "
-                                          r"from 0 to 3"),
+        (
+            np.array([0, 1, 3]),
+            ValueError,
+            r"in \[0, 3\) for pred of shape \(3, 3\), got values "
+            r"from 0 to 3",
+        ),
         (np.array([0, -1, 2]), ValueError, r"in \[0, 3\)"),
-        (np.array([[0], [1], [2]]), ValueError, r"shape \(N,\) = \(3,\) for pred of shape "
-                                                r"\(3, 3\), got \(3, 1\)"),
+        (
+            np.array([[0], [1], [2]]),
+            ValueError,
+            r"shape \(N,\) = \(3,\) for pred of shape "
+            r"\(3, 3\), got \(3, 1\)",
+        ),
         (np.array([0, 1]), ValueError, r"got \(2,\)"),
         (np.array([0.0, 1.0, 2.0]), TypeError, "integer class labels, got dtype float64"),
         (np.array([True, False, True]), TypeError, "integer class labels, got dtype bool"),

@@ -108,10 +108,12 @@ def test_p1_cancelling_window_has_zero_gradient_like_torch(fast):
 def test_negative_inputs_follow_pow(fast):
     """Even p: signs vanish; odd p: a negative sum is NaN; fractional p: negatives are NaN."""
     x = np.array([[[[-3.0, -4.0, 1.0, -2.0, 1.0, -1.0]]]])
-    for p, expected in [(2, [5.0, math.sqrt(5), math.sqrt(2)]),
-                        (3, [math.nan, math.nan, 0.0]),
-                        (1.5, [math.nan, math.nan, math.nan]),
-                        (1, [-7.0, -1.0, 0.0])]:
+    for p, expected in [
+        (2, [5.0, math.sqrt(5), math.sqrt(2)]),
+        (3, [math.nan, math.nan, 0.0]),
+        (1.5, [math.nan, math.nan, math.nan]),
+        (1, [-7.0, -1.0, 0.0]),
+    ]:
         layer = cp.LpPool2d(p, (1, 2))
         layer.use_fast_path = fast
         y = layer(x)

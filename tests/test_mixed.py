@@ -183,6 +183,7 @@ def test_param_grads_mistakes_are_caught(x):
 
 def test_parameter_free_strategies_are_untouched(x):
     """The two-method contract: no parameters, param_grads never needed."""
+
     class Plain(cp.Pool2d):
         def pool(self, windows):
             return windows.sum(axis=-1)

@@ -21,8 +21,15 @@ def _model(dtype=np.float32):
         cp.MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True),
         cp.Conv2d(4, 3, (1, 2), stride=(1, 2), bias=False, dtype=dtype, rng=1),
         cp.Tanh(),
-        cp.MeanPool2d(2, stride=1, padding=1, ceil_mode=False, count_include_pad=False,
-                      divisor_override=3, dilation=(1, 2)),
+        cp.MeanPool2d(
+            2,
+            stride=1,
+            padding=1,
+            ceil_mode=False,
+            count_include_pad=False,
+            divisor_override=3,
+            dilation=(1, 2),
+        ),
         cp.Flatten(),
         cp.Linear(3 * 7 * 2, 5, dtype=dtype, rng=2),
         cp.Sigmoid(),
@@ -56,8 +63,12 @@ def test_forward_backward_compose_the_layers():
 
 def test_gradcheck_through_the_whole_model():
     model = cp.Sequential(
-        cp.Conv2d(1, 2, 3, stride=2, padding=1, dtype=np.float64, rng=0), cp.Tanh(),
-        cp.MeanPool2d(2), cp.Flatten(), cp.Linear(8, 3, dtype=np.float64, rng=1), cp.Sigmoid(),
+        cp.Conv2d(1, 2, 3, stride=2, padding=1, dtype=np.float64, rng=0),
+        cp.Tanh(),
+        cp.MeanPool2d(2),
+        cp.Flatten(),
+        cp.Linear(8, 3, dtype=np.float64, rng=1),
+        cp.Sigmoid(),
     )
     _randomize(model)
     x = np.random.default_rng(1).standard_normal((2, 1, 7, 8))
@@ -311,13 +322,17 @@ def test_weights_replaced_without_updating_the_checksum(saved):
     [
         (lambda a: a["layers"][0].update(type="os.system"), "unknown type 'os.system'"),
         (lambda a: a["layers"][0].update(type="__import__"), "unknown type"),
-        (lambda a: a["layers"][0]["config"].update(kernel_size=[1, 1]),
-         r"built from its config has parameters"),
+        (
+            lambda a: a["layers"][0]["config"].update(kernel_size=[1, 1]),
+            r"built from its config has parameters",
+        ),
         (lambda a: a["layers"][0]["config"].update(evil="rm -rf /"), "cannot be built"),
         (lambda a: a["layers"][0]["config"].update(dtype="object"), "cannot be built"),
         (lambda a: a["layers"][2]["config"].update(padding=[4, 4]), "cannot be built"),
-        (lambda a: a["layers"][0]["params"][0].update(shape=[4, 2, 3, 4]),
-         r"has shape \(4, 2, 3, 3\), the architecture says \(4, 2, 3, 4\)"),
+        (
+            lambda a: a["layers"][0]["params"][0].update(shape=[4, 2, 3, 4]),
+            r"has shape \(4, 2, 3, 3\), the architecture says \(4, 2, 3, 4\)",
+        ),
         (lambda a: a["layers"][0]["params"][0].update(dtype="float64"), "has dtype float32"),
         (lambda a: a["layers"][0]["params"][0].update(key="9.weight"), r"missing \['9.weight'\]"),
         (lambda a: a["layers"].pop(7), r"unexpected \['7.bias', '7.weight'\]"),

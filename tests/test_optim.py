@@ -27,8 +27,10 @@ def _torch():
 
 def _params(seed=0):
     rng = np.random.default_rng(seed)
-    return [cp.Parameter(rng.standard_normal((3, 4)), "a"),
-            cp.Parameter(rng.standard_normal(5), "b")]
+    return [
+        cp.Parameter(rng.standard_normal((3, 4)), "a"),
+        cp.Parameter(rng.standard_normal(5), "b"),
+    ]
 
 
 def _set_grads(params, step):
@@ -80,16 +82,22 @@ def test_first_adam_step_moves_each_weight_by_lr():
 def _twin_models(dtype):
     torch = _torch()
     model = cp.Sequential(
-        cp.Conv2d(2, 3, 3, padding=1, dtype=dtype, rng=0), cp.ReLU(), cp.MaxPool2d(2),
-        cp.Flatten(), cp.Linear(3 * 3 * 3, 4, dtype=dtype, rng=1),
+        cp.Conv2d(2, 3, 3, padding=1, dtype=dtype, rng=0),
+        cp.ReLU(),
+        cp.MaxPool2d(2),
+        cp.Flatten(),
+        cp.Linear(3 * 3 * 3, 4, dtype=dtype, rng=1),
     )
     rng = np.random.default_rng(2)
     for p in model.parameters():
         if p.name == "bias":
             p.data[...] = rng.standard_normal(p.shape) * 0.1
     tmodel = torch.nn.Sequential(
-        torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(27, 4),
+        torch.nn.Conv2d(2, 3, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(27, 4),
     ).to(getattr(torch, str(np.dtype(dtype))))
     with torch.no_grad():
         for tp, p in zip(tmodel.parameters(), model.parameters(), strict=True):

@@ -66,8 +66,11 @@ def test_plot_curves_writes_a_real_picture(tmp_path):
     curves = {
         "max": {"train_loss": loss, "test_accuracy": acc},
         "mean": {"train_loss": loss_nan, "test_accuracy": acc - 0.05},
-        "all-diverged": {"train_loss": np.full((3, 5), np.nan),
-                         "test_accuracy": np.full((3, 5), 1 / 3), "diverged": [1, 1, 1]},
+        "all-diverged": {
+            "train_loss": np.full((3, 5), np.nan),
+            "test_accuracy": np.full((3, 5), 1 / 3),
+            "diverged": [1, 1, 1],
+        },
     }
     _nontrivial_png(plot_curves(curves, tmp_path / "curves.png", chance=0.5, title="x"))
     one = {"max": {"train_loss": [[0.7]], "test_accuracy": [[0.6]]}}

@@ -46,8 +46,8 @@ def test_6x6_2x2_max_routes_to_window_argmax_and_mean_spreads_quarters():
     gx = pool.backward(g)
     for i in range(3):
         for j in range(3):
-            win = x[0, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
-            gwin = gx[0, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+            win = x[0, 0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+            gwin = gx[0, 0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
             assert y[0, 0, i, j] == win.max()
             a, b = np.unravel_index(np.argmax(win), (2, 2))
             assert gwin[a, b] == g[0, 0, i, j]
@@ -222,7 +222,9 @@ def test_backward_before_forward_and_bad_gradients():
     with pytest.raises(ValueError):  # also a ValueError, for code that catches bad input
         cp.MeanPool2d(2).backward(np.zeros((1, 1, 2, 2), np.float32))
     pool(X)
-    with pytest.raises(ValueError, match=r"shape of the forward output \(1, 1, 2, 2\), got \(1, 1, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"shape of the forward output \(1, 1, 2, 2\), got \(1, 1, 3, 3\)"
+    ):
         pool.backward(np.zeros((1, 1, 3, 3), np.float32))
     with pytest.raises(TypeError, match="dtype of the forward output"):
         pool.backward(np.zeros((1, 1, 2, 2), np.float64))
@@ -238,7 +240,9 @@ def test_strategy_returning_wrong_shapes_is_refused():
         def route(self, windows, pooled):
             return np.ones(windows.shape[:4])
 
-    with pytest.raises(ValueError, match=r"BadPool.pool must return an array of shape \(1, 1, 2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"BadPool.pool must return an array of shape \(1, 1, 2, 2\)"
+    ):
         BadPool(2)(X)
 
     class BadRoute(BadPool):

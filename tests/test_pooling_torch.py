@@ -70,10 +70,18 @@ def test_ceil_mode_with_padding_divisor_matches_torch():
 
 def test_nan_semantics_match_torch():
     """A NaN wins its window; among several NaNs the last one wins; ties: first."""
-    x = np.array([[[[1.0, np.nan, 3.0, 3.0],
+    x = np.array(
+        [
+            [
+                [
+                    [1.0, np.nan, 3.0, 3.0],
                     [np.nan, 2.0, 3.0, 1.0],
                     [5.0, 5.0, -np.inf, -np.inf],
-                    [0.0, 5.0, -np.inf, -np.inf]]]])
+                    [0.0, 5.0, -np.inf, -np.inf],
+                ]
+            ]
+        ]
+    )
     pool = cp.MaxPool2d(2)
     y = pool(x)
     ty, ti = F.max_pool2d(torch.tensor(x), 2, return_indices=True)

@@ -136,8 +136,15 @@ def test_identical_results():
 
 
 def test_lower_is_better_for_loss():
-    c = paired_comparison([0.3, 0.2, 0.25], [0.35, 0.3, 0.3], metric="final loss",
-                          scale=1.0, unit="", higher_is_better=False, digits=3)
+    c = paired_comparison(
+        [0.3, 0.2, 0.25],
+        [0.35, 0.3, 0.3],
+        metric="final loss",
+        scale=1.0,
+        unit="",
+        higher_is_better=False,
+        digits=3,
+    )
     assert (c.wins, c.losses) == (3, 0)
     assert c.difference.mean == pytest.approx(-0.2 / 3)
     assert "-0.067" in c.summary
@@ -177,8 +184,14 @@ def test_to_dict_is_strict_json():
 
 @pytest.mark.parametrize(
     "p, text",
-    [(0.0123, "p = 0.01"), (0.0049, "p = 0.005"), (0.0004, "p < 0.001"), (0.5, "p = 0.50"),
-     (None, "no p-value"), (float("nan"), "no p-value")],
+    [
+        (0.0123, "p = 0.01"),
+        (0.0049, "p = 0.005"),
+        (0.0004, "p < 0.001"),
+        (0.5, "p = 0.50"),
+        (None, "no p-value"),
+        (float("nan"), "no p-value"),
+    ],
 )
 def test_format_p(p, text):
     assert format_p(p) == text

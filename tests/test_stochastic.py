@@ -73,8 +73,9 @@ def test_training_output_is_the_drawn_element_and_takes_the_gradient():
     layer = cp.StochasticPool2d(2, rng=0)
     y = layer(x)
     idx = layer.indices
-    np.testing.assert_array_equal(y, np.take_along_axis(x.reshape(2, 3, -1),
-                                                        idx.reshape(2, 3, -1), 2).reshape(y.shape))
+    np.testing.assert_array_equal(
+        y, np.take_along_axis(x.reshape(2, 3, -1), idx.reshape(2, 3, -1), 2).reshape(y.shape)
+    )
     g = rng.standard_normal(y.shape).astype(np.float32)
     gx = layer.backward(g).reshape(2, 3, -1)
     expected = np.zeros_like(gx)

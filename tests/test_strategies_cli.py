@@ -52,8 +52,19 @@ def test_compare_cli_runs_every_short_name(tmp_path, capsys):
     from cnnpool.experiments import cli
 
     names = registry.available()
-    argv = ["--dataset", "faces", "--seeds", "1", "--epochs", "1", "--quiet", "--jobs", "1",
-            "--out", str(tmp_path)]
+    argv = [
+        "--dataset",
+        "faces",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     for name in names:
         argv += ["--pool", name]
     assert cli.main(argv) == 0

@@ -90,8 +90,9 @@ def test_lp_layer_uses_the_driver_and_threads_do_not_change_results():
     _strategy.forward(LpWindow(2.0), planes, taps, out, np.empty((1, 9)), 1)
     np.testing.assert_array_equal(out.reshape(y.shape), y)
     grad = np.zeros_like(planes)
-    _strategy.backward(LpWindow(2.0), planes, taps, out, np.ones_like(out), grad,
-                       np.empty((1, 18)), 1)
+    _strategy.backward(
+        LpWindow(2.0), planes, taps, out, np.ones_like(out), grad, np.empty((1, 18)), 1
+    )
     np.testing.assert_array_equal(grad.reshape(x.shape), gx)
 
 
@@ -108,8 +109,13 @@ def test_driver_checks_its_inputs():
     with pytest.raises(TypeError, match="WindowStrategy"):
         strategy_forward(object(), planes, np.array([[0, 1]], dtype=np.intp))
     with pytest.raises(ValueError, match="shape"):
-        strategy_backward(LpWindow(2.0), planes, np.array([[0, 1]], dtype=np.intp),
-                          np.ones((2, 2)), np.ones((2, 1)))
+        strategy_backward(
+            LpWindow(2.0),
+            planes,
+            np.array([[0, 1]], dtype=np.intp),
+            np.ones((2, 2)),
+            np.ones((2, 1)),
+        )
     with pytest.raises(TypeError, match="abstract"):
         cp.pooling.WindowStrategy()
     with pytest.raises(TypeError, match="WindowStrategy"):
@@ -151,7 +157,7 @@ USER_PYX = textwrap.dedent('''
                 local[i] = exp(values[i] - pooled)   # softmax weights
 ''')
 
-USER_SETUP = textwrap.dedent('''
+USER_SETUP = textwrap.dedent("""
     import sys
     from Cython.Build import cythonize
     from setuptools import Extension, setup
@@ -165,7 +171,7 @@ USER_SETUP = textwrap.dedent('''
         ),
         script_args=["build_ext", "--inplace"],
     )
-''')
+""")
 
 
 def _compiler():
@@ -181,8 +187,11 @@ def test_user_strategy_compiles_against_the_installed_pxd(tmp_path, monkeypatch)
     (tmp_path / "setup.py").write_text(USER_SETUP)
     package_root = str(Path(cp.__file__).parent.parent)
     done = subprocess.run(
-        [sys.executable, "setup.py", package_root], cwd=tmp_path, capture_output=True,
-        text=True, timeout=120,
+        [sys.executable, "setup.py", package_root],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     monkeypatch.syspath_prepend(str(tmp_path))

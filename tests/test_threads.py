@@ -33,8 +33,9 @@ def run(body, omp_threads):
     code = f"import sys\nsys.path.insert(0, {HERE!r})\n" + textwrap.dedent(body)
     env = dict(os.environ, OMP_NUM_THREADS=str(omp_threads))
     # cwd: from the repository root, "python -c" would import the unbuilt source folder
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=HERE)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600, cwd=HERE
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     for marker in ("ERROR: AddressSanitizer", "runtime error:"):
         assert marker not in proc.stderr, proc.stderr

@@ -17,8 +17,11 @@ F = torch.nn.functional
 def test_matches_torch_after_max_pool(data):
     k, s, p, _, ceil, H, W = data.draw(pool_geometry(dilation=False))
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
-    x = np.random.default_rng(data.draw(st.integers(0, 999))).standard_normal(
-        (data.draw(st.integers(0, 2)), 2, H, W)).astype(dtype)
+    x = (
+        np.random.default_rng(data.draw(st.integers(0, 999)))
+        .standard_normal((data.draw(st.integers(0, 2)), 2, H, W))
+        .astype(dtype)
+    )
     pool = cp.MaxPool2d(k, s, p, ceil_mode=ceil)
     y = pool(x)
     unpool = cp.MaxUnpool2d(k, s, p)

@@ -22,6 +22,7 @@ def _pool(cls, *args, fast=True, **kwargs):
         layer = cls(*args, **kwargs)
         layer.use_fast_path = fast
         return layer
+
     return make
 
 
@@ -30,18 +31,18 @@ def layers(dtype=np.float64):
         ("max2x2", _pool(cp.MaxPool2d, 2), "image"),
         ("max3x3s2p1", _pool(cp.MaxPool2d, 3, 2, 1), "image"),
         ("max3x3s1-overlap", _pool(cp.MaxPool2d, 3, 1, 1), "image"),
-        ("max-dilated-ceil", _pool(cp.MaxPool2d, (3, 2), (2, 1), (1, 0), (2, 1), True),
-         "image"),
+        ("max-dilated-ceil", _pool(cp.MaxPool2d, (3, 2), (2, 1), (1, 0), (2, 1), True), "image"),
         ("max-generic", _pool(cp.MaxPool2d, 3, 2, 1, fast=False), "image"),
         ("mean2x2", _pool(cp.MeanPool2d, 2), "image"),
         ("mean3x3s1-overlap", _pool(cp.MeanPool2d, 3, 1, 1), "image"),
-        ("mean-ceil-nopad", _pool(cp.MeanPool2d, 3, 2, 1, True, count_include_pad=False),
-         "image"),
+        ("mean-ceil-nopad", _pool(cp.MeanPool2d, 3, 2, 1, True, count_include_pad=False), "image"),
         ("mean-generic", _pool(cp.MeanPool2d, 3, 2, 1, fast=False), "image"),
         ("conv3x3", lambda: cp.Conv2d(C, 3, 3, padding=1, dtype=dtype, rng=0), "image"),
-        ("conv-strided-dilated",
-         lambda: cp.Conv2d(C, 2, 3, stride=2, padding=2, dilation=2, dtype=dtype, rng=1),
-         "image"),
+        (
+            "conv-strided-dilated",
+            lambda: cp.Conv2d(C, 2, 3, stride=2, padding=2, dilation=2, dtype=dtype, rng=1),
+            "image",
+        ),
         ("conv1x1", lambda: cp.Conv2d(C, 2, 1, dtype=dtype, rng=2), "image"),
     ]
     optional = [

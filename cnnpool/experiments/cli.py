@@ -81,34 +81,71 @@ def build_parser():
             "--pool my_pooling:LpPool2d"
         ),
     )
-    p.add_argument("--dataset", choices=("faces", "textures"), default=DEFAULTS.dataset,
-                   help=f"faces: LFW faces vs not-faces, 25x25; textures: brick/grass/gravel "
-                        f"patches, 32x32 (default: {DEFAULTS.dataset})")
-    p.add_argument("--pool", action="append", metavar="STRATEGY",
-                   help="a pooling strategy: a short name (" + ", ".join(available()) + ") "
-                        "or a Pool2d subclass as module:Class "
-                        "or path/file.py:Class; repeat for several (default: --pool max "
-                        "--pool mean)")
-    p.add_argument("--seeds", type=_seeds, default=list(DEFAULTS.seeds), metavar="N|LIST",
-                   help=f"number of seeds (0..N-1), a list 0,3,5 or a range 10-14 "
-                        f"(default: {len(DEFAULTS.seeds)})")
-    p.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs,
-                   help=f"training epochs per run (default: {DEFAULTS.epochs})")
-    p.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size,
-                   help=f"mini-batch size (default: {DEFAULTS.batch_size})")
-    p.add_argument("--lr", type=_positive_float, default=None,
-                   help=f"learning rate (default: {DEFAULT_LR['adam']:g} for adam, "
-                        f"{DEFAULT_LR['sgd']:g} for sgd)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS.optimizer,
-                   help=f"adam, or sgd with momentum {DEFAULTS.momentum:g} "
-                        f"(default: {DEFAULTS.optimizer})")
-    p.add_argument("--out", default="results", metavar="DIR",
-                   help="output directory (default: results/)")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
-                   help="seeds to train in parallel with joblib, one thread each (default: "
-                        "one per CPU core, at most one per seed; 1 trains in this process)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no settings header and no progress bars; only the results")
+    p.add_argument(
+        "--dataset",
+        choices=("faces", "textures"),
+        default=DEFAULTS.dataset,
+        help=f"faces: LFW faces vs not-faces, 25x25; textures: brick/grass/gravel "
+        f"patches, 32x32 (default: {DEFAULTS.dataset})",
+    )
+    p.add_argument(
+        "--pool",
+        action="append",
+        metavar="STRATEGY",
+        help="a pooling strategy: a short name (" + ", ".join(available()) + ") "
+        "or a Pool2d subclass as module:Class "
+        "or path/file.py:Class; repeat for several (default: --pool max "
+        "--pool mean)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=list(DEFAULTS.seeds),
+        metavar="N|LIST",
+        help=f"number of seeds (0..N-1), a list 0,3,5 or a range 10-14 "
+        f"(default: {len(DEFAULTS.seeds)})",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULTS.epochs,
+        help=f"training epochs per run (default: {DEFAULTS.epochs})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULTS.batch_size,
+        help=f"mini-batch size (default: {DEFAULTS.batch_size})",
+    )
+    p.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"learning rate (default: {DEFAULT_LR['adam']:g} for adam, "
+        f"{DEFAULT_LR['sgd']:g} for sgd)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default=DEFAULTS.optimizer,
+        help=f"adam, or sgd with momentum {DEFAULTS.momentum:g} (default: {DEFAULTS.optimizer})",
+    )
+    p.add_argument(
+        "--out", default="results", metavar="DIR", help="output directory (default: results/)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="seeds to train in parallel with joblib, one thread each (default: "
+        "one per CPU core, at most one per seed; 1 trains in this process)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no settings header and no progress bars; only the results",
+    )
     return p
 
 
@@ -121,21 +158,37 @@ def _text_table(results):
     """The per-strategy table, aligned for a terminal."""
     from .run import _count_text, _iv
 
-    header = ["strategy", "test accuracy %", "final train loss", "test loss", "s / epoch",
-              "diverged", "failed"]
+    header = [
+        "strategy",
+        "test accuracy %",
+        "final train loss",
+        "test loss",
+        "s / epoch",
+        "diverged",
+        "failed",
+    ]
     rows = [header]
     for name, row in results["summary"].items():
-        rows.append([
-            name, _iv(row["test_accuracy"], 100, 1), _iv(row["final_train_loss"], 1, 3),
-            _iv(row["final_test_loss"], 1, 3), _iv(row["seconds_per_epoch"], 1, 3),
-            _count_text(row["diverged"], row["diverged_seeds"]),
-            _count_text(row["failed"], row["failed_seeds"]),
-        ])
+        rows.append(
+            [
+                name,
+                _iv(row["test_accuracy"], 100, 1),
+                _iv(row["final_train_loss"], 1, 3),
+                _iv(row["final_test_loss"], 1, 3),
+                _iv(row["seconds_per_epoch"], 1, 3),
+                _count_text(row["diverged"], row["diverged_seeds"]),
+                _count_text(row["failed"], row["failed_seeds"]),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -152,10 +205,16 @@ def main(argv=None):
         parser.error(str(exc))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     try:
-        settings = Settings(dataset=args.dataset, pools=tuple(s.spec for s in strategies),
-                            seeds=tuple(args.seeds), epochs=args.epochs,
-                            batch_size=args.batch_size, lr=lr, optimizer=args.optimizer,
-                            jobs=args.jobs or default_jobs(len(args.seeds)))
+        settings = Settings(
+            dataset=args.dataset,
+            pools=tuple(s.spec for s in strategies),
+            seeds=tuple(args.seeds),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=lr,
+            optimizer=args.optimizer,
+            jobs=args.jobs or default_jobs(len(args.seeds)),
+        )
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -174,8 +233,10 @@ def main(argv=None):
     print()
     print(_text_table(results))
     print()
-    print("Mean ± 95% confidence interval over seeds; diverged/failed runs are counted and "
-          "left out of the means.")
+    print(
+        "Mean ± 95% confidence interval over seeds; diverged/failed runs are counted and "
+        "left out of the means."
+    )
     for c in results["comparisons"]:
         print()
         print(f"{c['a']} − {c['b']}:")
@@ -198,17 +259,23 @@ def _print_settings(settings, strategies, out):
     names = ", ".join(s.name if s.spec == s.name else f"{s.name} ({s.spec})" for s in strategies)
     seeds = settings.seeds
     print("cnnpool-compare: the same CNN trained once per pooling strategy and seed")
-    print(f"  dataset     {data.name}: {len(data.x_train)} train / {len(data.x_test)} test, "
-          f"{data.image_shape[1]}x{data.image_shape[2]} gray, classes {', '.join(data.classes)}"
-          f"{' (standardised)' if data.standardized else ''}")
-    print(f"  model       conv3x3({c1}) → ReLU → POOL {k}x{k} → conv3x3({c2}) → ReLU → "
-          f"POOL {k}x{k} → flatten → linear({data.num_classes})")
+    print(
+        f"  dataset     {data.name}: {len(data.x_train)} train / {len(data.x_test)} test, "
+        f"{data.image_shape[1]}x{data.image_shape[2]} gray, classes {', '.join(data.classes)}"
+        f"{' (standardised)' if data.standardized else ''}"
+    )
+    print(
+        f"  model       conv3x3({c1}) → ReLU → POOL {k}x{k} → conv3x3({c2}) → ReLU → "
+        f"POOL {k}x{k} → flatten → linear({data.num_classes})"
+    )
     print(f"  POOL        {names}")
     print(f"  seeds       {len(seeds)} paired: {', '.join(map(str, seeds))}")
-    print(f"  training    {settings.epochs} epochs, batch {settings.batch_size}, "
-          f"{settings.optimizer} lr {settings.lr:g}"
-          f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
-          f"softmax cross-entropy, {settings.dtype}")
+    print(
+        f"  training    {settings.epochs} epochs, batch {settings.batch_size}, "
+        f"{settings.optimizer} lr {settings.lr:g}"
+        f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
+        f"softmax cross-entropy, {settings.dtype}"
+    )
     print(f"  jobs        {settings.jobs}")
     print(f"  output      {out}/")
     sys.stdout.flush()

@@ -78,8 +78,10 @@ def routing_maps(feature_map, kernel_size=2, stride=None):
         raise ValueError(f"feature_map must be 2-D (H, W), got shape {fm.shape}")
     x = fm[None, None]
     out = {}
-    for name, layer in (("max", MaxPool2d(kernel_size, stride)),
-                        ("mean", MeanPool2d(kernel_size, stride))):
+    for name, layer in (
+        ("max", MaxPool2d(kernel_size, stride)),
+        ("mean", MeanPool2d(kernel_size, stride)),
+    ):
         pooled = layer.forward(x)
         out[f"{name}_pooled"] = pooled[0, 0]
         out[f"{name}_route"] = layer.backward(np.ones_like(pooled))[0, 0]
@@ -95,7 +97,7 @@ def _zoom_box(fm, k, windows=3):
     best, best_rc = -1.0, (0, 0)
     for r in range(0, h - size + 1, k):
         for c in range(0, w - size + 1, k):
-            v = float(np.var(fm[r:r + size, c:c + size]))
+            v = float(np.var(fm[r : r + size, c : c + size]))
             if v > best:
                 best, best_rc = v, (r, c)
     return best_rc[0], best_rc[1], size
@@ -107,8 +109,16 @@ def _grid(ax, origin_r, origin_c, size, k):
         ax.axvline(t - 0.5, color="white", lw=1.5)
 
 
-def plot_routing(feature_map, path, *, kernel_size=2, image=None, title=None,
-                 feature_label="feature map", dpi=110):
+def plot_routing(
+    feature_map,
+    path,
+    *,
+    kernel_size=2,
+    image=None,
+    title=None,
+    feature_label="feature map",
+    dpi=110,
+):
     """Draw ``routing.png``: a feature map and its max vs mean gradient routing.
 
     Parameters
@@ -154,7 +164,8 @@ def plot_routing(feature_map, path, *, kernel_size=2, image=None, title=None,
         ax.set_title("input image")
         axes[1, 0].axis("off")
         axes[1, 0].text(
-            0.0, 0.5,
+            0.0,
+            0.5,
             "Backward of ones through\n"
             f"{k}x{k} pooling, stride {k}:\n\n"
             "max: each window's gradient\n"
@@ -163,7 +174,8 @@ def plot_routing(feature_map, path, *, kernel_size=2, image=None, title=None,
             f"mean: every element of the\nwindow gets 1/{k * k} = {share:g}\n\n"
             "A window of equal values (all\nzero after ReLU) routes to its\n"
             "first element: ties go to the\nfirst maximum, as in PyTorch",
-            va="center", fontsize=9,
+            va="center",
+            fontsize=9,
         )
         col = 1
     panels = [
@@ -177,18 +189,30 @@ def plot_routing(feature_map, path, *, kernel_size=2, image=None, title=None,
         ax.set_title(label, fontsize=10)
         ax.add_patch(_rect(r0, c0, size))
         fig.colorbar(im, ax=ax, shrink=0.8)
-        zoom = arr[r0:r0 + size, c0:c0 + size]
+        zoom = arr[r0 : r0 + size, c0 : c0 + size]
         axz = axes[1, col + j]
-        axz.imshow(zoom, cmap=cmap, vmin=vmin if vmin is not None else fm.min(),
-                   vmax=vmax if vmax is not None else fm.max(), interpolation="nearest")
+        axz.imshow(
+            zoom,
+            cmap=cmap,
+            vmin=vmin if vmin is not None else fm.min(),
+            vmax=vmax if vmax is not None else fm.max(),
+            interpolation="nearest",
+        )
         _grid(axz, r0, c0, size, k)
         for (i, jj), v in np.ndenumerate(zoom):
-            axz.text(jj, i, _short(v), ha="center", va="center", fontsize=7,
-                     color="white" if (j > 0 and v < 0.5) else "black",
-                     bbox=None if j > 0 else dict(boxstyle="round,pad=0.1", fc="white",
-                                                  ec="none", alpha=0.6))
-        axz.set_title(f"zoom: rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}",
-                      fontsize=9)
+            axz.text(
+                jj,
+                i,
+                _short(v),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if (j > 0 and v < 0.5) else "black",
+                bbox=None
+                if j > 0
+                else dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.6),
+            )
+        axz.set_title(f"zoom: rows {r0}-{r0 + size - 1}, cols {c0}-{c0 + size - 1}", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -265,8 +265,7 @@ def _import_user_module(module_name, spec):
 
 
 # ------------------------------------------------------------------ the model
-def build_model(pool_factory, image_shape, num_classes, channels=(8, 16), dtype=np.float32,
-                seed=0):
+def build_model(pool_factory, image_shape, num_classes, channels=(8, 16), dtype=np.float32, seed=0):
     """The comparison CNN: conv → ReLU → pool → conv → ReLU → pool → flatten → linear.
 
     Parameters
@@ -330,8 +329,8 @@ def _evaluate(model, loss_fn, x, y, batch=256):
     model.eval()
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch):
-        logits = model.forward(x[i:i + batch])
-        yb = y[i:i + batch]
+        logits = model.forward(x[i : i + batch])
+        yb = y[i : i + batch]
         with np.errstate(all="ignore"):
             total_loss += float(loss_fn(logits, yb)) * len(yb)
         finite = np.isfinite(logits).all(axis=1)
@@ -346,8 +345,14 @@ def _train_one(settings, strategy, data, seed, report=None):
 
     dtype = np.dtype(settings.dtype)
     record = {
-        "strategy": strategy.name, "spec": strategy.spec, "seed": seed, "status": "ok",
-        "error": None, "diverged_epoch": None, "epochs": [], "init_checksum": None,
+        "strategy": strategy.name,
+        "spec": strategy.spec,
+        "seed": seed,
+        "status": "ok",
+        "error": None,
+        "diverged_epoch": None,
+        "epochs": [],
+        "init_checksum": None,
     }
     try:
         x_train = data.x_train.astype(dtype, copy=False)
@@ -355,13 +360,23 @@ def _train_one(settings, strategy, data, seed, report=None):
         made = iter(range(2))
         model = build_model(
             lambda: strategy.make(settings.kernel_size, seed=2 * seed + next(made)),
-            data.image_shape, data.num_classes, settings.channels, dtype, seed)
+            data.image_shape,
+            data.num_classes,
+            settings.channels,
+            dtype,
+            seed,
+        )
         params = model.parameters()
         # The shared weights (convolutions and linear); a learnable strategy's own
         # parameters, if any, are not shared with the other strategies.
         record["init_checksum"] = _checksum(
-            [p for layer in model.layers if not isinstance(layer, Pool2d)
-             for p in layer.parameters()])
+            [
+                p
+                for layer in model.layers
+                if not isinstance(layer, Pool2d)
+                for p in layer.parameters()
+            ]
+        )
         record["parameters"] = int(sum(p.data.size for p in params))
         opt = _make_optimizer(settings, params)
         loss_fn = cp.SoftmaxCrossEntropy()
@@ -373,7 +388,7 @@ def _train_one(settings, strategy, data, seed, report=None):
             start = time.perf_counter()
             seen, total, correct, bad = 0, 0.0, 0, False
             for i in range(0, n, bs):
-                idx = perm[i:i + bs]
+                idx = perm[i : i + bs]
                 xb, yb = x_train[idx], data.y_train[idx]
                 opt.zero_grad()
                 with np.errstate(all="ignore"):
@@ -392,19 +407,34 @@ def _train_one(settings, strategy, data, seed, report=None):
             if bad:
                 record["status"] = "diverged"
                 record["diverged_epoch"] = epoch
-                record["epochs"].append({
-                    "epoch": epoch, "train_loss": None, "train_accuracy": None,
-                    "test_loss": None, "test_accuracy": None, "seconds": seconds,
-                })
-                log.warning("%s, seed %d: loss became non-finite in epoch %d (diverged)",
-                            strategy.name, seed, epoch)
+                record["epochs"].append(
+                    {
+                        "epoch": epoch,
+                        "train_loss": None,
+                        "train_accuracy": None,
+                        "test_loss": None,
+                        "test_accuracy": None,
+                        "seconds": seconds,
+                    }
+                )
+                log.warning(
+                    "%s, seed %d: loss became non-finite in epoch %d (diverged)",
+                    strategy.name,
+                    seed,
+                    epoch,
+                )
                 break
             test_loss, test_acc = _evaluate(model, loss_fn, x_test, data.y_test)
-            record["epochs"].append({
-                "epoch": epoch, "train_loss": total / seen, "train_accuracy": correct / seen,
-                "test_loss": _finite_or_none(test_loss), "test_accuracy": test_acc,
-                "seconds": seconds,
-            })
+            record["epochs"].append(
+                {
+                    "epoch": epoch,
+                    "train_loss": total / seen,
+                    "train_accuracy": correct / seen,
+                    "test_loss": _finite_or_none(test_loss),
+                    "test_accuracy": test_acc,
+                    "seconds": seconds,
+                }
+            )
             if report is not None:
                 report(("epoch", strategy.name, seed, epoch, total / seen, test_acc))
         record["model"] = model
@@ -424,8 +454,12 @@ def _routing_input(model, data):
     raw = data.x_test[0, 0]
     if data.standardized:
         raw = raw * data.pixel_std + data.pixel_mean
-    return {"image": np.asarray(raw, np.float64), "feature_map": fmap[channel].astype(np.float64),
-            "channel": channel, "label": data.classes[int(data.y_test[0])]}
+    return {
+        "image": np.asarray(raw, np.float64),
+        "feature_map": fmap[channel].astype(np.float64),
+        "channel": channel,
+        "label": data.classes[int(data.y_test[0])],
+    }
 
 
 def run_seed(settings, seed, strategies=None, report=None):
@@ -469,11 +503,16 @@ def run_seed(settings, seed, strategies=None, report=None):
     if len(checks) > 1:  # pragma: no cover - would mean the design is broken
         log.error("seed %d: strategies started from different weights: %s", seed, checks)
     return {
-        "seed": seed, "runs": runs, "routing": routing,
+        "seed": seed,
+        "runs": runs,
+        "routing": routing,
         "dataset": {
-            "name": data.name, "classes": list(data.classes),
-            "train_size": len(data.x_train), "test_size": len(data.x_test),
-            "image_shape": list(data.image_shape), "standardized": data.standardized,
+            "name": data.name,
+            "classes": list(data.classes),
+            "train_size": len(data.x_train),
+            "test_size": len(data.x_test),
+            "image_shape": list(data.image_shape),
+            "standardized": data.standardized,
             "train_class_counts": np.bincount(data.y_train).tolist(),
             "test_class_counts": np.bincount(data.y_test).tolist(),
         },
@@ -522,14 +561,18 @@ def run_experiment(settings=None, progress=False, **overrides):
     results = {
         "schema": SCHEMA,
         "settings": settings.to_dict(),
-        "strategies": [{"name": s.name, "spec": s.spec,
-                        "class": f"{s.cls.__module__}.{s.cls.__qualname__}"}
-                       for s in strategies],
+        "strategies": [
+            {"name": s.name, "spec": s.spec, "class": f"{s.cls.__module__}.{s.cls.__qualname__}"}
+            for s in strategies
+        ],
         "dataset": per_seed[0]["dataset"],
         "architecture": _architecture(settings, strategies[0], per_seed[0]["dataset"]),
         "versions": _versions(),
-        "timing": {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                   "wall_seconds": wall, "jobs": jobs},
+        "timing": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "wall_seconds": wall,
+            "jobs": jobs,
+        },
         "paired_design": {
             "same_initial_weights_per_seed": all(s["same_initial_weights"] for s in per_seed),
             "same_batch_order_per_seed": True,
@@ -566,8 +609,7 @@ def _run_parallel(settings, strategies, jobs, bars):
             listener = threading.Thread(target=_listen, args=(queue, bars), daemon=True)
             listener.start()
         report = queue.put if queue is not None else None
-        tasks = (delayed(_seed_task)(settings, seed, sendable, report)
-                 for seed in settings.seeds)
+        tasks = (delayed(_seed_task)(settings, seed, sendable, report) for seed in settings.seeds)
         out = []
         try:
             parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
@@ -579,8 +621,9 @@ def _run_parallel(settings, strategies, jobs, bars):
                         bars(("start", *key, settings.epochs))
                         for e in r["epochs"]:
                             if e["train_loss"] is not None:
-                                bars(("epoch", *key, e["epoch"], e["train_loss"],
-                                      e["test_accuracy"]))
+                                bars(
+                                    ("epoch", *key, e["epoch"], e["train_loss"], e["test_accuracy"])
+                                )
                         bars(("end", *key, r["status"]))
         finally:
             if queue is not None:
@@ -615,8 +658,12 @@ class _Bars:
         key = (name, seed)
         if kind == "start":
             self._bars[key] = self._tqdm(
-                total=msg[3], desc=f"{name:>10} seed {seed:<3}", unit="epoch",
-                position=len(self._bars), leave=True, dynamic_ncols=True,
+                total=msg[3],
+                desc=f"{name:>10} seed {seed:<3}",
+                unit="epoch",
+                position=len(self._bars),
+                leave=True,
+                dynamic_ncols=True,
             )
         elif kind == "epoch" and key in self._bars:
             _, _, _, _, loss, acc = msg
@@ -666,16 +713,23 @@ def _architecture(settings, strategy, dataset):
     k = settings.kernel_size
     return {
         "description": f"conv3x3({c1}) → ReLU → pool{k}x{k} → conv3x3({c2}) → ReLU → "
-                       f"pool{k}x{k} → flatten → linear({len(dataset['classes'])})",
-        "pool": "the strategy under comparison", "kernel_size": k, "stride": k,
+        f"pool{k}x{k} → flatten → linear({len(dataset['classes'])})",
+        "pool": "the strategy under comparison",
+        "kernel_size": k,
+        "stride": k,
         "conv_padding": 1,
     }
 
 
 def _versions():
-    versions = {"cnnpool": __version__, "python": platform.python_version(),
-                "numpy": np.__version__, "platform": platform.platform(),
-                "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    versions = {
+        "cnnpool": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
     for mod in ("scipy", "skimage", "matplotlib", "joblib", "tqdm"):
         try:
             versions[mod] = importlib.import_module(mod).__version__
@@ -716,8 +770,10 @@ def summarize(results):
     by = {(r["strategy"], r["seed"]): r for r in results["runs"]}
 
     def column(name, key):
-        return np.array([_nan(by[(name, s)].get(key)) if (name, s) in by else np.nan
-                         for s in seeds], dtype=np.float64)
+        return np.array(
+            [_nan(by[(name, s)].get(key)) if (name, s) in by else np.nan for s in seeds],
+            dtype=np.float64,
+        )
 
     summary = {}
     for name in names:
@@ -735,15 +791,24 @@ def summarize(results):
         }
     comparisons = []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            acc = paired_comparison(column(a, "final_test_accuracy"),
-                                    column(b, "final_test_accuracy"), a, b)
-            loss = paired_comparison(column(a, "final_train_loss"),
-                                     column(b, "final_train_loss"), a, b,
-                                     metric="final training loss", scale=1.0, unit="",
-                                     higher_is_better=False, digits=3)
-            comparisons.append({"a": a, "b": b, "test_accuracy": acc.to_dict(),
-                                "final_train_loss": loss.to_dict()})
+        for b in names[i + 1 :]:
+            acc = paired_comparison(
+                column(a, "final_test_accuracy"), column(b, "final_test_accuracy"), a, b
+            )
+            loss = paired_comparison(
+                column(a, "final_train_loss"),
+                column(b, "final_train_loss"),
+                a,
+                b,
+                metric="final training loss",
+                scale=1.0,
+                unit="",
+                higher_is_better=False,
+                digits=3,
+            )
+            comparisons.append(
+                {"a": a, "b": b, "test_accuracy": acc.to_dict(), "final_train_loss": loss.to_dict()}
+            )
     return {"summary": summary, "comparisons": comparisons}
 
 
@@ -798,10 +863,13 @@ def results_table(results):
         lines.append("## Paired differences")
         lines.append("")
         for c in results["comparisons"]:
-            lines.append(f"- **{c['a']} − {c['b']}, test accuracy:** "
-                         f"{c['test_accuracy']['summary']}")
-            lines.append(f"- **{c['a']} − {c['b']}, final training loss:** "
-                         f"{c['final_train_loss']['summary']}")
+            lines.append(
+                f"- **{c['a']} − {c['b']}, test accuracy:** {c['test_accuracy']['summary']}"
+            )
+            lines.append(
+                f"- **{c['a']} − {c['b']}, final training loss:** "
+                f"{c['final_train_loss']['summary']}"
+            )
         lines.append("")
     failed = [r for r in results["runs"] if r["status"] == "failed"]
     if failed:
@@ -810,8 +878,12 @@ def results_table(results):
         for r in failed:
             lines.append(f"- {r['strategy']}, seed {r['seed']}: `{r['error']}`")
         lines.append("")
-    lines += ["![training loss and test accuracy per epoch](curves.png)", "",
-              "![gradient routing through max and mean pooling](routing.png)", ""]
+    lines += [
+        "![training loss and test accuracy per epoch](curves.png)",
+        "",
+        "![gradient routing through max and mean pooling](routing.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -850,8 +922,9 @@ def write_outputs(results, out_dir):
         acc = np.full((len(seeds), epochs), np.nan)
         diverged = []
         for i, seed in enumerate(seeds):
-            run = next((r for r in results["runs"]
-                        if r["strategy"] == name and r["seed"] == seed), None)
+            run = next(
+                (r for r in results["runs"] if r["strategy"] == name and r["seed"] == seed), None
+            )
             if run is None:
                 continue
             diverged.append(run["status"] != "ok")
@@ -860,28 +933,37 @@ def write_outputs(results, out_dir):
                 acc[i, e["epoch"] - 1] = _nan(e["test_accuracy"])
         curves[name] = {"train_loss": loss, "test_accuracy": acc, "diverged": diverged}
     ds = results["dataset"]
-    title = (f"{ds['name']}: {len(seeds)} seeds, {epochs} epochs "
-             f"({results['settings']['optimizer']}, lr {results['settings']['lr']:g})")
-    paths["curves"] = plot_curves(curves, os.path.join(out_dir, "curves.png"),
-                                  title=title, chance=1 / len(ds["classes"]))
+    title = (
+        f"{ds['name']}: {len(seeds)} seeds, {epochs} epochs "
+        f"({results['settings']['optimizer']}, lr {results['settings']['lr']:g})"
+    )
+    paths["curves"] = plot_curves(
+        curves, os.path.join(out_dir, "curves.png"), title=title, chance=1 / len(ds["classes"])
+    )
     routing = results.get("_routing")
     paths["routing"] = os.path.join(out_dir, "routing.png")
     if routing is not None:
         plot_routing(
-            routing["feature_map"], paths["routing"], image=routing["image"],
+            routing["feature_map"],
+            paths["routing"],
+            image=routing["image"],
             kernel_size=results["settings"]["kernel_size"],
             feature_label=f"conv1 → ReLU, channel {routing['channel']}",
             title=f"Where the gradient goes: one {ds['name']} test image "
-                  f"({routing['label']}), first layer of the trained "
-                  f"{routing['strategy']}-pooling model",
+            f"({routing['label']}), first layer of the trained "
+            f"{routing['strategy']}-pooling model",
         )
     else:  # every run failed: still show the routing of the raw image
         from ..datasets import load
 
         img = load(ds["name"], seed=seeds[0]).x_test[0, 0]
-        plot_routing(img, paths["routing"], kernel_size=results["settings"]["kernel_size"],
-                     feature_label="input image (no trained model)",
-                     title="Where the gradient goes (no run finished)")
+        plot_routing(
+            img,
+            paths["routing"],
+            kernel_size=results["settings"]["kernel_size"],
+            feature_label="input image (no trained model)",
+            title="Where the gradient goes (no run finished)",
+        )
     return paths
 
 

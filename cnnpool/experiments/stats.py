@@ -215,9 +215,20 @@ class PairedComparison:
         return _jsonable(d)
 
 
-def paired_comparison(a, b, name_a="max", name_b="mean", *, metric="test accuracy",
-                      scale=100.0, unit="points", higher_is_better=True,
-                      confidence=0.95, noun="pooling", digits=1):
+def paired_comparison(
+    a,
+    b,
+    name_a="max",
+    name_b="mean",
+    *,
+    metric="test accuracy",
+    scale=100.0,
+    unit="points",
+    higher_is_better=True,
+    confidence=0.95,
+    noun="pooling",
+    digits=1,
+):
     """Compare two strategies run on the same seeds, seed by seed.
 
     Parameters
@@ -304,11 +315,23 @@ def paired_comparison(a, b, name_a="max", name_b="mean", *, metric="test accurac
         w_stat, w_p = float(res.statistic), float(res.pvalue)
 
     comp = PairedComparison(
-        name_a=name_a, name_b=name_b, metric=metric, unit=unit,
-        higher_is_better=bool(higher_is_better), differences=tuple(float(x) for x in d),
-        n_pairs=n, n_excluded=n_excluded, wins=wins, ties=ties, losses=losses,
-        difference=diff, t_statistic=t_stat, t_pvalue=t_p,
-        wilcoxon_statistic=w_stat, wilcoxon_pvalue=w_p, notes=tuple(notes),
+        name_a=name_a,
+        name_b=name_b,
+        metric=metric,
+        unit=unit,
+        higher_is_better=bool(higher_is_better),
+        differences=tuple(float(x) for x in d),
+        n_pairs=n,
+        n_excluded=n_excluded,
+        wins=wins,
+        ties=ties,
+        losses=losses,
+        difference=diff,
+        t_statistic=t_stat,
+        t_pvalue=t_p,
+        wilcoxon_statistic=w_stat,
+        wilcoxon_pvalue=w_p,
+        notes=tuple(notes),
     )
     return _with_summary(comp, noun, digits)
 
@@ -346,8 +369,10 @@ def _with_summary(c, noun, digits):
     label_a = f"{c.name_a} {noun}".strip()
     label_b = f"{c.name_b} {noun}".strip()
     if c.n_pairs == 0:
-        text = (f"No comparison of {c.metric}: no seed where both {label_a} and {label_b} "
-                "finished with a finite value.")
+        text = (
+            f"No comparison of {c.metric}: no seed where both {label_a} and {label_b} "
+            "finished with a finite value."
+        )
         if c.n_excluded:
             text += f" {c.n_excluded} seed(s) left out: a run diverged."
         return _replace_summary(c, text)
@@ -377,8 +402,7 @@ def _with_summary(c, noun, digits):
 
     iv = c.difference
     unit = f" {c.unit}" if c.unit else ""
-    body = (f"mean {c.metric} difference {c.name_a} − {c.name_b} "
-            f"{_signed(iv.mean, digits)}{unit}")
+    body = f"mean {c.metric} difference {c.name_a} − {c.name_b} {_signed(iv.mean, digits)}{unit}"
     if iv.n >= 2:
         pct = int(round(iv.confidence * 100))
         body += f" ({pct}% CI {_signed(iv.low, digits)} to {_signed(iv.high, digits)})"
@@ -392,26 +416,37 @@ def _with_summary(c, noun, digits):
     text = f"{head}; {body}."
 
     p = c.pvalue
-    split = (c.t_pvalue is not None and c.wilcoxon_pvalue is not None
-             and (c.t_pvalue < 0.05) != (c.wilcoxon_pvalue < 0.05))
+    split = (
+        c.t_pvalue is not None
+        and c.wilcoxon_pvalue is not None
+        and (c.t_pvalue < 0.05) != (c.wilcoxon_pvalue < 0.05)
+    )
     if split:
-        text += (" The two tests disagree about the 5% level: treat this as weak evidence "
-                 "and run more seeds.")
+        text += (
+            " The two tests disagree about the 5% level: treat this as weak evidence "
+            "and run more seeds."
+        )
     elif p is not None:
         if p < 0.05:
             better = label_a if (iv.mean > 0) == c.higher_is_better else label_b
-            text += (" The difference is larger than the seed-to-seed noise (p < 0.05): "
-                     f"{better} did better on {c.metric} here.")
+            text += (
+                " The difference is larger than the seed-to-seed noise (p < 0.05): "
+                f"{better} did better on {c.metric} here."
+            )
         else:
-            text += (" The difference is within the seed-to-seed noise (p ≥ 0.05): these "
-                     "seeds show no reliable winner (which is not proof that there is none).")
+            text += (
+                " The difference is within the seed-to-seed noise (p ≥ 0.05): these "
+                "seeds show no reliable winner (which is not proof that there is none)."
+            )
     elif n == 1:
         text += " One seed is an anecdote, not evidence: run more seeds for a test."
     elif iv.std == 0.0 and iv.mean == 0.0:
         text += " Identical on every seed: there is nothing to test."
     elif iv.std == 0.0:
-        text += (" The difference was identical on every seed (zero variance), so no "
-                 "t-test p-value exists.")
+        text += (
+            " The difference was identical on every seed (zero variance), so no "
+            "t-test p-value exists."
+        )
     if c.n_excluded:
         text += f" {c.n_excluded} seed(s) left out: a run diverged."
     return _replace_summary(c, text[0].upper() + text[1:])

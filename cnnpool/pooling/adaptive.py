@@ -77,20 +77,18 @@ def adaptive_geometry(in_size, out_size):
     rows, kh, rs, re = _adaptive_axis(h, oh)
     cols, kw, cs, ce = _adaptive_axis(w, ow)
     step = tuple(int(np.diff(s).max()) if s.size > 1 else n for s, n in ((rs, h), (cs, w)))
-    return AdaptiveGeometry((h, w), (oh, ow), (kh, kw), step, (0, 0), (1, 1), rows, cols,
-                            (rs, re, cs, ce))
+    return AdaptiveGeometry(
+        (h, w), (oh, ow), (kh, kw), step, (0, 0), (1, 1), rows, cols, (rs, re, cs, ce)
+    )
 
 
 def _output_size(value):
     """``output_size`` as a pair whose items are ints >= 1 or None."""
     items = value if isinstance(value, (tuple, list)) else (value, value)
     if len(items) != 2 or not all(
-        v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
-        for v in items
+        v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool)) for v in items
     ):
-        raise TypeError(
-            f"output_size must be an int, None or a pair of them, got {value!r}"
-        )
+        raise TypeError(f"output_size must be an int, None or a pair of them, got {value!r}")
     if any(v is not None and v < 1 for v in items):
         raise ValueError(f"output_size must be >= 1, got {value!r}")
     return tuple(None if v is None else int(v) for v in items)
@@ -163,8 +161,13 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
         shape = (n * c,) + geom.out_size
         out = np.empty(shape, dtype=x.dtype)
         indices = np.empty(shape, dtype=np.int64)
-        _adaptive.max_forward(x.reshape(n * c, h, w), out, indices, *geom.adaptive,
-                              threads_for(n * c, x.size + out.size))
+        _adaptive.max_forward(
+            x.reshape(n * c, h, w),
+            out,
+            indices,
+            *geom.adaptive,
+            threads_for(n * c, x.size + out.size),
+        )
         indices = indices.reshape((n, c) + geom.out_size)
         indices.flags.writeable = False
         return out.reshape(indices.shape), indices
@@ -174,9 +177,12 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
         planes = n * c
         grad_x = np.zeros((planes, h * w), dtype=grad_output.dtype)
         size = geom.out_size[0] * geom.out_size[1]
-        _adaptive.max_backward(grad_output.reshape(planes, size),
-                               indices.reshape(planes, size), grad_x,
-                               threads_for(planes, grad_x.size + grad_output.size))
+        _adaptive.max_backward(
+            grad_output.reshape(planes, size),
+            indices.reshape(planes, size),
+            grad_x,
+            threads_for(planes, grad_x.size + grad_output.size),
+        )
         return grad_x.reshape(x_shape)
 
 
@@ -214,16 +220,20 @@ class AdaptiveMeanPool2d(_Adaptive):
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
         out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
-        _adaptive.mean_forward(x.reshape(n * c, h, w), out, *geom.adaptive,
-                               threads_for(n * c, x.size + out.size))
+        _adaptive.mean_forward(
+            x.reshape(n * c, h, w), out, *geom.adaptive, threads_for(n * c, x.size + out.size)
+        )
         return out.reshape((n, c) + geom.out_size), None
 
     def _backward_fast(self, grad_output, x_shape, geom, context):
         n, c, h, w = x_shape
         grad_x = np.zeros((n * c, h, w), dtype=grad_output.dtype)
-        _adaptive.mean_backward(grad_output.reshape((n * c,) + geom.out_size), grad_x,
-                                *geom.adaptive,
-                                threads_for(n * c, grad_x.size + grad_output.size))
+        _adaptive.mean_backward(
+            grad_output.reshape((n * c,) + geom.out_size),
+            grad_x,
+            *geom.adaptive,
+            threads_for(n * c, grad_x.size + grad_output.size),
+        )
         return grad_x.reshape(x_shape)
 
 

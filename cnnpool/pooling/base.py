@@ -167,9 +167,7 @@ class Pool2d(Layer):
 
     def route(self, windows: np.ndarray, pooled: np.ndarray) -> np.ndarray:
         """Local gradient ``d pooled / d windows``, shape ``(N, C, OH, OW, K)``."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement route(windows, pooled)"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement route(windows, pooled)")
 
     def param_grads(
         self, windows: np.ndarray, pooled: np.ndarray, grad_output: np.ndarray

@@ -130,8 +130,7 @@ class CompiledPool2d(Pool2d):
 
     pad_value = 0.0
 
-    def __init__(self, strategy, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode=False):
+    def __init__(self, strategy, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self.strategy = _strategy_arg(strategy)
 

@@ -103,7 +103,7 @@ class LpPool2d(Pool2d):
         """``(x ** p summed over the window's input taps, K / n)`` in the windows' dtype."""
         geom = self.geometry
         with np.errstate(all="ignore"):
-            powered = np.where(geom.inside, windows ** self.norm_type, 0)
+            powered = np.where(geom.inside, windows**self.norm_type, 0)
         count = geom.counts(True).astype(windows.dtype)  # no padding: taps in the input
         return powered.sum(axis=-1) / count, windows.dtype.type(geom.window_size)
 
@@ -163,10 +163,16 @@ class LpPool2d(Pool2d):
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):
-        return (f"norm_type={self.norm_type:g}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
+        return (
+            f"norm_type={self.norm_type:g}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, ceil_mode={self.ceil_mode}"
+        )
 
     def get_config(self):
         """Constructor arguments, for saved models."""
-        return {"norm_type": self.norm_type, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "ceil_mode": self.ceil_mode}
+        return {
+            "norm_type": self.norm_type,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "ceil_mode": self.ceil_mode,
+        }

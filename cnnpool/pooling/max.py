@@ -92,7 +92,6 @@ class MaxPool2d(MaxReduction, Pool2d):
            [15., 16.]])
     """
 
-
     # The compiled path.
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
@@ -100,8 +99,13 @@ class MaxPool2d(MaxReduction, Pool2d):
         out = np.empty(shape, dtype=x.dtype)
         indices = np.empty(shape, dtype=np.int64)
         _kernels.max_forward(
-            x.reshape(n * c, h, w), out, indices, *geom.ranges, *geom.kernel_size,
-            *geom.stride, threads_for(n * c, x.size + out.size),
+            x.reshape(n * c, h, w),
+            out,
+            indices,
+            *geom.ranges,
+            *geom.kernel_size,
+            *geom.stride,
+            threads_for(n * c, x.size + out.size),
         )
         indices = indices.reshape((n, c) + geom.out_size)
         indices.flags.writeable = False  # backward trusts these: keep them ours
@@ -114,8 +118,12 @@ class MaxPool2d(MaxReduction, Pool2d):
         grad_x = np.empty((n * c, h, w), dtype=grad_output.dtype)
         shape = (n * c,) + geom.out_size
         _kernels.max_backward(
-            grad_output.reshape(shape), indices.reshape(shape), grad_x, *geom.ranges,
-            *geom.kernel_size, *geom.stride,
+            grad_output.reshape(shape),
+            indices.reshape(shape),
+            grad_x,
+            *geom.ranges,
+            *geom.kernel_size,
+            *geom.stride,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)

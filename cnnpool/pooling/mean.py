@@ -36,8 +36,16 @@ class MeanPool2d(Pool2d):
 
     pad_value = 0.0
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None, dilation=1):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+        dilation=1,
+    ):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         if not isinstance(count_include_pad, (bool, np.bool_)):
             raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
@@ -83,8 +91,13 @@ class MeanPool2d(Pool2d):
         n, c, h, w = x.shape
         out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
         _kernels.mean_forward(
-            x.reshape(n * c, h, w), out, self.divisor(geom), *geom.ranges,
-            *geom.kernel_size, *geom.stride, threads_for(n * c, x.size + out.size),
+            x.reshape(n * c, h, w),
+            out,
+            self.divisor(geom),
+            *geom.ranges,
+            *geom.kernel_size,
+            *geom.stride,
+            threads_for(n * c, x.size + out.size),
         )
         return out.reshape((n, c) + geom.out_size), None
 
@@ -93,8 +106,12 @@ class MeanPool2d(Pool2d):
         # Not zeroed: the kernel writes every element.
         grad_x = np.empty((n * c, h, w), dtype=grad_output.dtype)
         _kernels.mean_backward(
-            grad_output.reshape((n * c,) + geom.out_size), grad_x, self.divisor(geom),
-            *geom.ranges, *geom.kernel_size, *geom.stride,
+            grad_output.reshape((n * c,) + geom.out_size),
+            grad_x,
+            self.divisor(geom),
+            *geom.ranges,
+            *geom.kernel_size,
+            *geom.stride,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)

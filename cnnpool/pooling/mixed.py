@@ -37,8 +37,9 @@ class _Blend(Pool2d):
     def __init__(self, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self._max = MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)
-        self._mean = MeanPool2d(kernel_size, stride, padding, ceil_mode,
-                                count_include_pad, dilation=dilation)
+        self._mean = MeanPool2d(
+            kernel_size, stride, padding, ceil_mode, count_include_pad, dilation=dilation
+        )
         self.count_include_pad = self._mean.count_include_pad
 
     def _max_mean(self, windows):
@@ -61,9 +62,14 @@ class _Blend(Pool2d):
 
     def get_config(self):
         """Constructor arguments, for saved models (parameters are saved apart)."""
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "dilation": list(self.dilation),
-                "ceil_mode": self.ceil_mode, "count_include_pad": self.count_include_pad}
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "ceil_mode": self.ceil_mode,
+            "count_include_pad": self.count_include_pad,
+        }
 
 
 class MixedPool2d(_Blend):
@@ -99,8 +105,18 @@ class MixedPool2d(_Blend):
     The compiled path runs the compiled max and mean kernels and blends.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                 alpha=0.5, channels=None, count_include_pad=True, dtype=np.float32):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode=False,
+        alpha=0.5,
+        channels=None,
+        count_include_pad=True,
+        dtype=np.float32,
+    ):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
             raise TypeError(f"alpha must be a real number, got {alpha!r}")
@@ -204,8 +220,16 @@ class GatedPool2d(_Blend):
     (the generic path): the gate needs each window's values anyway.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                 count_include_pad=True, dtype=np.float32):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode=False,
+        count_include_pad=True,
+        dtype=np.float32,
+    ):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
         dtype = _checks.float_dtype(dtype)
         k = self.kernel_size[0] * self.kernel_size[1]
@@ -225,8 +249,11 @@ class GatedPool2d(_Blend):
         a = self._gate(windows)
         w = self.weight.data.astype(windows.dtype, copy=False)
         slope = (mx - mean) * a * (1 - a)
-        return (a[..., None] * self._onehot(windows, winner)
-                + ((1 - a) * share)[..., None] + slope[..., None] * w)
+        return (
+            a[..., None] * self._onehot(windows, winner)
+            + ((1 - a) * share)[..., None]
+            + slope[..., None] * w
+        )
 
     def param_grads(self, windows, pooled, grad_output):
         mx, mean, _, _ = self._max_mean(windows)

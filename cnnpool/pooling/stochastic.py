@@ -57,8 +57,7 @@ class StochasticPool2d(Pool2d):
 
     pad_value = 0.0
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                 rng=None):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, rng=None):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self.rng = rng
         self._drawn = None
@@ -147,6 +146,10 @@ class StochasticPool2d(Pool2d):
 
     def get_config(self):
         """Constructor arguments, for saved models (the generator is not saved)."""
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "dilation": list(self.dilation),
-                "ceil_mode": self.ceil_mode}
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "ceil_mode": self.ceil_mode,
+        }

@@ -75,9 +75,7 @@ class MaxUnpool2d(Layer):
             if not isinstance(output_size, (tuple, list)) or not all(
                 isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in output_size
             ):
-                raise TypeError(
-                    f"output_size must be a sequence of ints, got {output_size!r}"
-                )
+                raise TypeError(f"output_size must be a sequence of ints, got {output_size!r}")
             size = tuple(int(v) for v in output_size)
             if len(size) == 4:
                 size = size[2:]
@@ -106,9 +104,7 @@ class MaxUnpool2d(Layer):
                 f"{getattr(indices, 'dtype', type(indices).__name__)}"
             )
         if indices.shape != y.shape:
-            raise ValueError(
-                f"indices must have the shape of y {y.shape}, got {indices.shape}"
-            )
+            raise ValueError(f"indices must have the shape of y {y.shape}, got {indices.shape}")
         h, w = self.output_size_for(y.shape[2:], output_size)
         n, c = y.shape[:2]
         planes = n * c
@@ -142,10 +138,12 @@ class MaxUnpool2d(Layer):
         return np.take_along_axis(grad, flat, axis=1).reshape(y_shape)
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}")
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def get_config(self):
         """Constructor arguments, for saved models."""
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding)}
+        return {
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+        }
