@@ -131,6 +131,17 @@ class PoolGeometry:
         flat = np.where(hit, flat, -1)
         return flat.reshape(self.out_size + (self.window_size,))
 
+    def flat_index(self, tap: np.ndarray) -> np.ndarray:
+        """Flat input index ``ih * W + iw`` of tap number ``tap[..., oh, ow]``.
+
+        ``tap`` has shape ``(..., OH, OW)`` (a tap number per window, such as a
+        max winner); returns a read-only int64 array of the same shape.
+        """
+        oh, ow = np.indices(self.out_size)
+        out = self.taps[oh, ow, tap].astype(np.int64)
+        out.flags.writeable = False
+        return out
+
     @cached_property
     def inside(self) -> npt.NDArray[np.bool_]:
         """Boolean ``(OH, OW, K)``: True where a tap hits the input."""

@@ -54,11 +54,7 @@ class MaxReduction:
         if fast:
             return context
         windows, _ = context
-        winner = _winner(windows, geom.inside)
-        oh, ow = np.indices(geom.out_size)
-        out = geom.taps[oh, ow, winner].astype(np.int64)
-        out.flags.writeable = False
-        return out
+        return geom.flat_index(_winner(windows, geom.inside))
 
 
 class MaxPool2d(MaxReduction, Pool2d):

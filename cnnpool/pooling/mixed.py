@@ -62,14 +62,7 @@ class _Blend(Pool2d):
 
     def get_config(self):
         """Constructor arguments, for saved models (parameters are saved apart)."""
-        return {
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "dilation": list(self.dilation),
-            "ceil_mode": self.ceil_mode,
-            "count_include_pad": self.count_include_pad,
-        }
+        return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
 class MixedPool2d(_Blend):

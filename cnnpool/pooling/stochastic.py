@@ -135,21 +135,11 @@ class StochasticPool2d(Pool2d):
         drawn = getattr(self, "_saved_drawn", None)
         if drawn is None or self._saved is None:
             return None
-        geom = self._saved[3]
-        oh, ow = np.indices(geom.out_size)
-        out = geom.taps[oh, ow, drawn].astype(np.int64)
-        out.flags.writeable = False
-        return out
+        return self._saved[3].flat_index(drawn)
 
     def extra_repr(self):
         return super().extra_repr() + f", training={self.training}"
 
     def get_config(self):
         """Constructor arguments, for saved models (the generator is not saved)."""
-        return {
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "dilation": list(self.dilation),
-            "ceil_mode": self.ceil_mode,
-        }
+        return super().get_config()
