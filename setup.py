@@ -99,10 +99,14 @@ def extensions():
     for pyx in sorted(HERE.glob("cnnpool/**/*.pyx")):
         rel = pyx.relative_to(HERE)
         name = ".".join(rel.with_suffix("").parts)
+        # A C header next to the .pyx (its SIMD micro-kernels) is part of it:
+        # editing the header must rebuild the extension.
+        header = rel.with_suffix(".h")
         exts.append(
             Extension(
                 name,
                 [str(rel)],
+                depends=[str(header)] if (HERE / header).exists() else [],
                 include_dirs=[np.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
                 extra_compile_args=opt + omp_compile,

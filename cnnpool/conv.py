@@ -1,4 +1,9 @@
-"""``Conv2d``: 2-D convolution as im2col + one batched GEMM.
+"""``Conv2d``: 2-D convolution, direct or as im2col + one batched GEMM.
+
+Unit stride (the common case) on a build with AVX2 and FMA runs the direct
+kernels of ``_direct_conv.pyx``: the zero-padded input is read in place by
+register-blocked loops, with no unrolled copy of it (see that module).
+Every other case is im2col + GEMM:
 
 Forward: unroll every receptive field of ``x`` into a column (compiled
 ``im2col``), then ``out[n] = W @ cols[n]`` for all images in one
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, _im2col
+from . import _checks, _direct_conv, _im2col
 from ._init import he_normal, make_rng
+from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
 # Backward turns gradient columns into the input gradient this many bytes of
@@ -115,9 +121,21 @@ class Conv2d(Layer):
             self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
         )
         self._geometry_args = self.kernel_size + self.stride + self.padding + self.dilation
+        # The direct kernels need unit stride, and padding of at most
+        # dilation*(kernel-1) (the input gradient pads the output gradient by
+        # the difference); 1x1 kernels keep the plain GEMM, which BLAS does well.
+        self._direct = (
+            _direct_conv.SIMD
+            and self.stride == (1, 1)
+            and not self._pointwise
+            and all(
+                p <= d * (k - 1) for p, d, k in zip(self.padding, self.dilation, self.kernel_size)
+            )
+        )
         self._out_sizes = {}
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
         self._grad_cols = None  # backward's scratch: gradient columns of one chunk
+        self._buffers = {}  # the direct path's reusable padded input and scratch arrays
         self._saved = None
 
     # ------------------------------------------------------------------ geometry
@@ -172,6 +190,8 @@ class Conv2d(Layer):
                 f"in_channels={self.in_channels}"
             )
         out_h, out_w = self._out_size(x.shape)
+        if self._direct:
+            return self._forward_direct(x, out_h, out_w)
         w2 = weight.reshape(self.out_channels, weight[0].size)
         bias = self.bias
         if self._pointwise:
@@ -207,6 +227,8 @@ class Conv2d(Layer):
         """Gradient w.r.t. ``x``; adds the weight and bias gradients into ``.grad``."""
         if self._saved is None:
             raise BackwardBeforeForwardError("Conv2d.backward called before forward")
+        if self._saved[0] == "direct":
+            return self._backward_direct(grad_output)
         x_shape, cols, w2, ones = self._saved
         n = x_shape[0]
         out_shape = (n, self.out_channels) + self._out_size(x_shape)
@@ -248,6 +270,66 @@ class Conv2d(Layer):
             buf = grad_cols[: j - i]
             np.matmul(w2t, g[i:j], out=buf)
             _im2col.col2im(buf, grad_x[i:j], *args, threads)
+        return grad_x
+
+    # ------------------------------------------------------------- direct path
+    def _buffer(self, name, shape, dtype):
+        """A scratch array kept between calls (reallocated when the shape changes)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(shape, dtype)
+        return buf
+
+    def _forward_direct(self, x, out_h, out_w):
+        n, c, h, w = x.shape
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        hp, wp = h + 2 * ph, w + 2 * pw
+        # Our own padded copy: backward reads it, so later edits of x change nothing.
+        xp = self._buffer("xp", (n * c * hp * wp + _direct_conv.MARGIN,), x.dtype)
+        threads = threads_for(n, x.size * self.out_channels)
+        _direct_conv.pad(x, xp, ph, pw, threads)
+        out = np.empty((n, self.out_channels, out_h, out_w), x.dtype)
+        bias = self.bias
+        weight = self.weight.data
+        _direct_conv.forward(
+            xp,
+            n,
+            hp,
+            wp,
+            weight,
+            weight[0, 0, 0] if bias is None else bias.data,
+            bias is not None,
+            out,
+            dh,
+            dw,
+            threads,
+        )
+        self._saved = ("direct", x.shape, xp, hp, wp, weight.copy())
+        return out
+
+    def _backward_direct(self, grad_output):
+        _, x_shape, xp, hp, wp, weight = self._saved
+        n = x_shape[0]
+        out_shape = (n, self.out_channels) + self._out_size(x_shape)
+        g = _checks.grad_like(grad_output, out_shape, xp.dtype)
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
+        o = self.out_channels
+        threads = threads_for(n, g.size * x_shape[1])
+        # Per-image partial sums, added in image order: the same bits for any
+        # thread count.
+        parts = self._buffer("weight_parts", (n, o, self.weight.data[0].size), xp.dtype)
+        bias_parts = self._buffer("bias_parts", (n, o), xp.dtype)
+        _direct_conv.grad_weight(
+            xp, hp, wp, g, parts, bias_parts, self.bias is not None, kh, kw, dh, dw, threads
+        )
+        self.weight.grad += (parts[0] if n == 1 else parts.sum(axis=0)).reshape(weight.shape)
+        if self.bias is not None:
+            self.bias.grad += bias_parts[0] if n == 1 else bias_parts.sum(axis=0)
+        hg = out_shape[2] + 2 * (dh * (kh - 1) - ph)
+        wg = out_shape[3] + 2 * (dw * (kw - 1) - pw)
+        scratch = self._buffer("scratch", (threads, o * hg * wg + _direct_conv.MARGIN), xp.dtype)
+        grad_x = np.empty(x_shape, xp.dtype)
+        _direct_conv.grad_input(g, weight, grad_x, ph, pw, dh, dw, scratch, threads)
         return grad_x
 
     @staticmethod

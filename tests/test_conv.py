@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnpool as cp
-from cnnpool import _im2col
+from cnnpool import _direct_conv, _im2col
 
 # (N, C, H, W, O, kernel, stride, padding, dilation): every path of the kernels.
 GEOMETRIES = [
@@ -162,6 +162,163 @@ def test_matches_reference(geom, seed):
     np.testing.assert_allclose(gx, rgx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, rgw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, rgb, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------- direct kernels vs im2col+GEMM
+needs_direct = pytest.mark.skipif(
+    not _direct_conv.SIMD, reason="this build has no AVX2/FMA: Conv2d uses im2col + GEMM only"
+)
+
+
+@st.composite
+def unit_stride_geometry(draw):
+    """Unit-stride geometries the direct kernels take, sized to hit every tail.
+
+    Widths around the vector lengths (8 and 16 pixels in float32, 4 and 8 in
+    float64), output channels that are not multiples of the 4-channel
+    register block, tap counts that are not multiples of 3.
+    """
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = tuple(draw(st.integers(0, di * (ki - 1))) for ki, di in zip(k, d, strict=True))
+    span = [di * (ki - 1) + 1 - 2 * pi for ki, pi, di in zip(k, p, d, strict=True)]
+    h = draw(st.integers(max(1, span[0]), max(1, span[0]) + 5))
+    w = draw(st.integers(max(1, span[1]), max(1, span[1]) + 40))
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 9))
+    return (n, c, h, w, o, k, 1, p, d)
+
+
+def _twin_on_gemm(conv):
+    """A copy of ``conv`` (same weights) forced onto the im2col + GEMM path."""
+    twin = cp.Conv2d(**conv.get_config())
+    twin.weight.data[...] = conv.weight.data
+    twin.bias.data[...] = conv.bias.data
+    twin._direct = False
+    return twin
+
+
+@needs_direct
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(geom=unit_stride_geometry(), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_direct_path_matches_gemm_path(dtype, geom, seed):
+    if geom[5] == (1, 1) and geom[7] == (0, 0):
+        return  # the pointwise shortcut: neither path, checked elsewhere
+    conv, x = _layer_and_input(geom, dtype=dtype, seed=seed)
+    twin = _twin_on_gemm(conv)
+    assert conv._direct and not twin._direct
+    y, want = conv(x), twin(x)
+    g = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(dtype)
+    gx, want_gx = conv.backward(g), twin.backward(g)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, want, **tol)
+    np.testing.assert_allclose(gx, want_gx, **tol)
+    np.testing.assert_allclose(conv.weight.grad, twin.weight.grad, **tol)
+    np.testing.assert_allclose(conv.bias.grad, twin.bias.grad, **tol)
+    np.testing.assert_array_equal(conv.backward(g), gx)  # saved state untouched
+
+
+@needs_direct
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf, on purpose
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_direct_path_keeps_non_finite_inputs_where_they_belong(dtype, padding):
+    # The vector loops read past the end of each row (into the next row) and
+    # mask those lanes out; an inf or NaN just past a row end must not leak
+    # into outputs or weight gradients that do not involve it.
+    rng = np.random.default_rng(7)
+    conv = cp.Conv2d(2, 5, 3, padding=padding, dtype=dtype, rng=3)
+    conv.bias.data[...] = rng.standard_normal(5)
+    x = rng.standard_normal((2, 2, 6, 11)).astype(dtype)
+    x[0, 0, 2, 0], x[0, 1, 4, 0] = np.inf, np.nan
+    x[1, 0, 3, -1], x[1, 1, 0, 0] = -np.inf, np.inf
+    y = conv(x)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = conv.backward(g)
+    pair = (padding, padding)
+    want = ref.conv2d(x, conv.weight.data, conv.bias.data, padding=pair)
+    rgx, rgw, rgb = ref.conv2d_backward(x, conv.weight.data, g, padding=pair)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert np.isfinite(y).any() and not np.isfinite(y).all()
+    np.testing.assert_allclose(y, want, equal_nan=True, **tol)
+    np.testing.assert_allclose(gx, rgx, equal_nan=True, **tol)
+    np.testing.assert_allclose(conv.weight.grad, rgw, equal_nan=True, **tol)
+    np.testing.assert_allclose(conv.bias.grad, rgb, **tol)
+
+
+@needs_direct
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype):
+    conv, x = _layer_and_input((5, 3, 9, 21, 6, 3, 1, 1, 1), dtype=dtype, seed=2)
+    g = np.random.default_rng(3).standard_normal((5, 6, 9, 21)).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        cp.set_num_threads(threads)
+        try:
+            conv.weight.zero_grad()
+            conv.bias.zero_grad()
+            # Big enough work for threads_for to go parallel.
+            y = conv(np.tile(x, (40, 1, 1, 1)))
+            gx = conv.backward(np.tile(g, (40, 1, 1, 1)))
+            results.append((y, gx, conv.weight.grad.copy(), conv.bias.grad.copy()))
+        finally:
+            cp.set_num_threads(0)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_direct_kernels_refuse_inconsistent_shapes():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    small = np.zeros(2 * 4 * 4, np.float32)  # no room for the padding or the margin
+    with pytest.raises(ValueError, match="xp must hold"):
+        _direct_conv.pad(x, small, 1, 1, 1)
+    xp = np.zeros(2 * 6 * 6 + _direct_conv.MARGIN, np.float32)
+    with pytest.raises(ValueError, match="out must have shape"):
+        _direct_conv.forward(
+            xp, 1, 6, 6, w, w[0, 0, 0], False, np.zeros((1, 3, 3, 3), np.float32), 1, 1, 1
+        )
+    scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), np.float32)
+    with pytest.raises(ValueError, match="padding <= dilation"):
+        _direct_conv.grad_input(
+            np.zeros((1, 3, 4, 4), np.float32),
+            w,
+            np.zeros((1, 2, 4, 4), np.float32),
+            3,
+            3,
+            1,
+            1,
+            scratch,
+            1,
+        )
+    with pytest.raises(ValueError, match="scratch needs one row per thread"):
+        _direct_conv.grad_input(
+            np.zeros((1, 3, 4, 4), np.float32),
+            w,
+            np.zeros((1, 2, 4, 4), np.float32),
+            1,
+            1,
+            1,
+            1,
+            scratch,
+            2,
+        )
+    with pytest.raises(ValueError, match="does not match padded input"):
+        _direct_conv.grad_weight(
+            xp,
+            6,
+            6,
+            np.zeros((1, 3, 3, 3), np.float32),
+            np.zeros((1, 3, 18), np.float32),
+            np.zeros((1, 3), np.float32),
+            True,
+            3,
+            3,
+            1,
+            1,
+            1,
+        )
 
 
 # ----------------------------------------------------------------- PyTorch
