@@ -15,41 +15,30 @@ _Float = npt.NDArray[np.floating[Any]]
 SIMD: bool
 MARGIN: int
 
-def pad(x: _Float, xp: _Float, pad_h: int, pad_w: int, n_threads: int) -> None: ...
 def forward(
+    x: _Float,
     xp: _Float,
-    n_img: int,
-    Hp: int,
-    Wp: int,
     weight: _Float,
-    bias: _Float,
-    has_bias: bool,
+    bias: _Float | None,
     out: _Float,
-    dil_h: int,
-    dil_w: int,
-    n_threads: int,
-) -> None: ...
-def grad_input(
-    grad_out: _Float,
-    weight: _Float,
-    grad_x: _Float,
     pad_h: int,
     pad_w: int,
     dil_h: int,
     dil_w: int,
-    scratch: _Float,
     n_threads: int,
 ) -> None: ...
-def grad_weight(
+def backward(
     xp: _Float,
-    Hp: int,
-    Wp: int,
     grad_out: _Float,
+    weight: _Float,
+    grad_x: _Float,
+    weight_grad: _Float,
+    bias_grad: _Float | None,
     weight_parts: _Float,
     bias_parts: _Float,
-    with_bias: bool,
-    kernel_h: int,
-    kernel_w: int,
+    scratch: _Float,
+    pad_h: int,
+    pad_w: int,
     dil_h: int,
     dil_w: int,
     n_threads: int,

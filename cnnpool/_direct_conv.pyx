@@ -19,12 +19,19 @@ every per-image partial sum (weight and bias gradients) is added in image
 order afterwards, so results do not depend on the thread count.  They may
 differ from im2col + BLAS in the last bits (another summation order).
 
-The checks below run with the GIL, before the unchecked loops.
+The checks below run with the GIL, before the unchecked loops.  The entry
+points take NumPy arrays and check them with the NumPy C API rather than
+through typed memoryviews: acquiring a memoryview costs about a microsecond,
+and a tiny network's conv layer would otherwise spend more time there than
+convolving.
 """
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
+
+cnp.import_array()
 
 cdef extern from "_direct_conv.h" nogil:
     int CNNPOOL_CONV_SIMD
@@ -57,31 +64,16 @@ MARGIN = CNNPOOL_CONV_MARGIN
 
 
 # ------------------------------------------------------------------ helpers
-cdef inline void _pad(const floating *x, floating *xp, Py_ssize_t C, Py_ssize_t H,
-                      Py_ssize_t W, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t pt,
-                      Py_ssize_t pl) noexcept nogil:
-    if floating is float:
-        cnnpool_pad_f32(x, xp, C, H, W, Hp, Wp, pt, pl)
-    else:
-        cnnpool_pad_f64(x, xp, C, H, W, Hp, Wp, pt, pl)
-
-
-cdef inline void _fwd(const floating *xp, const Py_ssize_t *offs, Py_ssize_t K,
-                      const floating *wpack, const floating *bias, floating *out, Py_ssize_t M,
-                      Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp) noexcept nogil:
-    if floating is float:
-        cnnpool_conv_fwd_f32(xp, offs, K, wpack, bias, out, M, OH, OW, Wp)
-    else:
-        cnnpool_conv_fwd_f64(xp, offs, K, wpack, bias, out, M, OH, OW, Wp)
-
-
 cdef Py_ssize_t *_offsets(Py_ssize_t C, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t Hp,
-                          Py_ssize_t Wp, Py_ssize_t dh, Py_ssize_t dw) except NULL:
-    """Tap k = (c, i, j) of pixel (oh, ow) reads padded element offs[k] + oh*Wp + ow."""
+                          Py_ssize_t Wp, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Tap k = (c, i, j) of pixel (oh, ow) reads padded element offs[k] + oh*Wp + ow.
+
+    NULL when out of memory.
+    """
     cdef Py_ssize_t c, i, j, k = 0
     cdef Py_ssize_t *offs = <Py_ssize_t *> malloc(max(C * kh * kw, 1) * sizeof(Py_ssize_t))
     if offs == NULL:
-        raise MemoryError()
+        return NULL
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
@@ -90,227 +82,334 @@ cdef Py_ssize_t *_offsets(Py_ssize_t C, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t
     return offs
 
 
-cdef floating *_pack(const floating[:, :, :, ::1] w, bint transpose) except NULL:
-    """Weights in register-block order ``[ob][k][OB]``, zero rows past the last channel.
+cdef floating *_pack(const floating *w, Py_ssize_t M, Py_ssize_t C, Py_ssize_t kh,
+                     Py_ssize_t kw, bint transpose) noexcept nogil:
+    """Weights (M, C, kh, kw) in register-block order ``[ob][k][OB]``; NULL when out of memory.
 
-    ``w`` is (O, C, kh, kw).  With ``transpose`` the packed filters are those
-    of the input gradient: output channel c, tap (o, i, j) holds
-    ``w[o, c, kh-1-i, kw-1-j]``.
+    Rows past the last output channel are zero.  With ``transpose`` the
+    packed filters are those of the input gradient: output channel c, tap
+    (m, i, j) holds ``w[m, c, kh-1-i, kw-1-j]``.
     """
-    cdef Py_ssize_t M = w.shape[0], C = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t rows = C if transpose else M
     cdef Py_ssize_t cols = (M if transpose else C) * kh * kw
     cdef Py_ssize_t ob = CNNPOOL_CONV_OB
     cdef Py_ssize_t nob = (rows + ob - 1) // ob
     cdef Py_ssize_t r, k, a, i, j
     cdef floating *pack = <floating *> malloc(max(nob * cols * ob, 1) * sizeof(floating))
+    cdef floating *dst
     if pack == NULL:
-        raise MemoryError()
+        return NULL
     for r in range(nob * ob):
+        dst = pack + (r // ob) * cols * ob + r % ob
         k = 0
         for a in range(M if transpose else C):
             for i in range(kh):
                 for j in range(kw):
                     if r >= rows:
-                        pack[((r // ob) * cols + k) * ob + r % ob] = 0
+                        dst[k * ob] = 0
                     elif transpose:
-                        pack[((r // ob) * cols + k) * ob + r % ob] = w[a, r, kh - 1 - i,
-                                                                       kw - 1 - j]
+                        dst[k * ob] = w[((a * C + r) * kh + kh - 1 - i) * kw + kw - 1 - j]
                     else:
-                        pack[((r // ob) * cols + k) * ob + r % ob] = w[r, a, i, j]
+                        dst[k * ob] = w[((r * C + a) * kh + i) * kw + j]
                     k += 1
     return pack
 
 
-cdef void _check_image_buffer(Py_ssize_t size, Py_ssize_t n_img, Py_ssize_t C, Py_ssize_t Hp,
-                              Py_ssize_t Wp, str name) except *:
-    if n_img < 0 or C < 1 or Hp < 1 or Wp < 1:
-        raise ValueError(f"{name}: bad image shape (N, C, Hp, Wp) = ({n_img}, {C}, {Hp}, {Wp})")
-    if size < n_img * C * Hp * Wp + CNNPOOL_CONV_MARGIN:
-        raise ValueError(
-            f"{name} must hold N*C*Hp*Wp + MARGIN = {n_img * C * Hp * Wp + CNNPOOL_CONV_MARGIN} "
-            f"elements, got {size}"
+cdef inline object _dims(cnp.ndarray a):
+    """The shape as a Python tuple (``a.shape`` is a C pointer on a typed ndarray)."""
+    return (<object> a).shape
+
+
+cdef cnp.ndarray _array(object a, str name, int ndim, int typenum, bint writeable):
+    """``a`` as an ndarray after checking it is one, C-contiguous, of this rank and dtype."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray> a
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {_dims(arr)}")
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(
+            f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, got {arr.dtype}"
         )
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous")
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
+    return arr
+
+
+cdef void _shape(cnp.ndarray a, str name, tuple expected) except *:
+    cdef Py_ssize_t i
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    for i in range(len(expected)):
+        if dims[i] != <Py_ssize_t> expected[i]:
+            raise ValueError(f"{name} must have shape {expected}, got {_dims(a)}")
+
+
+cdef void _room(cnp.ndarray a, str name, Py_ssize_t needed) except *:
+    if cnp.PyArray_DIMS(a)[cnp.PyArray_NDIM(a) - 1] < needed:
+        raise ValueError(
+            f"{name} must hold {needed} elements (padded images + MARGIN), got shape "
+            f"{_dims(a)}"
+        )
+
+
+cdef int _float_type(object x, str name) except -1:
+    if not cnp.PyArray_Check(x):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray> x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    return typenum
+
+
+# ------------------------------------------------------------------ the loops
+cdef int _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const floating *w,
+                  const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
+                  Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
+                  Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
+    """Pad every image into ``xp``, then convolve; -1 when out of memory."""
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
+    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, n, i
+    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
+    cdef floating *wpack = _pack(w, M, C, kh, kw, False)
+    if offs == NULL or wpack == NULL:
+        free(offs)
+        free(wpack)
+        return -1
+    for i in range(N * img, xp_size):
+        xp[i] = 0
+    for n in prange(N, num_threads=n_threads, schedule="static"):
+        if floating is float:
+            cnnpool_pad_f32(x + n * C * H * W, xp + n * img, C, H, W, Hp, Wp, ph, pw)
+            cnnpool_conv_fwd_f32(xp + n * img, offs, K, wpack, bias, out + n * M * OH * OW,
+                                 M, OH, OW, Wp)
+        else:
+            cnnpool_pad_f64(x + n * C * H * W, xp + n * img, C, H, W, Hp, Wp, ph, pw)
+            cnnpool_conv_fwd_f64(xp + n * img, offs, K, wpack, bias, out + n * M * OH * OW,
+                                 M, OH, OW, Wp)
+    free(offs)
+    free(wpack)
+    return 0
+
+
+cdef int _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
+                   floating *gw, floating *gb, floating *parts, floating *bias_parts,
+                   floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
+                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
+                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                   int n_threads) noexcept nogil:
+    """Weight and bias gradients (added into gw, gb) and the input gradient gx.
+
+    Returns -1 when out of memory, else 0.
+    """
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
+    cdef Py_ssize_t gph = dh * (kh - 1) - ph, gpw = dw * (kw - 1) - pw
+    cdef Py_ssize_t Hg = OH + 2 * gph, Wg = OW + 2 * gpw
+    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, plane = OH * OW, n, i, t
+    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
+    cdef Py_ssize_t *goffs = _offsets(M, kh, kw, Hg, Wg, dh, dw)
+    cdef floating *wpack = _pack(w, M, C, kh, kw, True)
+    cdef floating *part
+    cdef floating *row
+    if offs == NULL or goffs == NULL or wpack == NULL:
+        free(offs)
+        free(goffs)
+        free(wpack)
+        return -1
+    for t in range(n_threads):
+        for i in range(M * Hg * Wg, scratch_row):
+            scratch[t * scratch_row + i] = 0
+    for n in prange(N, num_threads=n_threads, schedule="static"):
+        part = parts + n * M * K
+        for i in range(M * K):
+            part[i] = 0
+        for i in range(M):
+            bias_parts[n * M + i] = 0
+        row = scratch + threadid() * scratch_row
+        if floating is float:
+            cnnpool_conv_wgrad_f32(xp + n * img, offs, K, g + n * M * plane, part, M, OH, OW,
+                                   Wp)
+            cnnpool_plane_sums_f32(g + n * M * plane, bias_parts + n * M, M, plane)
+            cnnpool_pad_f32(g + n * M * plane, row, M, OH, OW, Hg, Wg, gph, gpw)
+            cnnpool_conv_fwd_f32(row, goffs, M * kh * kw, wpack, NULL, gx + n * C * H * W,
+                                 C, H, W, Wg)
+        else:
+            cnnpool_conv_wgrad_f64(xp + n * img, offs, K, g + n * M * plane, part, M, OH, OW,
+                                   Wp)
+            cnnpool_plane_sums_f64(g + n * M * plane, bias_parts + n * M, M, plane)
+            cnnpool_pad_f64(g + n * M * plane, row, M, OH, OW, Hg, Wg, gph, gpw)
+            cnnpool_conv_fwd_f64(row, goffs, M * kh * kw, wpack, NULL, gx + n * C * H * W,
+                                 C, H, W, Wg)
+    # Add the per-image parts in image order: the same sums for any thread count.
+    for n in range(1, N):
+        for i in range(M * K):
+            parts[i] += parts[n * M * K + i]
+        for i in range(M):
+            bias_parts[i] += bias_parts[n * M + i]
+    if N > 0:
+        for i in range(M * K):
+            gw[i] += parts[i]
+        if gb != NULL:
+            for i in range(M):
+                gb[i] += bias_parts[i]
+    free(offs)
+    free(goffs)
+    free(wpack)
+    return 0
 
 
 # ------------------------------------------------------------------ entry points
-def pad(const floating[:, :, :, ::1] x, floating[::1] xp, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        int n_threads):
-    """Copy ``x`` (N, C, H, W) into the flat buffer ``xp`` as (N, C, H+2ph, W+2pw), zero-padded.
-
-    ``xp`` needs ``MARGIN`` elements more than the padded images; they are
-    zeroed too (the kernels may read them, never use them).
-    """
-    cdef Py_ssize_t n_img = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    if pad_h < 0 or pad_w < 0:
-        raise ValueError(f"padding must be >= 0, got ({pad_h}, {pad_w})")
-    cdef Py_ssize_t Hp = H + 2 * pad_h, Wp = W + 2 * pad_w, n, i
-    cdef Py_ssize_t img = C * Hp * Wp, total = n_img * img
-    _check_image_buffer(xp.shape[0], n_img, C, Hp, Wp, "xp")
-    with nogil:
-        for n in prange(n_img, num_threads=n_threads, schedule="static"):
-            _pad(&x[n, 0, 0, 0], &xp[n * img], C, H, W, Hp, Wp, pad_h, pad_w)
-        for i in range(total, xp.shape[0]):
-            xp[i] = 0
-
-
-def forward(const floating[::1] xp, Py_ssize_t n_img, Py_ssize_t Hp, Py_ssize_t Wp,
-            const floating[:, :, :, ::1] weight, const floating[::1] bias, bint has_bias,
-            floating[:, :, :, ::1] out, Py_ssize_t dil_h, Py_ssize_t dil_w, int n_threads):
-    """``out[n] = conv(xp[n], weight) + bias`` with unit stride, over the padded images.
+def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h,
+            Py_ssize_t dil_w, int n_threads):
+    """Zero-pad ``x`` into ``xp`` and write ``out = conv(x, weight) + bias`` (unit stride).
 
     Parameters
     ----------
-    xp : floating[N*C*Hp*Wp + MARGIN]
-        Padded images (see :func:`pad`).
-    weight : floating[O, C, kh, kw]
-    bias : floating[O]
-        Read only when ``has_bias``.
-    out : floating[N, O, OH, OW]
-        ``OH = Hp - dh*(kh-1)``, ``OW = Wp - dw*(kw-1)``; written whole.
+    x : ndarray (N, C, H, W), float32 or float64, C-contiguous
+    xp : ndarray, 1-D, of at least ``N*C*(H+2ph)*(W+2pw) + MARGIN`` elements
+        Receives the padded images (kept by the caller for :func:`backward`);
+        the elements past them are zeroed.
+    weight : ndarray (M, C, kh, kw)
+    bias : ndarray (M,) or None
+    out : ndarray (N, M, OH, OW), written whole
+        ``OH = H + 2ph - dh*(kh-1)``, ``OW = W + 2pw - dw*(kw-1)``.
+    pad_h, pad_w, dil_h, dil_w : int
+        Padding >= 0, dilation >= 1.
+    n_threads : int
+        Threads for the loop over images.
     """
-    cdef Py_ssize_t M = weight.shape[0], C = weight.shape[1]
-    cdef Py_ssize_t kh = weight.shape[2], kw = weight.shape[3]
-    cdef Py_ssize_t OH = Hp - dil_h * (kh - 1), OW = Wp - dil_w * (kw - 1)
-    _check_image_buffer(xp.shape[0], n_img, C, Hp, Wp, "xp")
-    if dil_h < 1 or dil_w < 1:
-        raise ValueError(f"dilation must be >= 1, got ({dil_h}, {dil_w})")
-    out_shape = (out.shape[0], out.shape[1], out.shape[2], out.shape[3])
-    if out_shape != (n_img, M, OH, OW) or OH < 1 or OW < 1:
+    cdef int typenum = _float_type(x, "x")
+    cdef cnp.ndarray ax = _array(x, "x", 4, typenum, False)
+    cdef cnp.ndarray axp = _array(xp, "xp", 1, typenum, True)
+    cdef cnp.ndarray aw = _array(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray aout = _array(out, "out", 4, typenum, True)
+    cdef cnp.ndarray ab = None if bias is None else _array(bias, "bias", 1, typenum, False)
+    cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
+    cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
+    if pad_h < 0 or pad_w < 0 or dil_h < 1 or dil_w < 1 or n_threads < 1:
         raise ValueError(
-            f"out must have shape {(n_img, M, OH, OW)}, got {out_shape}"
+            f"need padding >= 0, dilation >= 1 and n_threads >= 1, got padding=({pad_h}, "
+            f"{pad_w}), dilation=({dil_h}, {dil_w}), n_threads={n_threads}"
         )
-    if has_bias and bias.shape[0] != M:
-        raise ValueError(f"bias must have shape ({M},), got ({bias.shape[0]},)")
-    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, n
-    cdef const floating *b = &bias[0] if has_bias else NULL
-    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dil_h, dil_w)
-    cdef floating *wpack = NULL
-    try:
-        wpack = _pack(weight, False)
+    cdef Py_ssize_t OH = H + 2 * pad_h - dil_h * (kh - 1)
+    cdef Py_ssize_t OW = W + 2 * pad_w - dil_w * (kw - 1)
+    if aw.shape[1] != C or kh < 1 or kw < 1 or M < 1:
+        raise ValueError(f"weight must have shape (M, {C}, kh, kw), got {_dims(aw)}")
+    if OH < 1 or OW < 1:
+        raise ValueError(
+            f"the kernel {_dims(aw)} does not fit x {_dims(ax)} with this padding"
+        )
+    _shape(aout, "out", (N, M, OH, OW))
+    if ab is not None:
+        _shape(ab, "bias", (M,))
+    _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
+    cdef int status
+    if typenum == cnp.NPY_FLOAT32:
         with nogil:
-            for n in prange(n_img, num_threads=n_threads, schedule="static"):
-                _fwd(&xp[n * img], offs, K, wpack, b, &out[n, 0, 0, 0], M, OH, OW, Wp)
-    finally:
-        free(offs)
-        free(wpack)
+            status = _forward(<float *> cnp.PyArray_DATA(ax), <float *> cnp.PyArray_DATA(axp),
+                              axp.shape[0], <float *> cnp.PyArray_DATA(aw),
+                              NULL if ab is None else <float *> cnp.PyArray_DATA(ab),
+                              <float *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
+                              pad_h, pad_w, dil_h, dil_w, n_threads)
+    else:
+        with nogil:
+            status = _forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
+                              axp.shape[0], <double *> cnp.PyArray_DATA(aw),
+                              NULL if ab is None else <double *> cnp.PyArray_DATA(ab),
+                              <double *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
+                              pad_h, pad_w, dil_h, dil_w, n_threads)
+    if status:
+        raise MemoryError()
 
 
-def grad_input(const floating[:, :, :, ::1] grad_out, const floating[:, :, :, ::1] weight,
-               floating[:, :, :, ::1] grad_x, Py_ssize_t pad_h, Py_ssize_t pad_w,
-               Py_ssize_t dil_h, Py_ssize_t dil_w, floating[:, ::1] scratch, int n_threads):
-    """Input gradient of a unit-stride convolution, written whole into ``grad_x``.
+def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts, bias_parts,
+             scratch, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
+             int n_threads):
+    """Gradients of :func:`forward`: ``grad_x`` written, parameter gradients added.
 
-    ``grad_x[n]`` is the full correlation of ``grad_out[n]`` (N, O, OH, OW)
-    with the flipped, transposed ``weight`` (O, C, kh, kw): each image's
-    gradient is zero-padded by ``d*(k-1) - p`` into its thread's row of
-    ``scratch`` (``n_threads`` rows of at least ``O*Hg*Wg + MARGIN``), then
-    run through the forward kernel.  Requires ``0 <= p <= d*(k-1)``.
+    Parameters
+    ----------
+    xp : ndarray, 1-D
+        The padded images :func:`forward` wrote.
+    grad_out : ndarray (N, M, OH, OW)
+    weight : ndarray (M, C, kh, kw)
+        The weights of that forward call.
+    grad_x : ndarray (N, C, H, W)
+        Written whole: the full correlation of ``grad_out`` with the flipped,
+        transposed weights.  Needs ``0 <= padding <= dilation*(kernel-1)``.
+    weight_grad : ndarray (M, C, kh, kw); bias_grad : ndarray (M,) or None
+        The sums over the batch are *added* into them.
+    weight_parts : ndarray (N, M, C*kh*kw); bias_parts : ndarray (N, M)
+        Scratch for the per-image sums (added in image order afterwards, so
+        the result does not depend on the thread count).
+    scratch : ndarray (n_threads, S)
+        One row per thread for a padded image of ``grad_out``:
+        ``S >= M*(OH + 2*gh)*(OW + 2*gw) + MARGIN``, ``g = d*(k-1) - p``.
     """
-    cdef Py_ssize_t n_img = grad_out.shape[0], M = grad_out.shape[1]
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
-    cdef Py_ssize_t C = weight.shape[1], kh = weight.shape[2], kw = weight.shape[3]
+    cdef int typenum = _float_type(grad_out, "grad_out")
+    cdef cnp.ndarray ag = _array(grad_out, "grad_out", 4, typenum, False)
+    cdef cnp.ndarray axp = _array(xp, "xp", 1, typenum, False)
+    cdef cnp.ndarray aw = _array(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray agx = _array(grad_x, "grad_x", 4, typenum, True)
+    cdef cnp.ndarray agw = _array(weight_grad, "weight_grad", 4, typenum, True)
+    cdef cnp.ndarray agb = (None if bias_grad is None
+                            else _array(bias_grad, "bias_grad", 1, typenum, True))
+    cdef cnp.ndarray aparts = _array(weight_parts, "weight_parts", 3, typenum, True)
+    cdef cnp.ndarray abparts = _array(bias_parts, "bias_parts", 2, typenum, True)
+    cdef cnp.ndarray ascratch = _array(scratch, "scratch", 2, typenum, True)
+    cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
+    cdef Py_ssize_t C = aw.shape[1], kh = aw.shape[2], kw = aw.shape[3]
+    cdef Py_ssize_t H = agx.shape[2], W = agx.shape[3]
     cdef Py_ssize_t gph = dil_h * (kh - 1) - pad_h, gpw = dil_w * (kw - 1) - pad_w
-    cdef Py_ssize_t Hg = OH + 2 * gph, Wg = OW + 2 * gpw
-    cdef Py_ssize_t H = Hg - dil_h * (kh - 1), W = Wg - dil_w * (kw - 1)
-    if weight.shape[0] != M:
-        raise ValueError(f"grad_out has {M} channels but weight has {weight.shape[0]} filters")
-    if dil_h < 1 or dil_w < 1 or pad_h < 0 or pad_w < 0 or gph < 0 or gpw < 0:
+    if dil_h < 1 or dil_w < 1 or pad_h < 0 or pad_w < 0 or gph < 0 or gpw < 0 or kh < 1 \
+            or kw < 1 or n_threads < 1:
         raise ValueError(
-            f"grad_input needs dilation >= 1 and 0 <= padding <= dilation*(kernel-1), got "
-            f"padding=({pad_h}, {pad_w}), dilation=({dil_h}, {dil_w}), kernel=({kh}, {kw})"
+            f"backward needs dilation >= 1, 0 <= padding <= dilation*(kernel-1) and "
+            f"n_threads >= 1, got padding=({pad_h}, {pad_w}), dilation=({dil_h}, {dil_w}), "
+            f"kernel=({kh}, {kw}), n_threads={n_threads}"
         )
-    if (grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]) != (n_img, C, H, W):
+    _shape(aw, "weight", (M, C, kh, kw))
+    _shape(agx, "grad_x", (N, C, H, W))
+    if H + 2 * pad_h - dil_h * (kh - 1) != OH or W + 2 * pad_w - dil_w * (kw - 1) != OW:
         raise ValueError(
-            f"grad_x must have shape {(n_img, C, H, W)}, got "
-            f"{(grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], grad_x.shape[3])}"
+            f"grad_out {_dims(ag)} does not match grad_x {_dims(agx)} with kernel "
+            f"({kh}, {kw}), "
+            f"padding ({pad_h}, {pad_w}) and dilation ({dil_h}, {dil_w})"
         )
-    if n_threads < 1 or scratch.shape[0] < n_threads:
-        raise ValueError(f"scratch needs one row per thread ({n_threads}), got {scratch.shape[0]}")
-    _check_image_buffer(scratch.shape[1], 1, M, Hg, Wg, "scratch row")
-    cdef Py_ssize_t K = M * kh * kw, n, t, i, row
-    cdef Py_ssize_t used = M * Hg * Wg
-    cdef Py_ssize_t *offs = _offsets(M, kh, kw, Hg, Wg, dil_h, dil_w)
-    cdef floating *wpack = NULL
-    try:
-        wpack = _pack(weight, True)
+    _shape(agw, "weight_grad", (M, C, kh, kw))
+    if agb is not None:
+        _shape(agb, "bias_grad", (M,))
+    _shape(aparts, "weight_parts", (N, M, C * kh * kw))
+    _shape(abparts, "bias_parts", (N, M))
+    _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
+    if ascratch.shape[0] < n_threads:
+        raise ValueError(
+            f"scratch needs one row per thread ({n_threads}), got {_dims(ascratch)}"
+        )
+    _room(ascratch, "scratch", M * (OH + 2 * gph) * (OW + 2 * gpw) + CNNPOOL_CONV_MARGIN)
+    cdef int status
+    if typenum == cnp.NPY_FLOAT32:
         with nogil:
-            for row in range(n_threads):
-                for i in range(used, scratch.shape[1]):
-                    scratch[row, i] = 0
-            for n in prange(n_img, num_threads=n_threads, schedule="static"):
-                t = threadid()
-                _pad(&grad_out[n, 0, 0, 0], &scratch[t, 0], M, OH, OW, Hg, Wg, gph, gpw)
-                _fwd(&scratch[t, 0], offs, K, wpack, <floating *> NULL, &grad_x[n, 0, 0, 0],
-                     C, H, W, Wg)
-    finally:
-        free(offs)
-        free(wpack)
-
-
-def grad_weight(const floating[::1] xp, Py_ssize_t Hp, Py_ssize_t Wp,
-                const floating[:, :, :, ::1] grad_out, floating[:, :, ::1] weight_parts,
-                floating[:, ::1] bias_parts, bint with_bias, Py_ssize_t kernel_h,
-                Py_ssize_t kernel_w, Py_ssize_t dil_h, Py_ssize_t dil_w, int n_threads):
-    """Per-image weight (and bias) gradients of a unit-stride convolution.
-
-    ``weight_parts[n]`` (N, O, C*kh*kw) and, when ``with_bias``,
-    ``bias_parts[n]`` (N, O) are overwritten with image n's contribution;
-    the caller sums them over n (in order: the result is the same for any
-    thread count).  ``xp`` holds the padded input images as in
-    :func:`forward`.
-    """
-    cdef Py_ssize_t n_img = grad_out.shape[0], M = grad_out.shape[1]
-    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
-    cdef Py_ssize_t kh = kernel_h, kw = kernel_w
-    if kh < 1 or kw < 1 or dil_h < 1 or dil_w < 1:
-        raise ValueError(
-            f"kernel and dilation must be >= 1, got ({kh}, {kw}), ({dil_h}, {dil_w})"
-        )
-    if Hp - dil_h * (kh - 1) != OH or Wp - dil_w * (kw - 1) != OW:
-        raise ValueError(
-            f"grad_out's (OH, OW) = ({OH}, {OW}) does not match padded input ({Hp}, {Wp}) "
-            f"with kernel ({kh}, {kw}) and dilation ({dil_h}, {dil_w})"
-        )
-    cdef Py_ssize_t K = weight_parts.shape[2] if weight_parts.shape[2] > 0 else 0
-    if K % (kh * kw) or K == 0:
-        raise ValueError(f"weight_parts' last axis must be C*kh*kw, got {K}")
-    cdef Py_ssize_t C = K // (kh * kw)
-    _check_image_buffer(xp.shape[0], n_img, C, Hp, Wp, "xp")
-    if weight_parts.shape[0] != n_img or weight_parts.shape[1] != M:
-        raise ValueError(
-            f"weight_parts must have shape {(n_img, M, K)}, got "
-            f"{(weight_parts.shape[0], weight_parts.shape[1], weight_parts.shape[2])}"
-        )
-    if with_bias and (bias_parts.shape[0] != n_img or bias_parts.shape[1] != M):
-        raise ValueError(
-            f"bias_parts must have shape {(n_img, M)}, got "
-            f"{(bias_parts.shape[0], bias_parts.shape[1])}"
-        )
-    cdef Py_ssize_t img = C * Hp * Wp, n, k
-    cdef floating *parts
-    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dil_h, dil_w)
-    try:
+            status = _backward(
+                <float *> cnp.PyArray_DATA(axp), <float *> cnp.PyArray_DATA(ag),
+                <float *> cnp.PyArray_DATA(aw), <float *> cnp.PyArray_DATA(agx),
+                <float *> cnp.PyArray_DATA(agw),
+                NULL if agb is None else <float *> cnp.PyArray_DATA(agb),
+                <float *> cnp.PyArray_DATA(aparts), <float *> cnp.PyArray_DATA(abparts),
+                <float *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
+                N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
+    else:
         with nogil:
-            for n in prange(n_img, num_threads=n_threads, schedule="static"):
-                parts = &weight_parts[n, 0, 0]
-                for k in range(M * K):
-                    parts[k] = 0
-                if floating is float:
-                    cnnpool_conv_wgrad_f32(&xp[n * img], offs, K, &grad_out[n, 0, 0, 0],
-                                           parts, M, OH, OW, Wp)
-                    if with_bias:
-                        for k in range(M):
-                            bias_parts[n, k] = 0
-                        cnnpool_plane_sums_f32(&grad_out[n, 0, 0, 0], &bias_parts[n, 0], M,
-                                               OH * OW)
-                else:
-                    cnnpool_conv_wgrad_f64(&xp[n * img], offs, K, &grad_out[n, 0, 0, 0],
-                                           parts, M, OH, OW, Wp)
-                    if with_bias:
-                        for k in range(M):
-                            bias_parts[n, k] = 0
-                        cnnpool_plane_sums_f64(&grad_out[n, 0, 0, 0], &bias_parts[n, 0], M,
-                                               OH * OW)
-    finally:
-        free(offs)
+            status = _backward(
+                <double *> cnp.PyArray_DATA(axp), <double *> cnp.PyArray_DATA(ag),
+                <double *> cnp.PyArray_DATA(aw), <double *> cnp.PyArray_DATA(agx),
+                <double *> cnp.PyArray_DATA(agw),
+                NULL if agb is None else <double *> cnp.PyArray_DATA(agb),
+                <double *> cnp.PyArray_DATA(aparts), <double *> cnp.PyArray_DATA(abparts),
+                <double *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
+                N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
+    if status:
+        raise MemoryError()

@@ -28,6 +28,8 @@ from ._init import he_normal, make_rng
 from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
+_MARGIN = _direct_conv.MARGIN
+
 # Backward turns gradient columns into the input gradient this many bytes of
 # columns at a time, so that col2im reads them from cache.
 _CHUNK_BYTES = 1 << 20
@@ -283,53 +285,49 @@ class Conv2d(Layer):
     def _forward_direct(self, x, out_h, out_w):
         n, c, h, w = x.shape
         (ph, pw), (dh, dw) = self.padding, self.dilation
-        hp, wp = h + 2 * ph, w + 2 * pw
         # Our own padded copy: backward reads it, so later edits of x change nothing.
-        xp = self._buffer("xp", (n * c * hp * wp + _direct_conv.MARGIN,), x.dtype)
-        threads = threads_for(n, x.size * self.out_channels)
-        _direct_conv.pad(x, xp, ph, pw, threads)
+        xp = self._buffer("xp", (n * c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN,), x.dtype)
         out = np.empty((n, self.out_channels, out_h, out_w), x.dtype)
-        bias = self.bias
         weight = self.weight.data
-        _direct_conv.forward(
+        bias = None if self.bias is None else self.bias.data
+        threads = threads_for(n, x.size * self.out_channels)
+        _direct_conv.forward(x, xp, weight, bias, out, ph, pw, dh, dw, threads)
+        # Backward uses the weights of this call even if an optimizer steps first.
+        self._saved = ("direct", x.shape, xp, weight.copy())
+        return out
+
+    def _backward_direct(self, grad_output):
+        _, x_shape, xp, weight = self._saved
+        n, o = x_shape[0], self.out_channels
+        out_shape = (n, o) + self._out_size(x_shape)
+        g = _checks.grad_like(grad_output, out_shape, xp.dtype)
+        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
+        threads = threads_for(n, g.size * x_shape[1])
+        # Scratch kept between calls: per-image parameter-gradient sums (added
+        # in image order, so any thread count gives the same bits) and, per
+        # thread, one zero-padded image of the output gradient.
+        parts = self._buffer("weight_parts", (n, o, weight[0].size), xp.dtype)
+        bias_parts = self._buffer("bias_parts", (n, o), xp.dtype)
+        gh, gw = out_shape[2] + 2 * (dh * (kh - 1) - ph), out_shape[3] + 2 * (dw * (kw - 1) - pw)
+        scratch = self._buffer("scratch", (threads, o * gh * gw + _MARGIN), xp.dtype)
+        grad_x = np.empty(x_shape, xp.dtype)
+        bias_grad = None if self.bias is None else self.bias.grad
+        _direct_conv.backward(
             xp,
-            n,
-            hp,
-            wp,
+            g,
             weight,
-            weight[0, 0, 0] if bias is None else bias.data,
-            bias is not None,
-            out,
+            grad_x,
+            self.weight.grad,
+            bias_grad,
+            parts,
+            bias_parts,
+            scratch,
+            ph,
+            pw,
             dh,
             dw,
             threads,
         )
-        self._saved = ("direct", x.shape, xp, hp, wp, weight.copy())
-        return out
-
-    def _backward_direct(self, grad_output):
-        _, x_shape, xp, hp, wp, weight = self._saved
-        n = x_shape[0]
-        out_shape = (n, self.out_channels) + self._out_size(x_shape)
-        g = _checks.grad_like(grad_output, out_shape, xp.dtype)
-        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
-        o = self.out_channels
-        threads = threads_for(n, g.size * x_shape[1])
-        # Per-image partial sums, added in image order: the same bits for any
-        # thread count.
-        parts = self._buffer("weight_parts", (n, o, self.weight.data[0].size), xp.dtype)
-        bias_parts = self._buffer("bias_parts", (n, o), xp.dtype)
-        _direct_conv.grad_weight(
-            xp, hp, wp, g, parts, bias_parts, self.bias is not None, kh, kw, dh, dw, threads
-        )
-        self.weight.grad += (parts[0] if n == 1 else parts.sum(axis=0)).reshape(weight.shape)
-        if self.bias is not None:
-            self.bias.grad += bias_parts[0] if n == 1 else bias_parts.sum(axis=0)
-        hg = out_shape[2] + 2 * (dh * (kh - 1) - ph)
-        wg = out_shape[3] + 2 * (dw * (kw - 1) - pw)
-        scratch = self._buffer("scratch", (threads, o * hg * wg + _direct_conv.MARGIN), xp.dtype)
-        grad_x = np.empty(x_shape, xp.dtype)
-        _direct_conv.grad_input(g, weight, grad_x, ph, pw, dh, dw, scratch, threads)
         return grad_x
 
     @staticmethod

@@ -268,57 +268,48 @@ def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype):
             np.testing.assert_array_equal(a, b)
 
 
-def test_direct_kernels_refuse_inconsistent_shapes():
-    x = np.zeros((1, 2, 4, 4), np.float32)
-    w = np.zeros((3, 2, 3, 3), np.float32)
-    small = np.zeros(2 * 4 * 4, np.float32)  # no room for the padding or the margin
+def test_direct_kernels_refuse_inconsistent_arrays():
+    f32 = np.float32
+    x, w = np.zeros((1, 2, 4, 4), f32), np.zeros((3, 2, 3, 3), f32)
+    xp = np.zeros(2 * 6 * 6 + _direct_conv.MARGIN, f32)
+    out = np.zeros((1, 3, 4, 4), f32)
+    fwd = _direct_conv.forward
     with pytest.raises(ValueError, match="xp must hold"):
-        _direct_conv.pad(x, small, 1, 1, 1)
-    xp = np.zeros(2 * 6 * 6 + _direct_conv.MARGIN, np.float32)
+        fwd(x, xp[: 2 * 6 * 6], w, None, out, 1, 1, 1, 1, 1)  # no room for the margin
     with pytest.raises(ValueError, match="out must have shape"):
-        _direct_conv.forward(
-            xp, 1, 6, 6, w, w[0, 0, 0], False, np.zeros((1, 3, 3, 3), np.float32), 1, 1, 1
-        )
-    scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), np.float32)
+        fwd(x, xp, w, None, np.zeros((1, 3, 3, 3), f32), 1, 1, 1, 1, 1)
+    with pytest.raises(TypeError, match="weight must have dtype float32"):
+        fwd(x, xp, w.astype(np.float64), None, out, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        fwd(np.asfortranarray(x), xp, w, None, out, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        out.flags.writeable = False
+        fwd(x, xp, w, None, out, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\)"):
+        fwd(x, xp, w, np.zeros(2, f32), np.zeros((1, 3, 4, 4), f32), 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        fwd(x, xp, np.zeros((3, 1, 3, 3), f32), None, np.zeros((1, 3, 4, 4), f32), 1, 1, 1, 1, 1)
+
+    g, gx = np.zeros((1, 3, 4, 4), f32), np.zeros((1, 2, 4, 4), f32)
+    gw, gb = np.zeros((3, 2, 3, 3), f32), np.zeros(3, f32)
+    parts, bparts = np.zeros((1, 3, 18), f32), np.zeros((1, 3), f32)
+    scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), f32)
+    bwd = _direct_conv.backward
+    bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)  # consistent: fine
     with pytest.raises(ValueError, match="padding <= dilation"):
-        _direct_conv.grad_input(
-            np.zeros((1, 3, 4, 4), np.float32),
-            w,
-            np.zeros((1, 2, 4, 4), np.float32),
-            3,
-            3,
-            1,
-            1,
-            scratch,
-            1,
-        )
+        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 3, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="scratch needs one row per thread"):
-        _direct_conv.grad_input(
-            np.zeros((1, 3, 4, 4), np.float32),
-            w,
-            np.zeros((1, 2, 4, 4), np.float32),
-            1,
-            1,
-            1,
-            1,
-            scratch,
-            2,
-        )
-    with pytest.raises(ValueError, match="does not match padded input"):
-        _direct_conv.grad_weight(
-            xp,
-            6,
-            6,
-            np.zeros((1, 3, 3, 3), np.float32),
-            np.zeros((1, 3, 18), np.float32),
-            np.zeros((1, 3), np.float32),
-            True,
-            3,
-            3,
-            1,
-            1,
-            1,
-        )
+        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 2)
+    with pytest.raises(ValueError, match="scratch must hold"):
+        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch[:, :10], 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="does not match grad_x"):
+        bwd(xp, np.zeros((1, 3, 3, 3), f32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="weight_parts must have shape"):
+        bwd(xp, g, w, gx, gw, gb, parts[:, :2], bparts, scratch, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="weight_grad must have shape"):
+        bwd(xp, g, w, gx, gw[:2], gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+    with pytest.raises(TypeError, match="grad_out must be float32 or float64"):
+        bwd(xp, g.astype(np.int32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
 
 
 # ----------------------------------------------------------------- PyTorch
