@@ -34,9 +34,9 @@ from libc.stdlib cimport free, malloc
 cnp.import_array()
 
 cdef extern from "_direct_conv.h" nogil:
-    int CNNPOOL_CONV_SIMD
-    int CNNPOOL_CONV_OB
-    int CNNPOOL_CONV_MARGIN
+    bint CNNPOOL_CONV_SIMD
+    Py_ssize_t CNNPOOL_CONV_OB
+    Py_ssize_t CNNPOOL_CONV_MARGIN
     void cnnpool_pad_f32(const float *x, float *xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t pt, Py_ssize_t pl)
     void cnnpool_pad_f64(const double *x, double *xp, Py_ssize_t C, Py_ssize_t H,
@@ -120,7 +120,7 @@ cdef inline object _dims(cnp.ndarray a):
     return (<object> a).shape
 
 
-cdef cnp.ndarray _array(object a, str name, int ndim, int typenum, bint writeable):
+cdef cnp.ndarray _array(object a, str name, Py_ssize_t ndim, int typenum, bint writeable):
     """``a`` as an ndarray after checking it is one, C-contiguous, of this rank and dtype."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
@@ -164,11 +164,11 @@ cdef int _float_type(object x, str name) except -1:
 
 
 # ------------------------------------------------------------------ the loops
-cdef int _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const floating *w,
+cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const floating *w,
                   const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                   Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
-    """Pad every image into ``xp``, then convolve; -1 when out of memory."""
+    """Pad every image into ``xp``, then convolve; True when out of memory."""
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
     cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, n, i
@@ -177,7 +177,7 @@ cdef int _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const flo
     if offs == NULL or wpack == NULL:
         free(offs)
         free(wpack)
-        return -1
+        return True
     for i in range(N * img, xp_size):
         xp[i] = 0
     for n in prange(N, num_threads=n_threads, schedule="static"):
@@ -191,10 +191,10 @@ cdef int _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const flo
                                  M, OH, OW, Wp)
     free(offs)
     free(wpack)
-    return 0
+    return False
 
 
-cdef int _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
+cdef bint _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
                    floating *gw, floating *gb, floating *parts, floating *bias_parts,
                    floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
@@ -202,7 +202,7 @@ cdef int _backward(const floating *xp, const floating *g, const floating *w, flo
                    int n_threads) noexcept nogil:
     """Weight and bias gradients (added into gw, gb) and the input gradient gx.
 
-    Returns -1 when out of memory, else 0.
+    Returns True when out of memory.
     """
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
@@ -218,7 +218,7 @@ cdef int _backward(const floating *xp, const floating *g, const floating *w, flo
         free(offs)
         free(goffs)
         free(wpack)
-        return -1
+        return True
     for t in range(n_threads):
         for i in range(M * Hg * Wg, scratch_row):
             scratch[t * scratch_row + i] = 0
@@ -258,7 +258,7 @@ cdef int _backward(const floating *xp, const floating *g, const floating *w, flo
     free(offs)
     free(goffs)
     free(wpack)
-    return 0
+    return False
 
 
 # ------------------------------------------------------------------ entry points
@@ -306,22 +306,22 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     if ab is not None:
         _shape(ab, "bias", (M,))
     _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
-    cdef int status
+    cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
-            status = _forward(<float *> cnp.PyArray_DATA(ax), <float *> cnp.PyArray_DATA(axp),
+            failed = _forward(<float *> cnp.PyArray_DATA(ax), <float *> cnp.PyArray_DATA(axp),
                               axp.shape[0], <float *> cnp.PyArray_DATA(aw),
                               NULL if ab is None else <float *> cnp.PyArray_DATA(ab),
                               <float *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
                               pad_h, pad_w, dil_h, dil_w, n_threads)
     else:
         with nogil:
-            status = _forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
+            failed = _forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
                               axp.shape[0], <double *> cnp.PyArray_DATA(aw),
                               NULL if ab is None else <double *> cnp.PyArray_DATA(ab),
                               <double *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
                               pad_h, pad_w, dil_h, dil_w, n_threads)
-    if status:
+    if failed:
         raise MemoryError()
 
 
@@ -390,10 +390,10 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
             f"scratch needs one row per thread ({n_threads}), got {_dims(ascratch)}"
         )
     _room(ascratch, "scratch", M * (OH + 2 * gph) * (OW + 2 * gpw) + CNNPOOL_CONV_MARGIN)
-    cdef int status
+    cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
-            status = _backward(
+            failed = _backward(
                 <float *> cnp.PyArray_DATA(axp), <float *> cnp.PyArray_DATA(ag),
                 <float *> cnp.PyArray_DATA(aw), <float *> cnp.PyArray_DATA(agx),
                 <float *> cnp.PyArray_DATA(agw),
@@ -403,7 +403,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
                 N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
     else:
         with nogil:
-            status = _backward(
+            failed = _backward(
                 <double *> cnp.PyArray_DATA(axp), <double *> cnp.PyArray_DATA(ag),
                 <double *> cnp.PyArray_DATA(aw), <double *> cnp.PyArray_DATA(agx),
                 <double *> cnp.PyArray_DATA(agw),
@@ -411,5 +411,5 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
                 <double *> cnp.PyArray_DATA(aparts), <double *> cnp.PyArray_DATA(abparts),
                 <double *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
                 N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
-    if status:
+    if failed:
         raise MemoryError()

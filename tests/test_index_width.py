@@ -97,6 +97,8 @@ ALLOWED = {
     "mode",  # an enum-like selector of the loop to run
     "_lp.pyx:whole",  # the Lp norm exponent as an int when it is one (|p| <= 16)
     "_lp.pyx:n",  # _ipow's argument: the same small exponent
+    "typenum",  # a NumPy dtype number (NPY_FLOAT32, NPY_FLOAT64)
+    "_direct_conv.pyx:_float_type",  # ... which this function returns
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }
