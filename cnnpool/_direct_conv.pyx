@@ -165,9 +165,9 @@ cdef int _float_type(object x, str name) except -1:
 
 # ------------------------------------------------------------------ the loops
 cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const floating *w,
-                  const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
-                  Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
-                  Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
+                   const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
+                   Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
+                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
     """Pad every image into ``xp``, then convolve; True when out of memory."""
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
@@ -195,10 +195,10 @@ cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const fl
 
 
 cdef bint _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
-                   floating *gw, floating *gb, floating *parts, floating *bias_parts,
-                   floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
-                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
-                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                    floating *gw, floating *gb, floating *parts, floating *bias_parts,
+                    floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
+                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
+                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                    int n_threads) noexcept nogil:
     """Weight and bias gradients (added into gw, gb) and the input gradient gx.
 
