@@ -199,7 +199,7 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
                     floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                   int n_threads) noexcept nogil:
+                    int n_threads) noexcept nogil:
     """Weight and bias gradients (added into gw, gb) and the input gradient gx.
 
     Returns True when out of memory.
