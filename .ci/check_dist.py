@@ -2,7 +2,7 @@
 
 Usage: python .ci/check_dist.py DIST_DIR
 
-The sdist must carry every source a build needs (Cython .pyx/.pxd, stubs,
+The sdist must carry every source a build needs (Cython .pyx/.pxd, C headers, stubs,
 setup.py, pyproject.toml, MANIFEST.in) plus README, LICENSE, CHANGELOG and
 the tests, and no generated C, compiled objects or build debris.  The wheel
 must carry one compiled module per .pyx, the .pyi stubs, py.typed, the .pxd
@@ -56,7 +56,7 @@ def main(dist_dir):
     }
     sources = {
         p.relative_to(ROOT).as_posix()
-        for pattern in ("*.py", "*.pyx", "*.pxd", "*.pyi")
+        for pattern in ("*.py", "*.pyx", "*.pxd", "*.pyi", "*.h")
         for p in (ROOT / "cnnpool").rglob(pattern)
         if "__pycache__" not in p.parts
     }
