@@ -19,9 +19,10 @@
  * never reach a result.
  *
  * Without AVX2+FMA at compile time (CNNPOOL_PORTABLE=1, other CPUs)
- * CNNPOOL_CONV_SIMD is 0 and conv.py keeps im2col + BLAS instead; the
- * scalar versions below exist so the module still builds and are what
- * the debug/sanitizer build exercises against the same tests.
+ * CNNPOOL_CONV_SIMD is 0 and Conv2d keeps im2col + BLAS instead, which is
+ * faster than plain C loops.  The scalar versions below keep the module's
+ * functions available (and correct) there; the tests of the direct path
+ * run only on SIMD builds, which include the sanitizer build of CI.
  */
 #ifndef CNNPOOL_DIRECT_CONV_H
 #define CNNPOOL_DIRECT_CONV_H
