@@ -73,12 +73,19 @@ class Conv2d(Layer):
     Notes
     -----
     Input ``(N, C, H, W)``, output ``(N, O, OH, OW)`` with
-    ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).  The
-    forward pass keeps the unrolled columns, ``N*C*kh*kw*OH*OW`` elements,
-    (plus a row of ones that carries the bias through the GEMM) for the
-    weight gradient, and reuses that buffer on the next forward of the same
-    shape; backward keeps a scratch buffer for the gradient columns of a chunk
-    of images (about 1 MiB).
+    ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).
+
+    Two implementations give the same numbers to rounding.  With unit stride
+    and ``padding <= dilation*(kernel - 1)`` on a build with AVX2 and FMA
+    (the default ``-march=native`` build on such a CPU), the direct kernels
+    run: forward keeps one zero-padded copy of the input,
+    ``N*C*(H+2ph)*(W+2pw)`` elements, for the weight gradient.  Otherwise
+    (strides, 1x1 kernels, other CPUs) it is im2col + GEMM: forward keeps
+    the unrolled columns, ``N*C*kh*kw*OH*OW`` elements (plus a row of ones
+    that carries the bias through the GEMM), and backward a scratch buffer
+    for the gradient columns of a chunk of images (about 1 MiB).  Either
+    way the buffers are reused by the next call of the same shape, and
+    backward uses the weights of the last forward.
 
     Examples
     --------
@@ -194,7 +201,8 @@ class Conv2d(Layer):
         out_h, out_w = self._out_size(x.shape)
         if self._direct:
             return self._forward_direct(x, out_h, out_w)
-        w2 = weight.reshape(self.out_channels, weight[0].size)
+        # A copy: backward must use these weights even if an optimizer steps first.
+        w2 = weight.reshape(self.out_channels, weight[0].size).copy()
         bias = self.bias
         if self._pointwise:
             cols = x.reshape(n, c, h * w)

@@ -396,6 +396,22 @@ def test_backward_accumulates_parameter_grads_and_keeps_saved_state():
     assert not conv.weight.grad.any() and not conv.bias.grad.any()
 
 
+@pytest.mark.parametrize(
+    "geom", [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[3]], ids=IDS[:2] + IDS[3:4]
+)
+def test_backward_uses_the_weights_of_the_forward_pass(geom):
+    # Direct path, im2col path (stride 2) and the 1x1 shortcut: an optimizer
+    # step between forward and backward must not change the input gradient.
+    conv, x = _layer_and_input(geom)
+    y = conv(x)
+    g = np.random.default_rng(6).standard_normal(y.shape)
+    want = ref.conv2d_backward(
+        x, conv.weight.data.copy(), g, _pair(geom[6]), _pair(geom[7]), _pair(geom[8])
+    )[0]
+    conv.weight.data += 1.0  # in place, as the optimizers do
+    np.testing.assert_allclose(conv.backward(g), want, rtol=1e-12, atol=1e-12)
+
+
 def test_second_forward_of_same_shape_replaces_the_first():
     # The column buffer is reused between forwards of one shape: backward
     # must see the columns of the latest input, not a mix.
