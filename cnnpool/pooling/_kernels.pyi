@@ -12,13 +12,14 @@ import numpy.typing as npt
 
 _Float = npt.NDArray[np.floating[Any]]
 _Intp = npt.NDArray[np.intp]
-_Int64 = npt.NDArray[np.int64]
+# Max's saved tap numbers: uint8 for windows of at most 255 taps, else int64.
+_Taps = npt.NDArray[np.uint8] | npt.NDArray[np.int64]
 _Float64 = npt.NDArray[np.float64]
 
 def max_forward(
     x: _Float,
     out: _Float,
-    indices: _Int64,
+    taps: _Taps,
     row_start: _Intp,
     row_lo: _Intp,
     row_hi: _Intp,
@@ -35,7 +36,7 @@ def max_forward(
 ) -> None: ...
 def max_backward(
     grad_out: _Float,
-    indices: _Int64,
+    taps: _Taps,
     grad_in: _Float,
     row_start: _Intp,
     row_lo: _Intp,

@@ -31,16 +31,18 @@ branches, so the forward pass works on whole output rows:
 * **Scalar**: a per-window loop, only for absurdly wide windows whose tap
   offsets are not exact in float32.
 
-Max keeps the running best and the winner's offset from the window's
-first tap in two arrays of the input's own type (gcc vectorises selects
-of equal width, not float-to-int64 ones on SSE2); a scalar pass then
-writes the int64 indices.
+Max keeps the running best and the winner's tap number in two arrays of
+the input's own type (gcc vectorises selects of equal width, not
+float-to-int ones on SSE2); a second pass then writes the tap numbers,
+uint8 for windows of up to 255 taps: what the backward reads again is
+then a byte per window, not an int64 flat index.
 
 Backward of non-overlapping pooling (stride = kernel, no padding or
 dilation) writes every input gradient exactly once, so its output needs
-no zero-fill.  Otherwise max zeroes one plane (in cache) and scatters
-through the indices in window order; mean accumulates into zeroed panels
-of the whole plane and copies the result out once.  An input element
+no zero-fill.  Otherwise max zeroes one plane (in cache) and adds each
+gradient at its winner (window origin + tap offset) in window order;
+mean accumulates into zeroed panels of the whole plane and copies the
+result out once.  An input element
 receives its windows' shares in row-major window order, as in PyTorch:
 the taps of a window row run from the last column to the first (a later
 window reaches a column through an earlier tap).
@@ -49,9 +51,157 @@ window reaches a column through an earlier tap).
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY
-from libc.stdint cimport INT32_MAX, int32_t, int64_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+
+# Non-temporal ("streaming") stores for the large writes of the tiled 2x2
+# backward passes: a normal store first reads the line it writes (the
+# read-for-ownership), so writing 16 MB costs about as much as copying it;
+# a streaming store does not (W5 max backward 2.0 -> 1.3 ms here).  It
+# also bypasses the caches, so it is used only for outputs far larger than
+# L2 (STREAM_MIN_BYTES), and only where every row starts on a cache line
+# (the layers allocate such outputs aligned): mixed with normal stores to
+# neighbouring lines, streaming stores were slower than plain ones here.
+# gcc emits no streaming stores by itself, so these loops are written with
+# AVX intrinsics; they do the scalar loops' very operations (compare and
+# select, divide, + 0), so the bits are the same.  Without AVX (portable
+# builds) the scalar loops do all the work.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    #define CNNPOOL_STREAM 1
+    #else
+    #define CNNPOOL_STREAM 0
+    #endif
+
+    /* Whether streaming stores can write rows of row_bytes from dst on:
+       every row must start on a cache line.  A line written partly by
+       normal and partly by streaming stores, or streaming stores mixed
+       with normal ones to the lines around them, made the copy slower
+       than plain stores here. */
+    static inline int cnnpool_can_stream(const void *dst, size_t row_bytes)
+    {
+        return CNNPOOL_STREAM && ((uintptr_t)dst & 63) == 0 && (row_bytes & 63) == 0;
+    }
+
+    /* Max 2x2 backward of windows [0, m) of one output row, straight to
+       the two 64-byte aligned input rows r0, r1 with streaming stores:
+       window t writes grad[t] + 0 (PyTorch's accumulation into zeros) at
+       its winner, tap off[t] (0..3 as a float), and +0.0 at its other
+       three taps.  Returns how many windows it did (a whole number of
+       vectors); the caller finishes the row. */
+    static inline Py_ssize_t cnnpool_max_back_2x2_stream_d(
+        const double *grad, const double *off, double *r0, double *r1, Py_ssize_t m)
+    {
+        Py_ssize_t t = 0;
+    #if CNNPOOL_STREAM
+        const __m128d zero = _mm_setzero_pd();
+        const __m256d taps0 = _mm256_set_pd(1, 0, 1, 0), taps1 = _mm256_set_pd(3, 2, 3, 2);
+        for (; t + 2 <= m; t += 2) {
+            __m128d g = _mm_add_pd(_mm_loadu_pd(grad + t), zero);
+            __m128d o = _mm_loadu_pd(off + t);
+            __m256d gg = _mm256_set_m128d(_mm_unpackhi_pd(g, g), _mm_unpacklo_pd(g, g));
+            __m256d oo = _mm256_set_m128d(_mm_unpackhi_pd(o, o), _mm_unpacklo_pd(o, o));
+            _mm256_stream_pd(r0 + 2 * t, _mm256_and_pd(_mm256_cmp_pd(oo, taps0, _CMP_EQ_OQ), gg));
+            _mm256_stream_pd(r1 + 2 * t, _mm256_and_pd(_mm256_cmp_pd(oo, taps1, _CMP_EQ_OQ), gg));
+        }
+    #endif
+        return t;
+    }
+
+    static inline Py_ssize_t cnnpool_max_back_2x2_stream_f(
+        const float *grad, const float *off, float *r0, float *r1, Py_ssize_t m)
+    {
+        Py_ssize_t t = 0;
+    #if CNNPOOL_STREAM
+        const __m128 zero = _mm_setzero_ps();
+        const __m256 taps0 = _mm256_set_ps(1, 0, 1, 0, 1, 0, 1, 0);
+        const __m256 taps1 = _mm256_set_ps(3, 2, 3, 2, 3, 2, 3, 2);
+        for (; t + 4 <= m; t += 4) {
+            __m128 g = _mm_add_ps(_mm_loadu_ps(grad + t), zero);
+            __m128 o = _mm_loadu_ps(off + t);
+            __m256 gg = _mm256_set_m128(_mm_unpackhi_ps(g, g), _mm_unpacklo_ps(g, g));
+            __m256 oo = _mm256_set_m128(_mm_unpackhi_ps(o, o), _mm_unpacklo_ps(o, o));
+            _mm256_stream_ps(r0 + 2 * t, _mm256_and_ps(_mm256_cmp_ps(oo, taps0, _CMP_EQ_OQ), gg));
+            _mm256_stream_ps(r1 + 2 * t, _mm256_and_ps(_mm256_cmp_ps(oo, taps1, _CMP_EQ_OQ), gg));
+        }
+    #endif
+        return t;
+    }
+
+    /* Mean 2x2 backward of windows [0, m) of one output row, as max's
+       above: window t writes grad[t] / (type)div[t] + 0 at all four taps
+       (the scalar loop's arithmetic, vectorised). */
+    static inline Py_ssize_t cnnpool_mean_back_2x2_stream_d(
+        const double *grad, const double *div, double *r0, double *r1, Py_ssize_t m)
+    {
+        Py_ssize_t t = 0;
+    #if CNNPOOL_STREAM
+        const __m128d zero = _mm_setzero_pd();
+        for (; t + 2 <= m; t += 2) {
+            __m128d v = _mm_add_pd(_mm_div_pd(_mm_loadu_pd(grad + t), _mm_loadu_pd(div + t)), zero);
+            __m256d vv = _mm256_set_m128d(_mm_unpackhi_pd(v, v), _mm_unpacklo_pd(v, v));
+            _mm256_stream_pd(r0 + 2 * t, vv);
+            _mm256_stream_pd(r1 + 2 * t, vv);
+        }
+    #endif
+        return t;
+    }
+
+    static inline Py_ssize_t cnnpool_mean_back_2x2_stream_f(
+        const float *grad, const double *div, float *r0, float *r1, Py_ssize_t m)
+    {
+        Py_ssize_t t = 0;
+    #if CNNPOOL_STREAM
+        const __m128 zero = _mm_setzero_ps();
+        for (; t + 4 <= m; t += 4) {
+            __m128 d = _mm256_cvtpd_ps(_mm256_loadu_pd(div + t));
+            __m128 v = _mm_add_ps(_mm_div_ps(_mm_loadu_ps(grad + t), d), zero);
+            __m256 vv = _mm256_set_m128(_mm_unpackhi_ps(v, v), _mm_unpacklo_ps(v, v));
+            _mm256_stream_ps(r0 + 2 * t, vv);
+            _mm256_stream_ps(r1 + 2 * t, vv);
+        }
+    #endif
+        return t;
+    }
+
+    /* Order streaming stores before anything after (another thread's reads). */
+    static inline void cnnpool_stream_fence(void)
+    {
+    #if CNNPOOL_STREAM
+        _mm_sfence();
+    #endif
+    }
+    """
+    void cnnpool_stream_fence() noexcept nogil
+    bint cnnpool_can_stream(const void* dst, size_t row_bytes) noexcept nogil
+    Py_ssize_t cnnpool_max_back_2x2_stream_d(const double* grad, const double* off,
+                                             double* r0, double* r1,
+                                             Py_ssize_t m) noexcept nogil
+    Py_ssize_t cnnpool_max_back_2x2_stream_f(const float* grad, const float* off,
+                                             float* r0, float* r1,
+                                             Py_ssize_t m) noexcept nogil
+    Py_ssize_t cnnpool_mean_back_2x2_stream_d(const double* grad, const double* div,
+                                              double* r0, double* r1,
+                                              Py_ssize_t m) noexcept nogil
+    Py_ssize_t cnnpool_mean_back_2x2_stream_f(const float* grad, const double* div,
+                                              float* r0, float* r1,
+                                              Py_ssize_t m) noexcept nogil
+
+
+# What max saves for its backward: the winner's tap number in its window,
+# ``i * kw + j`` in row-major window order.  uint8 for windows of up to 255
+# taps (every usual layer: 8 times less memory traffic than an int64 flat
+# index, written by the forward and read again by the backward), int64
+# beyond.  The flat index ``ih * W + iw`` that users see is computed from
+# it only when asked for (``PoolGeometry.flat_index``).
+ctypedef fused tap_t:
+    uint8_t
+    int64_t
 
 
 cdef enum:
@@ -59,6 +209,7 @@ cdef enum:
     PANELS = 1
     SCALAR = 2
     BLOCK = 256  # windows per block of the direct loops (room on the stack)
+    STREAM_MIN_BYTES = 4 << 20  # streaming stores for outputs from 4 MiB (L2: 512 KiB)
 
 
 ctypedef struct Plan:
@@ -76,6 +227,8 @@ ctypedef struct Plan:
     bint flat3
     # Windows tile the input (stride = kernel, no padding or dilation).
     bint tiled
+    # The tiled backward writes its (large) output with streaming stores.
+    bint stream
     # Output row length rounded up to a multiple of 8; panel phase length;
     # panels cached per plane; rows of the mean-backward accumulator.
     Py_ssize_t n8, span, slots, acc_rows
@@ -129,9 +282,10 @@ cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_
                         and col_lo[0] == 0 and col_hi[out_w - 1] == kw)
     if kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1 and inside:
         g.mode = DIRECT_2X2
-    elif (kh - 1) * dh * width + (kw - 1) * dw >= (1 << 24) or sw > 64:
-        # Offsets inside a window would not be exact in float32, or panels
-        # of that many stride phases would be mostly waste.
+    elif (kh - 1) * dh * width + (kw - 1) * dw >= (1 << 24) or kh * kw > (1 << 24) or sw > 64:
+        # Windows that span that much of the plane (the panels cache every
+        # row a window spans), tap numbers not exact in float32, or panels
+        # of that many stride phases that would be mostly waste.
         g.mode = SCALAR
     else:
         g.mode = PANELS
@@ -140,6 +294,7 @@ cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_
                and height == 2 * out_h and width == 2 * out_w and out_w <= BLOCK)
     g.tiled = (sh == kh and sw == kw and dh == 1 and dw == 1 and g.row0 == 0
                and g.col0 == 0 and out_h * kh <= height and out_w * kw <= width)
+    g.stream = False  # set by the callers that stream
     g.n8 = (out_w + 7) // 8 * 8
     g.span = g.n8 + (kw - 1) * dw // sw
     g.slots = (kh - 1) * dh + 1
@@ -304,6 +459,10 @@ cdef void _panel_rows(const floating* x, const Plan* g, Work* ws, Py_ssize_t oh,
 # PyTorch's "best = -inf, index = first input tap": the first tap always
 # replaces -inf unless it is -inf itself, and then only the index differs,
 # which the index pass fixes for any window whose maximum is -inf.
+#
+# The forward saves each winner's tap number (``tap_t``), not its flat
+# index: the backward turns it back into a position with the window's
+# origin, which it knows from the plan.
 
 cdef inline bint _wins(floating v, floating best) noexcept nogil:
     return (v > best) | (v != v)
@@ -316,36 +475,41 @@ cdef inline Py_ssize_t _first_inside(const Plan* g, Py_ssize_t oh,
             + g.col_start[ow] + g.col_lo[ow] * g.dw)
 
 
+cdef inline Py_ssize_t _first_tap(const Plan* g, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """Tap number of the first input tap of window (oh, ow)."""
+    return g.row_lo[oh] * g.kw + g.col_lo[ow]
+
+
 cdef void _max_window(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow,
-                      floating* out, int64_t* ind) noexcept nogil:
+                      floating* out, tap_t* ind) noexcept nogil:
     """One window with range lookups (the scalar mode)."""
-    cdef Py_ssize_t i, j, k, best_k = _first_inside(g, oh, ow)
-    cdef floating v, best = x[best_k]
+    cdef Py_ssize_t i, j, k, best_tap = _first_tap(g, oh, ow)
+    cdef floating v, best = x[_first_inside(g, oh, ow)]
     for i in range(g.row_lo[oh], g.row_hi[oh]):
         for j in range(g.col_lo[ow], g.col_hi[ow]):
             k = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow] + j * g.dw
             v = x[k]
             if _wins(v, best):
                 best = v
-                best_k = k
+                best_tap = i * g.kw + j
     out[ow] = best
-    ind[ow] = best_k
+    ind[ow] = <tap_t>best_tap
 
 
 cdef inline void _max_2x2s2(const floating* x, const Plan* g, Py_ssize_t oh, Py_ssize_t ow0,
-                            Py_ssize_t n, floating* o, int64_t* ind) noexcept nogil:
+                            Py_ssize_t n, floating* o, tap_t* ind) noexcept nogil:
     """Windows ``[ow0, ow0 + n)`` of row ``oh``, 2x2 stride 2 in place (``n <= BLOCK``)."""
     cdef floating offset[BLOCK]
     cdef Py_ssize_t w = g.width
-    cdef Py_ssize_t base = g.row_start[oh] * w + g.col_start[ow0]
-    cdef const floating* r0 = x + base
+    cdef const floating* r0 = x + g.row_start[oh] * w + g.col_start[ow0]
     cdef const floating* r1 = r0 + w
-    cdef Py_ssize_t t, k, tap
+    cdef Py_ssize_t t, k
     cdef floating best, v, off
     o += ow0
     ind += ow0
     for t in range(n):
-        # The winner's tap number 0..3 (exact in any width, unlike W + 1).
+        # The winner's tap number 0..3, kept in the input's type: gcc
+        # vectorises selects of equal width only.
         k = 2 * t
         best = r0[k]
         off = 0
@@ -364,14 +528,15 @@ cdef inline void _max_2x2s2(const floating* x, const Plan* g, Py_ssize_t oh, Py_
         o[t] = best
         offset[t] = off
     for t in range(n):
-        tap = <Py_ssize_t>offset[t]
-        ind[t] = base + 2 * t + (tap & 1) + (tap >> 1) * w
+        ind[t] = <tap_t>offset[t]
 
 
 # The panel loops keep their results in stack arrays of BLOCK windows: gcc
 # then knows they alias nothing and vectorises without run-time alias
 # checks (it gives up beyond 10 of them).  BLOCK is a multiple of 8, so a
 # chunk of a row rounded up to 8 windows never leaves a scalar remainder.
+# Tap numbers are exact in float32 (the plan sends windows of more than
+# 2**24 taps to the scalar mode).
 
 cdef void _max_panel_taps(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
                           floating* best, floating* offset) noexcept nogil:
@@ -385,7 +550,7 @@ cdef void _max_panel_taps(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
     for i in range(g.kh):
         for j in range(1 if i == 0 else 0, g.kw):
             r = <floating*>ws.rows[i] + g.tap_col[j] + t0
-            tap = <floating>(i * g.dh * g.width + j * g.dw)
+            tap = <floating>(i * g.kw + j)
             for t in range(n):
                 # Unconditional stores: gcc if-converts (vectorises) only those.
                 v = r[t]
@@ -403,20 +568,17 @@ cdef void _max_panel_3x3s2(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
     """Windows ``[t0, t0 + n)`` of one output row, 3x3 stride 2, fused.
 
     Phase 0 of a panel holds the even columns (taps 0 and 2 of a window),
-    phase 1 the odd ones (tap 1).
+    phase 1 the odd ones (tap 1).  Only constants inside the ifs: any
+    arithmetic there stops gcc's if-conversion, and with it the
+    vectorisation.
     """
-    cdef Py_ssize_t span = g.span, w = g.width, t
+    cdef Py_ssize_t span = g.span, t
     cdef const floating* e0 = <floating*>ws.rows[0] + t0
     cdef const floating* e1 = <floating*>ws.rows[1] + t0
     cdef const floating* e2 = <floating*>ws.rows[2] + t0
     cdef const floating* o0 = e0 + span
     cdef const floating* o1 = e1 + span
     cdef const floating* o2 = e2 + span
-    # Every offset precomputed: arithmetic inside the ifs stops gcc's
-    # if-conversion, and with it the vectorisation.
-    cdef floating w0 = <floating>w, w1 = <floating>(w + 1), w2 = <floating>(w + 2)
-    cdef floating v0 = <floating>(2 * w), v1 = <floating>(2 * w + 1)
-    cdef floating v2 = <floating>(2 * w + 2)
     cdef floating b, v, off
     for t in range(n):
         b = e0[t]
@@ -432,38 +594,37 @@ cdef void _max_panel_3x3s2(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
         v = e1[t]
         if _wins(v, b):
             b = v
-            off = w0
+            off = 3
         v = o1[t]
         if _wins(v, b):
             b = v
-            off = w1
+            off = 4
         v = e1[t + 1]
         if _wins(v, b):
             b = v
-            off = w2
+            off = 5
         v = e2[t]
         if _wins(v, b):
             b = v
-            off = v0
+            off = 6
         v = o2[t]
         if _wins(v, b):
             b = v
-            off = v1
+            off = 7
         v = e2[t + 1]
         if _wins(v, b):
             b = v
-            off = v2
+            off = 8
         best[t] = b
         offset[t] = off
 
 
 cdef void _max_panel_row(const Plan* g, Work* ws, Py_ssize_t oh, floating* out,
-                         int64_t* ind) noexcept nogil:
+                         tap_t* ind) noexcept nogil:
     """One output row from its panels, BLOCK windows at a time."""
     cdef floating best[BLOCK]
     cdef floating offset[BLOCK]
     cdef Py_ssize_t t0, t, n, ow
-    cdef Py_ssize_t origin = g.row_start[oh] * g.width + g.col0
     cdef floating v
     t0 = 0
     while t0 < g.out_w:
@@ -477,13 +638,13 @@ cdef void _max_panel_row(const Plan* g, Work* ws, Py_ssize_t oh, floating* out,
             v = best[t]
             out[ow] = v
             if v == -INFINITY:
-                ind[ow] = _first_inside(g, oh, ow)  # all inside taps -inf (rare)
+                ind[ow] = <tap_t>_first_tap(g, oh, ow)  # all inside taps -inf (rare)
             else:
-                ind[ow] = origin + ow * g.sw + <Py_ssize_t>offset[t]
+                ind[ow] = <tap_t>offset[t]
         t0 += n
 
 
-cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan* g,
+cdef void _max_flat3(const floating* x, floating* out, tap_t* ind, const Plan* g,
                      Work* ws) noexcept nogil:
     """3x3 stride 2 padding 1 on an even plane: rows first, then columns of rows.
 
@@ -501,8 +662,8 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
     and reads input ``2k - 1, 2k, 2k + 1``; window column 0 (whose first
     tap is padding, which never wins) is redone per row.
     """
-    cdef Py_ssize_t w = g.width, n_out = g.out_w, n = g.height * g.out_w
-    cdef Py_ssize_t k, r, t, oh, base
+    cdef Py_ssize_t n_out = g.out_w, n = g.height * g.out_w
+    cdef Py_ssize_t k, r, t, oh
     cdef floating* hv = <floating*>ws.flat
     cdef floating* ho = hv + n
     cdef floating best[BLOCK]
@@ -513,7 +674,7 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
     cdef const floating* f0
     cdef const floating* f1
     cdef const floating* f2
-    cdef floating b, v, off, col, row, wf = <floating>w, w2f = <floating>(2 * w)
+    cdef floating b, v, off, col, row
     cdef bint low, win
     for k in range(1, n):
         b = x[2 * k - 1]
@@ -539,7 +700,7 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
         hv[k] = b
         ho[k] = off
     for oh in range(g.out_h):
-        # Window rows 2oh-1 (padding for oh = 0), 2oh, 2oh+1.
+        # Window rows 2oh-1 (padding for oh = 0), 2oh, 2oh+1: tap rows 0, 1, 2.
         v1 = hv + 2 * oh * n_out
         f1 = ho + 2 * oh * n_out
         v2 = v1 + n_out
@@ -550,12 +711,12 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
             for t in range(n_out):
                 b = v1[t]
                 col = f1[t]
-                row = wf
+                row = 3
                 v = v2[t]
                 win = _wins(v, b)
                 b = v if win else b
                 col = f2[t] if win else col
-                row = w2f if win else row
+                row = 6 if win else row
                 best[t] = b
                 offset[t] = row + col
         else:
@@ -569,31 +730,30 @@ cdef void _max_flat3(const floating* x, floating* out, int64_t* ind, const Plan*
                 win = _wins(v, b)
                 b = v if win else b
                 col = f1[t] if win else col
-                row = wf if win else row
+                row = 3 if win else row
                 v = v2[t]
                 win = _wins(v, b)
                 b = v if win else b
                 col = f2[t] if win else col
-                row = w2f if win else row
+                row = 6 if win else row
                 best[t] = b
                 offset[t] = row + col
         # Stack arrays, which alias nothing: gcc vectorises the loops above.
-        base = (2 * oh - 1) * w - 1
         low = False
         for t in range(n_out):
             out[t] = best[t]
             low |= best[t] == -INFINITY
         for t in range(n_out):
-            ind[t] = base + 2 * t + <int>offset[t]
+            ind[t] = <tap_t>offset[t]
         if low:
             for t in range(n_out):
                 if out[t] == -INFINITY:
-                    ind[t] = _first_inside(g, oh, t)  # all inside taps -inf (rare)
+                    ind[t] = <tap_t>_first_tap(g, oh, t)  # all inside taps -inf (rare)
         out += n_out
         ind += n_out
 
 
-cdef void _max_plane(const floating* x, floating* out, int64_t* ind, const Plan* g,
+cdef void _max_plane(const floating* x, floating* out, tap_t* ind, const Plan* g,
                      Work* ws) noexcept nogil:
     cdef Py_ssize_t oh, ow, n
     if g.flat3:
@@ -618,18 +778,28 @@ cdef void _max_plane(const floating* x, floating* out, int64_t* ind, const Plan*
         ind += g.out_w
 
 
+cdef _check_taps(Py_ssize_t kernel_h, Py_ssize_t kernel_w, bint narrow):
+    """uint8 tap numbers only for windows of at most 255 taps."""
+    if narrow and kernel_h * kernel_w > 255:
+        raise ValueError(
+            f"uint8 tap numbers hold windows of at most 255 taps, got a "
+            f"{kernel_h}x{kernel_w} kernel; pass int64 taps")
+
+
 def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-                int64_t[:, :, ::1] indices,
+                tap_t[:, :, ::1] taps,
                 const Py_ssize_t[::1] row_start, const Py_ssize_t[::1] row_lo,
                 const Py_ssize_t[::1] row_hi, const Py_ssize_t[::1] col_start,
                 const Py_ssize_t[::1] col_lo, const Py_ssize_t[::1] col_hi,
                 Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
                 Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
                 int n_threads):
-    """Max over each window, and the flat index (``ih * W + iw``) of the winner.
+    """Max over each window, and the winner's tap number ``i * kernel_w + j``.
 
-    ``x`` is (P, H, W), ``out`` and ``indices`` are (P, OH, OW).
+    ``x`` is (P, H, W), ``out`` and ``taps`` are (P, OH, OW); ``taps`` is
+    uint8 (windows of at most 255 taps) or int64.
     """
+    _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
     cdef Py_ssize_t planes = x.shape[0], p
     cdef Py_ssize_t plane_in = x.shape[1] * x.shape[2]
     cdef Py_ssize_t plane_out = out.shape[1] * out.shape[2]
@@ -640,7 +810,7 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
-    cdef int64_t* ip = &indices[0, 0, 0]
+    cdef tap_t* ip = &taps[0, 0, 0]
     cdef Work ws
     cdef int failed = 0
     cdef int* failed_p = &failed
@@ -660,56 +830,35 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
         raise MemoryError("max_forward: no memory for the row panels")
 
 
-cdef inline void _max_back_2x2(const floating* grad, const int64_t* ind, floating* gin,
-                               Py_ssize_t n, Py_ssize_t base, Py_ssize_t w) noexcept nogil:
+cdef inline void _max_back_2x2(const floating* grad, const tap_t* taps, floating* gin,
+                               Py_ssize_t n, Py_ssize_t w, bint stream) noexcept nogil:
     """One output row of non-overlapping 2x2 max backward: write all 4 taps.
 
-    A scalar pass turns each winner's index into its tap number (0..3) in
-    the gradient's own type; the pass that writes the four taps is then
-    all-float, which gcc vectorises.
+    The tap numbers are first converted, BLOCK at a time, into a stack
+    array of the gradient's own type: the four selects are then
+    all-float, one vectorised pass (a uint8 pointer may alias the
+    gradient, and gcc does not vectorise selects on mixed widths).  With
+    ``stream`` (64-byte aligned rows) the same selects are written with
+    streaming stores, in C.
     """
     cdef floating offset[BLOCK]
     cdef floating* r0
     cdef floating* r1
-    cdef Py_ssize_t t, k, t0 = 0, m, win, low
-    cdef int32_t win32, w32
+    cdef Py_ssize_t t, k, t0 = 0, m, done
     cdef floating v, off
     while t0 < n:
         m = min(n - t0, <Py_ssize_t>BLOCK)
-        r0 = gin + base + 2 * t0
+        r0 = gin + 2 * t0
         r1 = r0 + w
-        if floating is double:
-            # 64-bit lanes both: compare the window offsets (0, 1, W, W+1)
-            # and select the gradients in one vectorised pass.
-            for t in range(m):
-                k = 2 * t
-                win = ind[t0 + t] - base - 2 * (t0 + t)
-                v = grad[t0 + t] + 0
-                r0[k] = v if win == 0 else 0
-                r0[k + 1] = v if win == 1 else 0
-                r1[k] = v if win == w else 0
-                r1[k + 1] = v if win == w + 1 else 0
-            t0 += m
-            continue
-        if w < INT32_MAX:
-            # The same with the offsets narrowed to 32 bits, as the gradient.
-            w32 = <int32_t>w
-            for t in range(m):
-                k = 2 * t
-                win32 = <int32_t>(ind[t0 + t] - base - 2 * (t0 + t))
-                v = grad[t0 + t] + 0
-                r0[k] = v if win32 == 0 else 0
-                r0[k + 1] = v if win32 == 1 else 0
-                r1[k] = v if win32 == w32 else 0
-                r1[k + 1] = v if win32 == w32 + 1 else 0
-            t0 += m
-            continue
         for t in range(m):
-            # Offset 0, 1, W or W+1 in the window -> tap number 0..3.
-            win = ind[t0 + t] - base - 2 * (t0 + t)
-            low = win >= w
-            offset[t] = <floating>(2 * low + win - low * w)
-        for t in range(m):
+            offset[t] = <floating>taps[t0 + t]
+        done = 0
+        if stream:
+            if floating is double:
+                done = cnnpool_max_back_2x2_stream_d(grad + t0, offset, r0, r1, m)
+            else:
+                done = cnnpool_max_back_2x2_stream_f(grad + t0, offset, r0, r1, m)
+        for t in range(done, m):
             k = 2 * t
             # 0 + v, as PyTorch accumulates into zeros (turns -0.0 into +0.0).
             v = grad[t0 + t] + 0
@@ -721,7 +870,7 @@ cdef inline void _max_back_2x2(const floating* grad, const int64_t* ind, floatin
         t0 += m
 
 
-cdef void _max_back_tiled(const floating* grad, const int64_t* ind, floating* gin,
+cdef void _max_back_tiled(const floating* grad, const tap_t* taps, floating* gin,
                           const Plan* g) noexcept nogil:
     """Non-overlapping windows (stride = kernel, no padding or dilation): no zero-fill.
 
@@ -736,25 +885,49 @@ cdef void _max_back_tiled(const floating* grad, const int64_t* ind, floating* gi
     for oh in range(g.out_h):
         base = oh * kh * w
         if kh == 2 and kw == 2:
-            _max_back_2x2(grad, ind, gin, g.out_w, base, w)
+            _max_back_2x2(grad, taps, gin + base, g.out_w, w, g.stream)
         else:
             for i in range(kh):
                 row = gin + base + i * w
                 for ow in range(g.out_w):
                     v = grad[ow] + 0
-                    win = ind[ow] - base - i * w - ow * kw
+                    win = <Py_ssize_t>taps[ow] - i * kw  # the winner's column if in row i
                     for j in range(kw):
                         row[ow * kw + j] = v if win == j else 0
         if covered_w < w:
             for i in range(kh):
                 memset(gin + base + i * w + covered_w, 0, (w - covered_w) * sizeof(floating))
         grad += g.out_w
-        ind += g.out_w
+        taps += g.out_w
     if covered_h < g.height:
         memset(gin + covered_h * w, 0, (g.height - covered_h) * w * sizeof(floating))
+    if g.stream:
+        cnnpool_stream_fence()
 
 
-def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] indices,
+cdef void _max_back_scatter(const floating* grad, const tap_t* taps, floating* gin,
+                            const Plan* g, const Py_ssize_t* tap_offset) noexcept nogil:
+    """Any geometry: add each gradient at its winner, in row-major window order.
+
+    ``gin`` is zeroed.  The winner of window (oh, ow) is at the window's
+    origin plus the offset of its tap, from the ``tap_offset`` table when
+    there is one (one division pair per window otherwise).
+    """
+    cdef Py_ssize_t oh, ow, origin, tap
+    for oh in range(g.out_h):
+        origin = g.row_start[oh] * g.width
+        for ow in range(g.out_w):
+            tap = <Py_ssize_t>taps[ow]
+            if tap_offset != NULL:
+                gin[origin + g.col_start[ow] + tap_offset[tap]] += grad[ow]
+            else:
+                gin[origin + g.col_start[ow] + (tap // g.kw) * g.dh * g.width
+                    + (tap % g.kw) * g.dw] += grad[ow]
+        grad += g.out_w
+        taps += g.out_w
+
+
+def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps,
                  floating[:, :, ::1] grad_in,
                  const Py_ssize_t[::1] row_start, const Py_ssize_t[::1] row_lo,
                  const Py_ssize_t[::1] row_hi, const Py_ssize_t[::1] col_start,
@@ -764,12 +937,13 @@ def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] in
                  int n_threads):
     """Route each output gradient to its window's winner.
 
-    ``grad_out`` and ``indices`` are (P, OH, OW), ``grad_in`` is (P, H, W)
-    and need not be initialised: every element is written.  Overlapping
-    windows can share a winner, which then receives the sum, added in
-    row-major window order as in PyTorch.
+    ``grad_out`` and ``taps`` (the forward's tap numbers) are (P, OH, OW),
+    ``grad_in`` is (P, H, W) and need not be initialised: every element is
+    written.  Overlapping windows can share a winner, which then receives
+    the sum, added in row-major window order as in PyTorch.
     """
-    cdef Py_ssize_t planes = grad_in.shape[0], p, o
+    _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
+    cdef Py_ssize_t planes = grad_in.shape[0], p, k
     cdef Py_ssize_t plane_in = grad_in.shape[1] * grad_in.shape[2]
     cdef Py_ssize_t plane_out = grad_out.shape[1] * grad_out.shape[2]
     if planes == 0 or plane_in == 0:
@@ -779,22 +953,29 @@ def max_backward(const floating[:, :, ::1] grad_out, const int64_t[:, :, ::1] in
                         col_lo, col_hi, kernel_h, kernel_w, stride_h, stride_w,
                         dil_h, dil_w)
     cdef const floating* gp = &grad_out[0, 0, 0]
-    cdef const int64_t* ip = &indices[0, 0, 0]
+    cdef const tap_t* ip = &taps[0, 0, 0]
     cdef floating* xp = &grad_in[0, 0, 0]
     cdef floating* dst
-    cdef const floating* src
-    cdef const int64_t* idx
+    cdef Py_ssize_t* tap_offset = NULL
+    g.stream = (g.tiled and planes * plane_in * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
+                and cnnpool_can_stream(xp, g.width * sizeof(floating)))
+    if not g.tiled and kernel_h * kernel_w <= 65536:
+        # Offset of each tap from its window's origin (integer divisions are slow).
+        tap_offset = <Py_ssize_t*>malloc(kernel_h * kernel_w * sizeof(Py_ssize_t))
+        if tap_offset == NULL:
+            raise MemoryError("max_backward: no memory for the tap offsets")
+        for k in range(kernel_h * kernel_w):
+            tap_offset[k] = (k // kernel_w) * dil_h * g.width + (k % kernel_w) * dil_w
     with nogil:
         for p in prange(planes, num_threads=n_threads, schedule="static"):
             dst = xp + p * plane_in
-            src = gp + p * plane_out
-            idx = ip + p * plane_out
             if g.tiled:
-                _max_back_tiled(src, idx, dst, &g)
+                _max_back_tiled(gp + p * plane_out, ip + p * plane_out, dst, &g)
             else:
                 memset(dst, 0, plane_in * sizeof(floating))
-                for o in range(plane_out):
-                    dst[idx[o]] += src[o]
+                _max_back_scatter(gp + p * plane_out, ip + p * plane_out, dst, &g,
+                                  tap_offset)
+    free(tap_offset)
 
 
 # --------------------------------------------------------------------------- mean
@@ -1006,7 +1187,7 @@ cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gi
                            const Plan* g) noexcept nogil:
     """Non-overlapping windows: write every input gradient once, no zero-fill."""
     cdef Py_ssize_t w = g.width, kh = g.kh, kw = g.kw
-    cdef Py_ssize_t oh, ow, i, j, t, k
+    cdef Py_ssize_t oh, ow, i, j, t, k, done
     cdef Py_ssize_t covered_w = g.out_w * kw, covered_h = g.out_h * kh
     cdef floating v
     cdef floating* r0
@@ -1015,7 +1196,13 @@ cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gi
         r0 = gin + oh * kh * w
         if kh == 2 and kw == 2:
             r1 = r0 + w
-            for t in range(g.out_w):
+            done = 0
+            if g.stream:  # 64-byte aligned rows: streaming stores, in C
+                if floating is double:
+                    done = cnnpool_mean_back_2x2_stream_d(grad, div, r0, r1, g.out_w)
+                else:
+                    done = cnnpool_mean_back_2x2_stream_f(grad, div, r0, r1, g.out_w)
+            for t in range(done, g.out_w):
                 k = 2 * t
                 # 0 + share, as PyTorch accumulates into zeros (-0.0 becomes +0.0).
                 v = grad[t] / <floating>div[t] + 0
@@ -1038,6 +1225,8 @@ cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gi
         div += g.out_w
     if covered_h < g.height:
         memset(gin + covered_h * w, 0, (g.height - covered_h) * w * sizeof(floating))
+    if g.stream:
+        cnnpool_stream_fence()
 
 
 cdef void _mean_back_panels(const floating* grad, const double* div, floating* gin,
@@ -1177,6 +1366,8 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.tiled:
+        g.stream = (planes * plane_in * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
+                    and cnnpool_can_stream(xp, g.width * sizeof(floating)))
         with nogil:
             for p in prange(planes, num_threads=n_threads, schedule="static"):
                 _mean_back_tiled(gp + p * plane_out, dp, xp + p * plane_in, &g)

@@ -46,6 +46,27 @@ from .geometry import PoolGeometry, make_geometry
 _IntOrPair = int | tuple[int, int]
 
 
+#: Outputs from this size on are allocated on a cache-line boundary, which
+#: lets the tiled backward kernels write them with streaming stores (see
+#: ``_kernels.pyx``); keep in step with its STREAM_MIN_BYTES.
+STREAM_MIN_BYTES = 4 << 20
+
+
+def empty_output(shape, dtype):
+    """``np.empty(shape, dtype)``, 64-byte aligned when it is large.
+
+    NumPy aligns to 16 bytes only; a cache-line aligned large array can be
+    written with streaming stores, about twice as fast on a large write.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = dtype.itemsize * int(np.prod(shape))
+    if nbytes < STREAM_MIN_BYTES:
+        return np.empty(shape, dtype)
+    buf = np.empty(nbytes + 64, np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start : start + nbytes].view(dtype).reshape(shape)
+
+
 def _check_geometry(geom, x_shape, name):
     """The compiled gather/scatter trust ``geom``: it must be the one of ``x_shape``."""
     if len(x_shape) != 4 or tuple(x_shape[2:]) != tuple(geom.in_size):

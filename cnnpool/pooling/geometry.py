@@ -135,10 +135,25 @@ class PoolGeometry:
         """Flat input index ``ih * W + iw`` of tap number ``tap[..., oh, ow]``.
 
         ``tap`` has shape ``(..., OH, OW)`` (a tap number per window, such as a
-        max winner); returns a read-only int64 array of the same shape.
+        max winner, any integer dtype) and must name a tap that hits the
+        input; returns a read-only int64 array of the same shape.
+
+        Arithmetic on the window origins, not a lookup in :attr:`taps`: that
+        table has ``OH * OW * K`` entries, too many to build for a large
+        input just to report its winners.
         """
-        oh, ow = np.indices(self.out_size)
-        out = self.taps[oh, ow, tap].astype(np.int64)
+        tap = np.asarray(tap)
+        W = self.in_size[1]
+        kw = self.kernel_size[1]
+        row_step = self.dilation[0] * W
+        if self.window_size <= 65536:
+            k = np.arange(self.window_size, dtype=np.int64)
+            within = ((k // kw) * row_step + (k % kw) * self.dilation[1])[tap]
+        else:  # a table per tap would be large: divide instead
+            i, j = np.divmod(tap.astype(np.int64), kw)
+            within = i * row_step + j * self.dilation[1]
+        origin = self.rows.positions[:, :1].astype(np.int64) * W + self.cols.positions[:, 0]
+        out = within + origin
         out.flags.writeable = False
         return out
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._parallel import threads_for
 from . import _kernels
-from .base import Pool2d
+from .base import Pool2d, empty_output
 
 
 class MeanPool2d(Pool2d):
@@ -104,7 +104,7 @@ class MeanPool2d(Pool2d):
     def _backward_fast(self, grad_output, x_shape, geom, context):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element.
-        grad_x = np.empty((n * c, h, w), dtype=grad_output.dtype)
+        grad_x = empty_output((n * c, h, w), grad_output.dtype)
         _kernels.mean_backward(
             grad_output.reshape((n * c,) + geom.out_size),
             grad_x,

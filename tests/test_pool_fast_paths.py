@@ -1,0 +1,100 @@
+"""Paths of the compiled max/mean kernels that the small random tests do not reach.
+
+* Max saves uint8 tap numbers for windows of up to 255 taps and int64 ones
+  beyond; ``indices`` (flat ``ih * W + iw``) is built from them on demand.
+* Outputs of 4 MiB and more are allocated on a cache line and the tiled
+  backward writes them with streaming stores: the bits must not change.
+
+Everything is compared with the generic path (NumPy pool/route over the
+gathered windows), bit for bit.
+"""
+
+import numpy as np
+import pytest
+
+import cnnpool as cp
+from cnnpool.pooling.base import STREAM_MIN_BYTES
+
+
+def special_input(shape, dtype, seed=0):
+    """Random values with ties, -0.0, NaN, +-inf and all -inf windows mixed in."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=shape).astype(dtype)  # many ties
+    flat = x.reshape(-1)
+    for value in (-0.0, np.nan, np.inf, -np.inf):
+        flat[rng.integers(0, flat.size, flat.size // 50)] = value
+    x[0, 0, :4, :4] = -np.inf
+    return x
+
+
+def generic_twin(layer):
+    twin = type(layer)(**layer.get_config())
+    twin.use_fast_path = False
+    return twin
+
+
+def assert_same_bits(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kernel,stride,padding",
+    [(2, 2, 0), (3, 2, 1), (3, 3, 0), ((15, 17), (4, 5), 0), ((16, 17), 3, (8, 0))],
+    ids=["2x2", "3x3s2p1", "3x3 tiled", "255 taps", "272 taps"],
+)
+def test_max_taps_width_and_indices(dtype, kernel, stride, padding):
+    x = special_input((2, 3, 40, 41), dtype)
+    layer = cp.MaxPool2d(kernel, stride, padding)
+    y = layer(x)
+    taps = layer._saved[5]
+    window = np.prod(layer.kernel_size)
+    assert taps.dtype == (np.uint8 if window <= 255 else np.int64)
+    assert not taps.flags.writeable
+    ref = generic_twin(layer)
+    assert_same_bits(y, ref(x))
+    indices = layer.indices
+    assert indices.dtype == np.int64 and not indices.flags.writeable
+    np.testing.assert_array_equal(indices, ref.indices)
+    assert layer.indices is indices  # built once per forward
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    g.reshape(-1)[::7] = -0.0
+    gx = layer.backward(g)
+    assert_same_bits(gx, ref.backward(g))
+    assert_same_bits(layer.backward(g), gx)  # saved taps untouched
+    layer(x[:1])
+    assert layer.indices.shape[0] == 1  # a new forward, new indices
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls", [cp.MaxPool2d, cp.MeanPool2d])
+@pytest.mark.parametrize("width", [64, 66], ids=["lines", "unaligned rows"])
+def test_large_tiled_backward_is_bit_identical(cls, dtype, width):
+    # Large enough for streaming stores (when rows start on cache lines).
+    planes = STREAM_MIN_BYTES // (64 * width * np.dtype(dtype).itemsize) + 1
+    x = special_input((planes, 1, 64, width), dtype)
+    layer = cls(2)
+    y = layer(x)
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    g.reshape(-1)[::5] = -0.0
+    if cls is cp.MeanPool2d:
+        # (The generic max multiplies a one-hot mask by the gradient, so a NaN
+        # gradient would reach every tap there, and only the winner here.)
+        g.reshape(-1)[::11] = np.nan
+    gx = layer.backward(g)
+    assert gx.nbytes >= STREAM_MIN_BYTES
+    ref = generic_twin(layer)
+    assert_same_bits(y, ref(x))
+    assert_same_bits(gx, ref.backward(g))
+    assert_same_bits(layer.backward(g), gx)
+
+
+def test_max_unpool_reads_lazy_indices():
+    x = special_input((2, 2, 8, 8), np.float64)
+    pool = cp.MaxPool2d(2)
+    y = pool(x)
+    out = cp.MaxUnpool2d(2)(y, pool.indices)
+    ref = generic_twin(pool)
+    ref(x)
+    np.testing.assert_array_equal(out, cp.MaxUnpool2d(2)(y, ref.indices))
