@@ -92,7 +92,9 @@ def extensions():
         opt = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
         link = ["-fsanitize=address,undefined"]
     else:
-        opt = ["-O3"]
+        # -g0: Python's own CFLAGS carry -g, which would triple the size of
+        # every shared object with debug information nobody installs for.
+        opt = ["-O3", "-g0"]
         link = []
     opt += arch + ["-ffp-contract=off"]
     exts = []
