@@ -75,8 +75,8 @@ def register_layer(cls):
     return cls
 
 
-# The package's own layers.  StochasticPool2d is saved without its random
-# generator's state: a loaded one draws from fresh entropy.
+# The package's own layers (StochasticPool2d's config carries its random
+# generator's state, so a loaded one continues the same draws).
 for _cls in (
     Conv2d,
     Linear,

@@ -189,6 +189,31 @@ def test_other_pooling_strategies_round_trip(tmp_path, pool):
     np.testing.assert_array_equal(loaded.eval()(x), layer.eval()(x))
 
 
+def test_stochastic_pooling_continues_its_draws_after_save_and_load(tmp_path):
+    layer = cp.pooling.StochasticPool2d(2, rng=5)
+    x = np.abs(np.random.default_rng(1).standard_normal((2, 3, 6, 6)))
+    layer(x)  # advance the stream: the saved state is the current one
+    cp.Sequential(layer).save(tmp_path / "s.npz")
+    loaded = cp.load(tmp_path / "s.npz")[0]
+    for _ in range(3):
+        np.testing.assert_array_equal(loaded(x), layer(x))
+        np.testing.assert_array_equal(loaded.indices, layer.indices)
+    # ... which a layer restarted from the seed does not: it repeats the first draw.
+    assert not np.array_equal(cp.pooling.StochasticPool2d(2, rng=5)(x), layer(x))
+
+
+@pytest.mark.parametrize(
+    "state, match",
+    [
+        ({"bit_generator": "os.system"}, "must name one of NumPy's bit generators"),
+        ({"bit_generator": "PCG64", "state": "nonsense"}, "not a valid PCG64 state"),
+    ],
+)
+def test_stochastic_pooling_refuses_a_bad_rng_state(state, match):
+    with pytest.raises(ValueError, match=match):
+        cp.pooling.StochasticPool2d(2, rng=state)
+
+
 def test_load_state_copies_into_the_existing_arrays(tmp_path):
     source, target = _model(), _model()
     _randomize(source, 1)

@@ -19,10 +19,13 @@ class StochasticPool2d(Pool2d):
     ----------
     kernel_size, stride, padding, dilation, ceil_mode
         See :class:`Pool2d`.  Padded taps hold 0: they are never drawn.
-    rng : None, int or numpy.random.Generator
+    rng : None, int, numpy.random.Generator or dict
         The source of the draws (``numpy.random.default_rng(rng)``).  Two
         layers built with the same seed, fed the same inputs, draw the same
-        elements.  Assign ``layer.rng = seed`` to restart the stream.
+        elements.  Assign ``layer.rng = seed`` to restart the stream.  A
+        dict is a bit generator's state (``generator.bit_generator.state``,
+        e.g. from :meth:`get_config`): the stream continues from there, so a
+        saved and reloaded model draws what the original would have drawn.
 
     Attributes
     ----------
@@ -69,6 +72,8 @@ class StochasticPool2d(Pool2d):
 
     @rng.setter
     def rng(self, value):
+        if isinstance(value, dict):
+            value = _generator_from_state(value)
         self._rng = np.random.default_rng(value)
 
     # --------------------------------------------------------------- strategy
@@ -141,5 +146,29 @@ class StochasticPool2d(Pool2d):
         return super().extra_repr() + f", training={self.training}"
 
     def get_config(self):
-        """Constructor arguments, for saved models (the generator is not saved)."""
-        return super().get_config()
+        """Constructor arguments, for saved models, with the generator's current state.
+
+        ``rng`` is ``self.rng.bit_generator.state`` (plain ints and strings):
+        a layer rebuilt from this dict continues the same stream of draws.
+        """
+        return {**super().get_config(), "rng": self._rng.bit_generator.state}
+
+
+# The bit generators NumPy ships; a saved state names one of them.
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def _generator_from_state(state):
+    """A ``numpy.random.Generator`` restored from ``bit_generator.state``."""
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise ValueError(
+            f"rng state must name one of NumPy's bit generators {_BIT_GENERATORS} under "
+            f"'bit_generator', got {name!r}"
+        )
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"rng state is not a valid {name} state: {exc}") from exc
+    return np.random.Generator(bit_generator)
