@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -191,6 +192,12 @@ class PoolGeometry:
             self.dilation[0],
             self.dilation[1],
         )
+
+    @cached_property
+    def kernel_args(self) -> tuple[Any, ...]:
+        """``ranges + kernel_size + stride``: the geometry arguments of every
+        compiled max/mean kernel, in their order, built once per geometry."""
+        return self.ranges + self.kernel_size + self.stride
 
     def counts(self, include_pad: bool) -> _Intp:
         """Taps per window that count for a mean, shape ``(OH, OW)``, intp.

@@ -6,9 +6,33 @@ import weakref
 
 import numpy as np
 
+from .._checks import FLOAT_DTYPES
 from .._parallel import threads_for
 from . import _kernels
 from .base import Pool2d, empty_output
+
+_U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
+
+# The compiled kernels' specialisations by (float dtype, tap dtype), looked
+# up once here: calling the fused function would redo that dispatch (about
+# a microsecond) on every call.  The specialisation still checks every
+# array's dtype and layout when it takes its buffer.
+_C_TYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    _U8: "uint8_t",
+    _I64: "int64_t",
+}
+_MAX_FORWARD = {
+    (f, t): _kernels.max_forward[_C_TYPES[f], _C_TYPES[t]]
+    for f in FLOAT_DTYPES
+    for t in (_U8, _I64)
+}
+_MAX_BACKWARD = {
+    (f, t): _kernels.max_backward[_C_TYPES[f], _C_TYPES[t]]
+    for f in FLOAT_DTYPES
+    for t in (_U8, _I64)
+}
 
 
 def _winner(windows, inside):
@@ -117,33 +141,29 @@ class MaxPool2d(MaxReduction, Pool2d):
     # into flat indices only when asked.
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
-        shape = (n * c,) + geom.out_size
-        out = np.empty(shape, dtype=x.dtype)
-        taps = np.empty(shape, dtype=np.uint8 if geom.window_size <= 255 else np.int64)
-        _kernels.max_forward(
+        oh, ow = geom.out_size
+        out = np.empty((n * c, oh, ow), dtype=x.dtype)
+        taps = np.empty((n * c, oh, ow), dtype=_U8 if geom.window_size <= 255 else _I64)
+        _MAX_FORWARD[x.dtype, taps.dtype](
             x.reshape(n * c, h, w),
             out,
             taps,
-            *geom.ranges,
-            *geom.kernel_size,
-            *geom.stride,
+            *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
         taps.flags.writeable = False  # backward trusts these: keep them ours
-        return out.reshape((n, c) + geom.out_size), taps
+        return out.reshape(n, c, oh, ow), taps
 
     def _backward_fast(self, grad_output, x_shape, geom, taps):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
-        grad_x = empty_output((n * c, h, w), grad_output.dtype)
-        _kernels.max_backward(
+        grad_x = empty_output(n * c, h, w, grad_output.dtype)
+        _MAX_BACKWARD[grad_x.dtype, taps.dtype](
             grad_output.reshape(taps.shape),
             taps,
             grad_x,
-            *geom.ranges,
-            *geom.kernel_size,
-            *geom.stride,
+            *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)

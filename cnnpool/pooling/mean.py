@@ -10,6 +10,11 @@ from .._parallel import threads_for
 from . import _kernels
 from .base import Pool2d, empty_output
 
+# The kernels' specialisations by dtype, looked up once (see max.py).
+_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_MEAN_FORWARD = {f: _kernels.mean_forward[c] for f, c in _C_TYPES.items()}
+_MEAN_BACKWARD = {f: _kernels.mean_backward[c] for f, c in _C_TYPES.items()}
+
 
 class MeanPool2d(Pool2d):
     """2-D mean pooling, as ``torch.nn.AvgPool2d``.  ``AvgPool2d`` is this class.
@@ -89,29 +94,26 @@ class MeanPool2d(Pool2d):
     # The compiled path.
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
-        out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
-        _kernels.mean_forward(
+        oh, ow = geom.out_size
+        out = np.empty((n * c, oh, ow), dtype=x.dtype)
+        _MEAN_FORWARD[x.dtype](
             x.reshape(n * c, h, w),
             out,
             self.divisor(geom),
-            *geom.ranges,
-            *geom.kernel_size,
-            *geom.stride,
+            *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
-        return out.reshape((n, c) + geom.out_size), None
+        return out.reshape(n, c, oh, ow), None
 
     def _backward_fast(self, grad_output, x_shape, geom, context):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element.
-        grad_x = empty_output((n * c, h, w), grad_output.dtype)
-        _kernels.mean_backward(
+        grad_x = empty_output(n * c, h, w, grad_output.dtype)
+        _MEAN_BACKWARD[grad_x.dtype](
             grad_output.reshape((n * c,) + geom.out_size),
             grad_x,
             self.divisor(geom),
-            *geom.ranges,
-            *geom.kernel_size,
-            *geom.stride,
+            *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(x_shape)
