@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks, _direct_conv, _im2col
+from ._buffers import OutputBuffers
 from ._init import he_normal, make_rng
 from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer, Parameter
@@ -145,6 +146,7 @@ class Conv2d(Layer):
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
         self._grad_cols = None  # backward's scratch: gradient columns of one chunk
         self._buffers = {}  # the direct path's reusable padded input and scratch arrays
+        self._outputs = OutputBuffers()  # large results, reused once the caller drops them
         self._saved = None
 
     # ------------------------------------------------------------------ geometry
@@ -295,7 +297,7 @@ class Conv2d(Layer):
         (ph, pw), (dh, dw) = self.padding, self.dilation
         # Our own padded copy: backward reads it, so later edits of x change nothing.
         xp = self._buffer("xp", (n * c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN,), x.dtype)
-        out = np.empty((n, self.out_channels, out_h, out_w), x.dtype)
+        out = self._outputs.empty("out", (n, self.out_channels, out_h, out_w), x.dtype)
         weight = self.weight.data
         bias = None if self.bias is None else self.bias.data
         threads = threads_for(n, x.size * self.out_channels)
@@ -318,7 +320,7 @@ class Conv2d(Layer):
         bias_parts = self._buffer("bias_parts", (n, o), xp.dtype)
         gh, gw = out_shape[2] + 2 * (dh * (kh - 1) - ph), out_shape[3] + 2 * (dw * (kw - 1) - pw)
         scratch = self._buffer("scratch", (threads, o * gh * gw + _MARGIN), xp.dtype)
-        grad_x = np.empty(x_shape, xp.dtype)
+        grad_x = self._outputs.empty("grad_x", x_shape, xp.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
         _direct_conv.backward(
             xp,

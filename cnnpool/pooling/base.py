@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks
+from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
 from . import _windows
@@ -46,26 +47,11 @@ from .geometry import PoolGeometry, make_geometry
 _IntOrPair = int | tuple[int, int]
 
 
-#: Outputs from this size on are allocated on a cache-line boundary, which
-#: lets the tiled backward kernels write them with streaming stores (see
-#: ``_kernels.pyx``); keep in step with its STREAM_MIN_BYTES.
+#: The tiled backward kernels write outputs from this size on with streaming
+#: stores when their rows start on cache lines (see ``_kernels.pyx``; keep in
+#: step with its STREAM_MIN_BYTES).  Outputs that large come 64-byte aligned
+#: from :class:`~cnnpool._buffers.OutputBuffers` (aligned from 1 MiB on).
 STREAM_MIN_BYTES = 4 << 20
-
-
-def empty_output(planes, height, width, dtype):
-    """``np.empty((planes, height, width), dtype)``, 64-byte aligned when large.
-
-    NumPy aligns to 16 bytes only; a cache-line aligned large array can be
-    written with streaming stores, about twice as fast on a large write.
-    Plain integer arithmetic on the size: this runs on every backward,
-    and ``np.prod`` alone would cost more than a small kernel call.
-    """
-    nbytes = planes * height * width * dtype.itemsize
-    if nbytes < STREAM_MIN_BYTES:
-        return np.empty((planes, height, width), dtype)
-    buf = np.empty(nbytes + 64, np.uint8)
-    start = -buf.ctypes.data % 64
-    return buf[start : start + nbytes].view(dtype).reshape(planes, height, width)
 
 
 def _check_geometry(geom, x_shape, name):
@@ -156,6 +142,8 @@ class Pool2d(Layer):
         self.geometry: PoolGeometry | None = None
         self._geometries: dict[tuple[int, int], PoolGeometry] = {}
         self._saved: tuple[Any, ...] | None = None
+        # Large outputs and input gradients, reused once the caller drops them.
+        self._outputs = OutputBuffers()
 
     # ------------------------------------------------------------------ geometry
     def geometry_for(self, height: int, width: int) -> PoolGeometry:

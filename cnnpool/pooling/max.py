@@ -9,7 +9,7 @@ import numpy as np
 from .._checks import FLOAT_DTYPES
 from .._parallel import threads_for
 from . import _kernels
-from .base import Pool2d, empty_output
+from .base import Pool2d
 
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
 
@@ -142,7 +142,7 @@ class MaxPool2d(MaxReduction, Pool2d):
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
-        out = np.empty((n * c, oh, ow), dtype=x.dtype)
+        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
         taps = np.empty((n * c, oh, ow), dtype=_U8 if geom.window_size <= 255 else _I64)
         _MAX_FORWARD[x.dtype, taps.dtype](
             x.reshape(n * c, h, w),
@@ -158,7 +158,7 @@ class MaxPool2d(MaxReduction, Pool2d):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
-        grad_x = empty_output(n * c, h, w, grad_output.dtype)
+        grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
         _MAX_BACKWARD[grad_x.dtype, taps.dtype](
             grad_output.reshape(taps.shape),
             taps,

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._parallel import threads_for
 from . import _kernels
-from .base import Pool2d, empty_output
+from .base import Pool2d
 
 # The kernels' specialisations by dtype, looked up once (see max.py).
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -95,7 +95,7 @@ class MeanPool2d(Pool2d):
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
-        out = np.empty((n * c, oh, ow), dtype=x.dtype)
+        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
         _MEAN_FORWARD[x.dtype](
             x.reshape(n * c, h, w),
             out,
@@ -108,7 +108,7 @@ class MeanPool2d(Pool2d):
     def _backward_fast(self, grad_output, x_shape, geom, context):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element.
-        grad_x = empty_output(n * c, h, w, grad_output.dtype)
+        grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
         _MEAN_BACKWARD[grad_x.dtype](
             grad_output.reshape((n * c,) + geom.out_size),
             grad_x,
