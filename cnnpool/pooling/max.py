@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from typing import Any, cast
 
 import numpy as np
 
@@ -16,7 +17,8 @@ _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
 # The compiled kernels' specialisations by (float dtype, tap dtype), looked
 # up once here: calling the fused function would redo that dispatch (about
 # a microsecond) on every call.  The specialisation still checks every
-# array's dtype and layout when it takes its buffer.
+# array's dtype and layout when it takes its buffer.  (cast: a stub cannot
+# say that a fused Cython function is indexable by C type.)
 _C_TYPES = {
     np.dtype(np.float32): "float",
     np.dtype(np.float64): "double",
@@ -24,12 +26,12 @@ _C_TYPES = {
     _I64: "int64_t",
 }
 _MAX_FORWARD = {
-    (f, t): _kernels.max_forward[_C_TYPES[f], _C_TYPES[t]]
+    (f, t): cast(Any, _kernels.max_forward)[_C_TYPES[f], _C_TYPES[t]]
     for f in FLOAT_DTYPES
     for t in (_U8, _I64)
 }
 _MAX_BACKWARD = {
-    (f, t): _kernels.max_backward[_C_TYPES[f], _C_TYPES[t]]
+    (f, t): cast(Any, _kernels.max_backward)[_C_TYPES[f], _C_TYPES[t]]
     for f in FLOAT_DTYPES
     for t in (_U8, _I64)
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any, cast
 
 import numpy as np
 
@@ -12,8 +13,8 @@ from .base import Pool2d
 
 # The kernels' specialisations by dtype, looked up once (see max.py).
 _C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_MEAN_FORWARD = {f: _kernels.mean_forward[c] for f, c in _C_TYPES.items()}
-_MEAN_BACKWARD = {f: _kernels.mean_backward[c] for f, c in _C_TYPES.items()}
+_MEAN_FORWARD = {f: cast(Any, _kernels.mean_forward)[c] for f, c in _C_TYPES.items()}
+_MEAN_BACKWARD = {f: cast(Any, _kernels.mean_backward)[c] for f, c in _C_TYPES.items()}
 
 
 class MeanPool2d(Pool2d):
