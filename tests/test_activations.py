@@ -62,6 +62,48 @@ def test_relu_at_zero_and_nan_follow_torch():
     np.testing.assert_array_equal(relu.backward(np.ones(4)), [0.0, 0.0, 0.0, 1.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 3 * (1 << 15) + 5], ids=["small", "chunked"])
+def test_relu_kernels_match_numpy_on_special_values_and_any_thread_count(dtype, size):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)
+    special = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1.0, 1.0]
+    x[:7], x[-7:] = special, special
+    # Non-finite gradients where x <= 0 must give 0 there (threshold_backward).
+    g[:7] = g[-7:] = [np.inf, np.nan, -np.inf, 2.0, np.nan, np.inf, 3.0]
+    want_y = np.maximum(x, dtype(0))
+    want_gx = np.where(x > 0, g, dtype(0))
+    for threads in (1, 2, 3):
+        cp.set_num_threads(threads)
+        try:
+            relu = cp.ReLU()
+            y = relu(x)
+            gx = relu.backward(g)
+        finally:
+            cp.set_num_threads(0)
+        np.testing.assert_array_equal(y, want_y)
+        np.testing.assert_array_equal(gx, want_gx)
+        assert not np.signbit(y[1])  # -0.0 -> +0.0, as max(x, 0) in torch
+        assert y.dtype == gx.dtype == dtype
+
+
+def test_relu_kernels_refuse_inconsistent_arrays():
+    from cnnpool import _elementwise
+
+    x = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="same number of elements"):
+        _elementwise.relu_forward(x, np.zeros(7, np.float32), np.zeros(8, bool), 1)
+    with pytest.raises(TypeError, match="positive must have dtype bool"):
+        _elementwise.relu_forward(x, np.zeros(8, np.float32), np.zeros(8, np.uint8), 1)
+    with pytest.raises(TypeError, match="out must have dtype float32"):
+        _elementwise.relu_backward(x, np.zeros(8, bool), np.zeros(8, np.float64), 1)
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        _elementwise.relu_backward(x, np.zeros(8, bool), np.zeros(16, np.float32)[::2], 1)
+    with pytest.raises(TypeError, match="grad must be float32 or float64"):
+        _elementwise.relu_backward(x.astype(int), np.zeros(8, bool), x, 1)
+
+
 def test_sigmoid_saturates_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -99,6 +99,7 @@ ALLOWED = {
     "_lp.pyx:n",  # _ipow's argument: the same small exponent
     "typenum",  # a NumPy dtype number (NPY_FLOAT32, NPY_FLOAT64)
     "_direct_conv.pyx:_float_type",  # ... which this function returns
+    "_elementwise.pyx:_float_type",  # ... and this one
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }
