@@ -2,7 +2,7 @@
 
 A layer's backward returns a fresh input gradient as large as its input
 (16 MiB for a (64, 32, 32, 32) float64 batch).  The C allocator serves an
-array that large from pages the kernel must map and zero on first touch,
+array that large (above 128 KiB by default) from pages the kernel must map and zero on first touch,
 and in a process that also allocates elsewhere (another library, the
 rest of a training step) it keeps giving them back and mapping them
 again: on this project's benchmark machine that doubled the median time
@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 #: Smaller arrays come straight from ``np.empty``: malloc recycles them cheaply.
-REUSE_MIN_BYTES = 1 << 20
+#: (Above glibc's 128 KiB mmap threshold it often does not: a training step of
+#: the comparison CNN, with 128-512 KiB activations, page-faulted 448 times.)
+REUSE_MIN_BYTES = 64 << 10
 
 #: Alignment of the large buffers, a cache line.
 ALIGN = 64

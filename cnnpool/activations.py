@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks, _elementwise
+from ._buffers import OutputBuffers
 from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer
 
@@ -49,10 +50,16 @@ class ReLU(_Elementwise):
     # Both passes are compiled (_elementwise.pyx): NumPy's np.where(mask,
     # grad, 0) branches per element and took ten times a multiply on the
     # coin-toss masks of real activations.
+    def __init__(self):
+        super().__init__()
+        self._outputs = OutputBuffers()
+
     def forward(self, x):
         x = _checks.as_float_array(x, "x")
-        out = np.empty_like(x)
-        positive = np.empty(x.shape, dtype=bool)
+        # The previous mask is dropped first, so that its buffer can be reused.
+        self._saved = None
+        out = self._outputs.empty("out", x.shape, x.dtype)
+        positive = self._outputs.empty("positive", x.shape, bool)
         # NaN passes through, as in torch.relu; NaN > 0 is False, so a NaN
         # input then gets a zero gradient, as in PyTorch too.
         _elementwise.relu_forward(x, out, positive, threads_for(x.size >> 15, x.size))
@@ -65,7 +72,7 @@ class ReLU(_Elementwise):
         grad = _checks.grad_like(grad_output, positive.shape, dtype)
         # Zero wherever x <= 0, whatever the gradient there (inf and NaN too),
         # as PyTorch's threshold_backward.
-        out = np.empty_like(grad)
+        out = self._outputs.empty("grad_x", grad.shape, grad.dtype)
         _elementwise.relu_backward(grad, positive, out, threads_for(grad.size >> 15, grad.size))
         return out
 
