@@ -14,7 +14,9 @@ correlation of the output gradient with the padded input.
 ``Conv2d`` picks this path when :data:`SIMD` is true (the build had AVX2 and
 FMA) and the stride is 1; otherwise it keeps im2col + GEMM.
 
-Images are split across OpenMP threads, one image per thread at a time, and
+Images are handed to OpenMP threads one at a time, as each thread becomes
+free (dynamic schedule: on a VM whose second core comes and goes, a thread
+that stalls does not hold back a fixed half of the batch), and
 every per-image partial sum (weight and bias gradients) is added in image
 order afterwards, so results do not depend on the thread count.  They may
 differ from im2col + BLAS in the last bits (another summation order).
@@ -180,7 +182,7 @@ cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const fl
         return True
     for i in range(N * img, xp_size):
         xp[i] = 0
-    for n in prange(N, num_threads=n_threads, schedule="static"):
+    for n in prange(N, num_threads=n_threads, schedule="dynamic"):
         if floating is float:
             cnnpool_pad_f32(x + n * C * H * W, xp + n * img, C, H, W, Hp, Wp, ph, pw)
             cnnpool_conv_fwd_f32(xp + n * img, offs, K, wpack, bias, out + n * M * OH * OW,
@@ -222,7 +224,7 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
     for t in range(n_threads):
         for i in range(M * Hg * Wg, scratch_row):
             scratch[t * scratch_row + i] = 0
-    for n in prange(N, num_threads=n_threads, schedule="static"):
+    for n in prange(N, num_threads=n_threads, schedule="dynamic"):
         part = parts + n * M * K
         for i in range(M * K):
             part[i] = 0
