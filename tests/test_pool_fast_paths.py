@@ -78,10 +78,10 @@ def test_large_tiled_backward_is_bit_identical(cls, dtype, width):
     y = layer(x)
     g = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
     g.reshape(-1)[::5] = -0.0
-    if cls is cp.MeanPool2d:
-        # (The generic max multiplies a one-hot mask by the gradient, so a NaN
-        # gradient would reach every tap there, and only the winner here.)
-        g.reshape(-1)[::11] = np.nan
+    # A NaN gradient reaches the winner only (max) or every tap (mean), on both
+    # paths: the generic one drops taps whose route is 0.
+    g.reshape(-1)[::11] = np.nan
+    g.reshape(-1)[3::13] = np.inf
     gx = layer.backward(g)
     assert gx.nbytes >= STREAM_MIN_BYTES
     ref = generic_twin(layer)

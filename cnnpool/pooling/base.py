@@ -15,7 +15,10 @@ strategy owns only two things, written in NumPy over the windows:
 
 The backward pass is then the same for every strategy: each input element
 receives ``route * grad_output`` summed over every window that contains it
-(overlapping windows accumulate; taps in the padding are dropped).  The
+(overlapping windows accumulate; taps in the padding are dropped).  A tap
+whose route is exactly 0 receives nothing, even from an inf or NaN
+``grad_output`` (where ``0 * nan`` would be NaN): the max route then sends a
+NaN gradient to the winner only, as PyTorch and the compiled kernels do.  The
 gather and the scatter-add are compiled (``_windows.pyx``), so a strategy
 written in pure Python costs only its own NumPy math.
 
@@ -335,6 +338,10 @@ class Pool2d(Layer):
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
         grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        if not np.isfinite(grad_output).all():
+            # A zero route is no path at all: 0 * inf or 0 * nan must not
+            # reach taps that do not affect the output (see the module notes).
+            grad_windows[local == 0] = 0
         grad_x = self.scatter_windows(grad_windows, x_shape, geom)
         self._add_param_grads(windows, pooled, grad_output)
         return grad_x
