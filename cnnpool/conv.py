@@ -31,6 +31,13 @@ from .layer import BackwardBeforeForwardError, Layer, Parameter
 
 _MARGIN = _direct_conv.MARGIN
 
+# Taps per output (C*kh*kw) up to which the direct kernels beat im2col + BLAS.
+# Past it a register block's weights and input rows no longer fit in L1 and
+# OpenBLAS's packed GEMM wins.  Measured on the benchmark machine, forward +
+# backward: C*9 = 144 to 432, direct 1.1-1.4x faster; 576 about equal; 1152
+# 1.4x and 4608 2x slower.
+_DIRECT_MAX_TAPS = 432
+
 # Backward turns gradient columns into the input gradient this many bytes of
 # columns at a time, so that col2im reads them from cache.
 _CHUNK_BYTES = 1 << 20
@@ -76,10 +83,11 @@ class Conv2d(Layer):
     Input ``(N, C, H, W)``, output ``(N, O, OH, OW)`` with
     ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).
 
-    Two implementations give the same numbers to rounding.  With unit stride
-    and ``padding <= dilation*(kernel - 1)`` on a build with AVX2 and FMA
-    (the default ``-march=native`` build on such a CPU), the direct kernels
-    run: forward keeps one zero-padded copy of the input,
+    Two implementations give the same numbers to rounding.  With unit stride,
+    ``padding <= dilation*(kernel - 1)`` and at most 432 taps per output
+    (``C*kh*kw``: up to 48 input channels with a 3x3 kernel) on a build with
+    AVX2 and FMA (the default ``-march=native`` build on such a CPU), the
+    direct kernels run: forward keeps one zero-padded copy of the input,
     ``N*C*(H+2ph)*(W+2pw)`` elements, for the weight gradient.  Otherwise
     (strides, 1x1 kernels, other CPUs) it is im2col + GEMM: forward keeps
     the unrolled columns, ``N*C*kh*kw*OH*OW`` elements (plus a row of ones
@@ -138,6 +146,7 @@ class Conv2d(Layer):
             _direct_conv.SIMD
             and self.stride == (1, 1)
             and not self._pointwise
+            and self.in_channels * kh * kw <= _DIRECT_MAX_TAPS
             and all(
                 p <= d * (k - 1) for p, d, k in zip(self.padding, self.dilation, self.kernel_size)
             )
