@@ -523,6 +523,22 @@ WORKLOADS = {
 
 
 # =============================================================== worker ====
+def _records(key, desc, pass_name, result):
+    """One record per competitor of an :func:`interleaved` result."""
+    return [
+        dict(
+            workload=key,
+            description=desc,
+            pass_=pass_name,
+            competitor=name,
+            min=best,
+            median=median,
+            calls=n,
+        )
+        for name, (best, median, n) in result.items()
+    ]
+
+
 def _on_threads(cp, n, fn):
     """``fn`` run with cnnpool's kernels capped at ``n`` threads (0: no cap)."""
 
@@ -560,18 +576,7 @@ def run_worker(threads, repeats, only):
         for pass_name, competitors in passes.items():
             reps = repeats if key[:2] not in ("W3", "TS") else max(5, repeats // 2)
             result = interleaved(competitors, reps)
-            for name, (best, median, n) in result.items():
-                records.append(
-                    dict(
-                        workload=key,
-                        description=desc,
-                        pass_=pass_name,
-                        competitor=name,
-                        min=best,
-                        median=median,
-                        calls=n,
-                    )
-                )
+            records += _records(key, desc, pass_name, result)
             if threads > 1 and hasattr(cp, "set_num_threads"):
                 # cnnpool on 1 thread and on all of them, interleaved in this
                 # one process: on a VM whose second core comes and goes, two
@@ -583,18 +588,7 @@ def run_worker(threads, repeats, only):
                     },
                     reps,
                 )
-                for name, (best, median, n) in scaling.items():
-                    records.append(
-                        dict(
-                            workload=key,
-                            description=desc,
-                            pass_=pass_name,
-                            competitor=name,
-                            min=best,
-                            median=median,
-                            calls=n,
-                        )
-                    )
+                records += _records(key, desc, pass_name, scaling)
             cpm = result["cnnpool"][1] * 1e3
             tm = result["torch"][1] * 1e3 if "torch" in result else float("nan")
             print(

@@ -33,6 +33,8 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
 
+from cnnpool._arrays cimport checked, dims, float_type
+
 cnp.import_array()
 
 cdef extern from "_direct_conv.h" nogil:
@@ -117,52 +119,20 @@ cdef floating *_pack(const floating *w, Py_ssize_t M, Py_ssize_t C, Py_ssize_t k
     return pack
 
 
-cdef inline object _dims(cnp.ndarray a):
-    """The shape as a Python tuple (``a.shape`` is a C pointer on a typed ndarray)."""
-    return (<object> a).shape
-
-
-cdef cnp.ndarray _array(object a, str name, Py_ssize_t ndim, int typenum, bint writeable):
-    """``a`` as an ndarray after checking it is one, C-contiguous, of this rank and dtype."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray> a
-    if cnp.PyArray_NDIM(arr) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {_dims(arr)}")
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(
-            f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, got {arr.dtype}"
-        )
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name} must be C-contiguous")
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} must be writeable")
-    return arr
-
-
 cdef void _shape(cnp.ndarray a, str name, tuple expected) except *:
     cdef Py_ssize_t i
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
     for i in range(len(expected)):
-        if dims[i] != <Py_ssize_t> expected[i]:
-            raise ValueError(f"{name} must have shape {expected}, got {_dims(a)}")
+        if shape[i] != <Py_ssize_t> expected[i]:
+            raise ValueError(f"{name} must have shape {expected}, got {dims(a)}")
 
 
 cdef void _room(cnp.ndarray a, str name, Py_ssize_t needed) except *:
     if cnp.PyArray_DIMS(a)[cnp.PyArray_NDIM(a) - 1] < needed:
         raise ValueError(
             f"{name} must hold {needed} elements (padded images + MARGIN), got shape "
-            f"{_dims(a)}"
+            f"{dims(a)}"
         )
-
-
-cdef int _float_type(object x, str name) except -1:
-    if not cnp.PyArray_Check(x):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray> x)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
-    return typenum
 
 
 # ------------------------------------------------------------------ the loops
@@ -283,12 +253,12 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     n_threads : int
         Threads for the loop over images.
     """
-    cdef int typenum = _float_type(x, "x")
-    cdef cnp.ndarray ax = _array(x, "x", 4, typenum, False)
-    cdef cnp.ndarray axp = _array(xp, "xp", 1, typenum, True)
-    cdef cnp.ndarray aw = _array(weight, "weight", 4, typenum, False)
-    cdef cnp.ndarray aout = _array(out, "out", 4, typenum, True)
-    cdef cnp.ndarray ab = None if bias is None else _array(bias, "bias", 1, typenum, False)
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 4, typenum, False)
+    cdef cnp.ndarray axp = checked(xp, "xp", 1, typenum, True)
+    cdef cnp.ndarray aw = checked(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray aout = checked(out, "out", 4, typenum, True)
+    cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
     cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
     cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
     if pad_h < 0 or pad_w < 0 or dil_h < 1 or dil_w < 1 or n_threads < 1:
@@ -299,10 +269,10 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     cdef Py_ssize_t OH = H + 2 * pad_h - dil_h * (kh - 1)
     cdef Py_ssize_t OW = W + 2 * pad_w - dil_w * (kw - 1)
     if aw.shape[1] != C or kh < 1 or kw < 1 or M < 1:
-        raise ValueError(f"weight must have shape (M, {C}, kh, kw), got {_dims(aw)}")
+        raise ValueError(f"weight must have shape (M, {C}, kh, kw), got {dims(aw)}")
     if OH < 1 or OW < 1:
         raise ValueError(
-            f"the kernel {_dims(aw)} does not fit x {_dims(ax)} with this padding"
+            f"the kernel {dims(aw)} does not fit x {dims(ax)} with this padding"
         )
     _shape(aout, "out", (N, M, OH, OW))
     if ab is not None:
@@ -351,17 +321,17 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
         One row per thread for a padded image of ``grad_out``:
         ``S >= M*(OH + 2*gh)*(OW + 2*gw) + MARGIN``, ``g = d*(k-1) - p``.
     """
-    cdef int typenum = _float_type(grad_out, "grad_out")
-    cdef cnp.ndarray ag = _array(grad_out, "grad_out", 4, typenum, False)
-    cdef cnp.ndarray axp = _array(xp, "xp", 1, typenum, False)
-    cdef cnp.ndarray aw = _array(weight, "weight", 4, typenum, False)
-    cdef cnp.ndarray agx = _array(grad_x, "grad_x", 4, typenum, True)
-    cdef cnp.ndarray agw = _array(weight_grad, "weight_grad", 4, typenum, True)
+    cdef int typenum = float_type(grad_out, "grad_out")
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
+    cdef cnp.ndarray axp = checked(xp, "xp", 1, typenum, False)
+    cdef cnp.ndarray aw = checked(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray agx = checked(grad_x, "grad_x", 4, typenum, True)
+    cdef cnp.ndarray agw = checked(weight_grad, "weight_grad", 4, typenum, True)
     cdef cnp.ndarray agb = (None if bias_grad is None
-                            else _array(bias_grad, "bias_grad", 1, typenum, True))
-    cdef cnp.ndarray aparts = _array(weight_parts, "weight_parts", 3, typenum, True)
-    cdef cnp.ndarray abparts = _array(bias_parts, "bias_parts", 2, typenum, True)
-    cdef cnp.ndarray ascratch = _array(scratch, "scratch", 2, typenum, True)
+                            else checked(bias_grad, "bias_grad", 1, typenum, True))
+    cdef cnp.ndarray aparts = checked(weight_parts, "weight_parts", 3, typenum, True)
+    cdef cnp.ndarray abparts = checked(bias_parts, "bias_parts", 2, typenum, True)
+    cdef cnp.ndarray ascratch = checked(scratch, "scratch", 2, typenum, True)
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t C = aw.shape[1], kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t H = agx.shape[2], W = agx.shape[3]
@@ -377,7 +347,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
     _shape(agx, "grad_x", (N, C, H, W))
     if H + 2 * pad_h - dil_h * (kh - 1) != OH or W + 2 * pad_w - dil_w * (kw - 1) != OW:
         raise ValueError(
-            f"grad_out {_dims(ag)} does not match grad_x {_dims(agx)} with kernel "
+            f"grad_out {dims(ag)} does not match grad_x {dims(agx)} with kernel "
             f"({kh}, {kw}), "
             f"padding ({pad_h}, {pad_w}) and dilation ({dil_h}, {dil_w})"
         )
@@ -389,7 +359,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
     _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
     if ascratch.shape[0] < n_threads:
         raise ValueError(
-            f"scratch needs one row per thread ({n_threads}), got {_dims(ascratch)}"
+            f"scratch needs one row per thread ({n_threads}), got {dims(ascratch)}"
         )
     _room(ascratch, "scratch", M * (OH + 2 * gph) * (OW + 2 * gpw) + CNNPOOL_CONV_MARGIN)
     cdef bint failed

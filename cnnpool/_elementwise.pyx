@@ -19,41 +19,19 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 
+from cnnpool._arrays cimport checked, dims, float_type
+
 cnp.import_array()
 
 # Elements per parallel chunk: big enough that waking a thread pays.
 cdef Py_ssize_t CHUNK = 1 << 15
 
 
-cdef cnp.ndarray _checked(object a, str name, int typenum, bint writeable):
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray> a
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(
-            f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, got {a.dtype}"
-        )
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name} must be C-contiguous")
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} must be writeable")
-    return arr
-
-
-cdef int _float_type(object x, str name) except -1:
-    if not cnp.PyArray_Check(x):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray> x)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
-    return typenum
-
-
 cdef void _same_size(cnp.ndarray a, cnp.ndarray b, str name_a, str name_b) except *:
     if cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(b):
         raise ValueError(
             f"{name_a} and {name_b} must have the same number of elements, got shapes "
-            f"{(<object> a).shape} and {(<object> b).shape}"
+            f"{dims(a)} and {dims(b)}"
         )
 
 
@@ -86,10 +64,10 @@ def relu_forward(x, out, positive, int n_threads):
     ``x`` and ``out``: float32 or float64, the same dtype and size, C order;
     ``positive``: bool of that size.  ``n_threads`` caps the threads.
     """
-    cdef int typenum = _float_type(x, "x")
-    cdef cnp.ndarray ax = _checked(x, "x", typenum, False)
-    cdef cnp.ndarray aout = _checked(out, "out", typenum, True)
-    cdef cnp.ndarray apos = _checked(positive, "positive", cnp.NPY_BOOL, True)
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", -1, typenum, False)
+    cdef cnp.ndarray aout = checked(out, "out", -1, typenum, True)
+    cdef cnp.ndarray apos = checked(positive, "positive", -1, cnp.NPY_BOOL, True)
     _same_size(ax, aout, "x", "out")
     _same_size(ax, apos, "x", "positive")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ax)
@@ -110,10 +88,10 @@ def relu_backward(grad, positive, out, int n_threads):
     Arrays as in :func:`relu_forward`: ``grad`` and ``out`` of one float
     dtype, ``positive`` bool, all of one size, C order.
     """
-    cdef int typenum = _float_type(grad, "grad")
-    cdef cnp.ndarray ag = _checked(grad, "grad", typenum, False)
-    cdef cnp.ndarray apos = _checked(positive, "positive", cnp.NPY_BOOL, False)
-    cdef cnp.ndarray aout = _checked(out, "out", typenum, True)
+    cdef int typenum = float_type(grad, "grad")
+    cdef cnp.ndarray ag = checked(grad, "grad", -1, typenum, False)
+    cdef cnp.ndarray apos = checked(positive, "positive", -1, cnp.NPY_BOOL, False)
+    cdef cnp.ndarray aout = checked(out, "out", -1, typenum, True)
     _same_size(ag, apos, "grad", "positive")
     _same_size(ag, aout, "grad", "out")
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ag)

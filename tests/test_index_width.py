@@ -98,8 +98,7 @@ ALLOWED = {
     "_lp.pyx:whole",  # the Lp norm exponent as an int when it is one (|p| <= 16)
     "_lp.pyx:n",  # _ipow's argument: the same small exponent
     "typenum",  # a NumPy dtype number (NPY_FLOAT32, NPY_FLOAT64)
-    "_direct_conv.pyx:_float_type",  # ... which this function returns
-    "_elementwise.pyx:_float_type",  # ... and this one
+    "float_type",  # _arrays.pyx/.pxd: returns such a dtype number
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }

@@ -1,0 +1,45 @@
+"""Array checks with the NumPy C API, shared by the compiled entry points.
+
+Acquiring a typed memoryview costs about a microsecond per array, which is
+more than a tiny layer's whole kernel; entry points that take several arrays
+per call (``_direct_conv``, ``_elementwise``) take ndarrays instead and check
+them here: that each is an ndarray of the expected rank and dtype, C order,
+and writeable where it is an output.  Nothing here is public.
+"""
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+
+cdef object dims(cnp.ndarray a):
+    """The shape as a Python tuple (``a.shape`` is a C pointer on a typed ndarray)."""
+    return (<object> a).shape
+
+
+cdef int float_type(object x, str name) except -1:
+    """The NumPy type number of ``x``, which must be a float32 or float64 ndarray."""
+    if not cnp.PyArray_Check(x):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray> x)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    return typenum
+
+
+cdef cnp.ndarray checked(object a, str name, Py_ssize_t ndim, int typenum, bint writeable):
+    """``a`` as an ndarray after checking it: rank ``ndim`` (any when -1), dtype, C order."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray> a
+    if ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {dims(arr)}")
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(
+            f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, got {arr.dtype}"
+        )
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous")
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
+    return arr
