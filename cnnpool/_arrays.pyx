@@ -3,11 +3,17 @@
 Acquiring a typed memoryview costs about a microsecond per array, which is
 more than a tiny layer's whole kernel; entry points that take several arrays
 per call (``_direct_conv``, ``_elementwise``) take ndarrays instead and check
-them here: that each is an ndarray of the expected rank and dtype, C order,
-and writeable where it is an output.  Nothing here is public.
+them here: that each is an ndarray of the expected rank and dtype (native
+byte order), aligned, C order, and writeable where it is an output.  Also
+the reference test of ``cnnpool._buffers``.  Nothing here is public.
 """
 
 cimport numpy as cnp
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
 
 cnp.import_array()
 
@@ -38,8 +44,23 @@ cdef cnp.ndarray checked(object a, str name, Py_ssize_t ndim, int typenum, bint 
         raise TypeError(
             f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, got {arr.dtype}"
         )
+    if not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must be in native byte order, got dtype {arr.dtype.str}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be C-contiguous")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be aligned to its dtype")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable")
     return arr
+
+
+def sole_reference(dict cache, object key):
+    """True when ``cache[key]`` exists and the dict holds the only reference to it.
+
+    Read on the dict's own (borrowed) pointer, so the answer does not depend
+    on how the interpreter counts references to locals and arguments, which
+    changed in CPython 3.14 (a ``sys.getrefcount`` threshold would not).
+    """
+    cdef PyObject *item = PyDict_GetItem(cache, key)
+    return item != NULL and Py_REFCNT(item) == 1

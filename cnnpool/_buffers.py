@@ -12,7 +12,8 @@ of a max-pooling forward+backward whose kernels take 3 ms.
 and hands it out again only when nothing outside refers to it any more:
 no array, view, slice or memoryview of it is alive.  CPython's reference
 count says so exactly (every NumPy view of the buffer holds a reference to
-it), so a result the caller still holds is never overwritten.  The cost is
+it; the count is read on the cache's own pointer, ``_arrays.sole_reference``),
+so a result the caller still holds is never overwritten.  The cost is
 memory: one buffer per name stays allocated between calls, as a
 framework's caching allocator would keep it.
 
@@ -22,10 +23,11 @@ lets kernels write whole cache lines with streaming stores.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
+
+from ._arrays import sole_reference
 
 #: Smaller arrays come straight from ``np.empty``: malloc recycles them cheaply.
 #: (Above glibc's 128 KiB mmap threshold it often does not: a training step of
@@ -35,16 +37,12 @@ REUSE_MIN_BYTES = 64 << 10
 #: Alignment of the large buffers, a cache line.
 ALIGN = 64
 
-# sys.getrefcount(buf) inside _reusable: the cache's dict entry, the local
-# name and getrefcount's own argument.  Anything more is a live view.
-_OWN_REFERENCES = 3
-
 
 def _reusable(cache: dict[str, np.ndarray], name: str, nbytes: int) -> np.ndarray | None:
-    buf = cache.get(name)
-    if buf is None or buf.size != nbytes + ALIGN:
-        return None
-    return buf if sys.getrefcount(buf) == _OWN_REFERENCES else None
+    if not sole_reference(cache, name):
+        return None  # absent, or some array, view or memoryview still uses it
+    buf = cache[name]
+    return buf if buf.size == nbytes + ALIGN else None
 
 
 class OutputBuffers:

@@ -127,7 +127,23 @@ cdef void _shape(cnp.ndarray a, str name, tuple expected) except *:
             raise ValueError(f"{name} must have shape {expected}, got {dims(a)}")
 
 
-cdef void _room(cnp.ndarray a, str name, Py_ssize_t needed) except *:
+cdef void _geometry(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h,
+                    Py_ssize_t dil_w) except *:
+    """Padding >= 0 and dilation >= 1, both below 2**31: the size arithmetic
+    below (Py_ssize_t) then cannot overflow."""
+    if min(pad_h, pad_w) < 0 or min(dil_h, dil_w) < 1 or max(pad_h, pad_w, dil_h, dil_w) > 2**31:
+        raise ValueError(
+            f"need 0 <= padding and 1 <= dilation, both <= 2**31, got padding=({pad_h}, "
+            f"{pad_w}), dilation=({dil_h}, {dil_w})"
+        )
+
+
+cdef object _padded_size(object n, object c, object h, object w, object ph, object pw):
+    """Elements of N padded images with their margins, in Python ints (no overflow)."""
+    return n * (c * (h + 2 * ph) * (w + 2 * pw) + CNNPOOL_CONV_MARGIN)
+
+
+cdef void _room(cnp.ndarray a, str name, object needed) except *:
     if cnp.PyArray_DIMS(a)[cnp.PyArray_NDIM(a) - 1] < needed:
         raise ValueError(
             f"{name} must hold {needed} elements (padded images + MARGIN), got shape "
@@ -140,19 +156,24 @@ cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const fl
                    const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
                    Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
                    Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
-    """Pad every image into ``xp``, then convolve; True when out of memory."""
+    """Pad every image into ``xp``, then convolve; True when out of memory.
+
+    Image n starts at ``xp + n * (C*Hp*Wp + MARGIN)``: each has a margin of
+    its own, zeroed by the thread that pads it, so the kernel's over-reads
+    never touch memory another thread is writing.
+    """
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
-    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, n, i
+    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN, n, i
     cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
     cdef floating *wpack = _pack(w, M, C, kh, kw, False)
     if offs == NULL or wpack == NULL:
         free(offs)
         free(wpack)
         return True
-    for i in range(N * img, xp_size):
-        xp[i] = 0
     for n in prange(N, num_threads=n_threads, schedule="dynamic"):
+        for i in range(img - CNNPOOL_CONV_MARGIN, img):
+            xp[n * img + i] = 0
         if floating is float:
             cnnpool_pad_f32(x + n * C * H * W, xp + n * img, C, H, W, Hp, Wp, ph, pw)
             cnnpool_conv_fwd_f32(xp + n * img, offs, K, wpack, bias, out + n * M * OH * OW,
@@ -180,7 +201,8 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
     cdef Py_ssize_t gph = dh * (kh - 1) - ph, gpw = dw * (kw - 1) - pw
     cdef Py_ssize_t Hg = OH + 2 * gph, Wg = OW + 2 * gpw
-    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp, plane = OH * OW, n, i, t
+    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
+    cdef Py_ssize_t plane = OH * OW, n, i, t
     cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
     cdef Py_ssize_t *goffs = _offsets(M, kh, kw, Hg, Wg, dh, dw)
     cdef floating *wpack = _pack(w, M, C, kh, kw, True)
@@ -241,9 +263,9 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     Parameters
     ----------
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
-    xp : ndarray, 1-D, of at least ``N*C*(H+2ph)*(W+2pw) + MARGIN`` elements
-        Receives the padded images (kept by the caller for :func:`backward`);
-        the elements past them are zeroed.
+    xp : ndarray, 1-D, of at least ``N*(C*(H+2ph)*(W+2pw) + MARGIN)`` elements
+        Receives the padded images, each followed by ``MARGIN`` zeros (kept
+        by the caller for :func:`backward`).
     weight : ndarray (M, C, kh, kw)
     bias : ndarray (M,) or None
     out : ndarray (N, M, OH, OW), written whole
@@ -261,6 +283,7 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
     cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
     cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
+    _geometry(pad_h, pad_w, dil_h, dil_w)
     if pad_h < 0 or pad_w < 0 or dil_h < 1 or dil_w < 1 or n_threads < 1:
         raise ValueError(
             f"need padding >= 0, dilation >= 1 and n_threads >= 1, got padding=({pad_h}, "
@@ -277,7 +300,7 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     _shape(aout, "out", (N, M, OH, OW))
     if ab is not None:
         _shape(ab, "bias", (M,))
-    _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
+    _room(axp, "xp", _padded_size(N, C, H, W, pad_h, pad_w))
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
@@ -335,6 +358,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t C = aw.shape[1], kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t H = agx.shape[2], W = agx.shape[3]
+    _geometry(pad_h, pad_w, dil_h, dil_w)
     cdef Py_ssize_t gph = dil_h * (kh - 1) - pad_h, gpw = dil_w * (kw - 1) - pad_w
     if dil_h < 1 or dil_w < 1 or pad_h < 0 or pad_w < 0 or gph < 0 or gpw < 0 or kh < 1 \
             or kw < 1 or n_threads < 1:
@@ -356,12 +380,12 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
         _shape(agb, "bias_grad", (M,))
     _shape(aparts, "weight_parts", (N, M, C * kh * kw))
     _shape(abparts, "bias_parts", (N, M))
-    _room(axp, "xp", N * C * (H + 2 * pad_h) * (W + 2 * pad_w) + CNNPOOL_CONV_MARGIN)
+    _room(axp, "xp", _padded_size(N, C, H, W, pad_h, pad_w))
     if ascratch.shape[0] < n_threads:
         raise ValueError(
             f"scratch needs one row per thread ({n_threads}), got {dims(ascratch)}"
         )
-    _room(ascratch, "scratch", M * (OH + 2 * gph) * (OW + 2 * gpw) + CNNPOOL_CONV_MARGIN)
+    _room(ascratch, "scratch", _padded_size(1, M, OH, OW, gph, gpw))
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:

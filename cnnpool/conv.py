@@ -305,7 +305,8 @@ class Conv2d(Layer):
         n, c, h, w = x.shape
         (ph, pw), (dh, dw) = self.padding, self.dilation
         # Our own padded copy: backward reads it, so later edits of x change nothing.
-        xp = self._buffer("xp", (n * c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN,), x.dtype)
+        # Each padded image is followed by a margin of its own (see _direct_conv).
+        xp = self._buffer("xp", (n * (c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN),), x.dtype)
         out = self._outputs.empty("out", (n, self.out_channels, out_h, out_w), x.dtype)
         weight = self.weight.data
         bias = None if self.bias is None else self.bias.data

@@ -290,6 +290,15 @@ def test_direct_kernels_refuse_inconsistent_arrays():
     with pytest.raises(ValueError, match="weight must have shape"):
         fwd(x, xp, np.zeros((3, 1, 3, 3), f32), None, np.zeros((1, 3, 4, 4), f32), 1, 1, 1, 1, 1)
 
+    out = np.zeros((1, 3, 4, 4), f32)
+    with pytest.raises(ValueError, match="x must be in native byte order"):
+        fwd(x.astype(x.dtype.newbyteorder()), xp, w, None, out, 1, 1, 1, 1, 1)
+    raw = np.zeros(x.nbytes + 1, np.uint8)[1:]  # a float32 view one byte off
+    with pytest.raises(ValueError, match="x must be aligned"):
+        fwd(raw.view(f32).reshape(x.shape), xp, w, None, out, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="both <= 2\\*\\*31"):
+        fwd(x, xp, w, None, out, 2**62, 2**62, 1, 1, 1)  # no overflow into a "fit"
+
     g, gx = np.zeros((1, 3, 4, 4), f32), np.zeros((1, 2, 4, 4), f32)
     gw, gb = np.zeros((3, 2, 3, 3), f32), np.zeros(3, f32)
     parts, bparts = np.zeros((1, 3, 18), f32), np.zeros((1, 3), f32)

@@ -53,7 +53,7 @@ _IntOrPair = int | tuple[int, int]
 #: The tiled backward kernels write outputs from this size on with streaming
 #: stores when their rows start on cache lines (see ``_kernels.pyx``; keep in
 #: step with its STREAM_MIN_BYTES).  Outputs that large come 64-byte aligned
-#: from :class:`~cnnpool._buffers.OutputBuffers` (aligned from 1 MiB on).
+#: from :class:`~cnnpool._buffers.OutputBuffers` (aligned from 64 KiB on).
 STREAM_MIN_BYTES = 4 << 20
 
 
