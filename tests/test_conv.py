@@ -200,7 +200,7 @@ def _twin_on_gemm(conv):
 @needs_direct
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(geom=unit_stride_geometry(), seed=st.integers(0, 2**16))
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)  # examples: the hypothesis profile (ci 60, long 10,000)
 def test_direct_path_matches_gemm_path(dtype, geom, seed):
     if geom[5] == (1, 1) and geom[7] == (0, 0):
         return  # the pointwise shortcut: neither path, checked elsewhere
