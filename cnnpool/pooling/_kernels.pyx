@@ -941,6 +941,11 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
     ``grad_in`` is (P, H, W) and need not be initialised: every element is
     written.  Overlapping windows can share a winner, which then receives
     the sum, added in row-major window order as in PyTorch.
+
+    Trusted input: ``taps`` must be what :func:`max_forward` wrote for this
+    very geometry (``MaxPool2d`` keeps them private and read-only).  They
+    are not range-checked here: a tap number of ``kh*kw`` or more would
+    address memory outside its window.
     """
     _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
     cdef Py_ssize_t planes = grad_in.shape[0], p, k
