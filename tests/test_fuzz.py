@@ -5,6 +5,8 @@ values (ties, NaN, +-inf, signed zeros, constant planes) and checks a
 compiled path against ``reference.py`` (or, for the generic window
 gather/scatter, a NumPy gather through an independently computed tap
 table).  Inputs are never modified and every result has the input's dtype.
+The last section checks the stochastic, mixed and gated strategies and
+MaxUnpool2d against their documented definitions, recomputed in NumPy.
 
 Profiles (``HYPOTHESIS_PROFILE``): ``ci`` keeps the module quick; ``long``
 runs at least 10,000 examples per property::
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from reference import (
     _mean_divisor,
@@ -102,15 +104,17 @@ def _assume_windows_nonempty(k, s, p, d, ceil, H, W):
             assume(any(0 <= o * ss - pp + i * dd < size for i in range(kk)))
 
 
-def _fill(rng, kind, shape, dtype):
+def _fill(rng, kind, shape, dtype, specials=SPECIALS):
     if kind == "ties":
         return rng.integers(-1, 2, size=shape).astype(dtype)
     if kind == "special":
-        return rng.choice(SPECIALS, size=shape).astype(dtype)
+        return rng.choice(specials, size=shape).astype(dtype)
     if kind == "constant":
-        return np.full(shape, rng.choice(SPECIALS), dtype=dtype)
+        return np.full(shape, rng.choice(specials), dtype=dtype)
     x = rng.standard_normal(shape).astype(dtype)
-    if kind == "nan":
+    if kind == "relu":  # many exact zeros, as after a ReLU
+        x = np.maximum(x, 0)
+    elif kind == "nan":
         x[rng.random(shape) < 0.3] = np.nan
     elif kind == "neginf":
         x[rng.random(shape) < 0.6] = -np.inf
@@ -123,17 +127,24 @@ def _fill(rng, kind, shape, dtype):
 
 @st.composite
 def arrays(
-    draw, shape, dtype, kinds=("normal", "ties", "special", "constant", "nan", "neginf", "posinf")
+    draw,
+    shape,
+    dtype,
+    kinds=("normal", "ties", "special", "constant", "nan", "neginf", "posinf"),
+    specials=SPECIALS,
 ):
-    """A float array of ``shape`` with awkward values and an awkward memory layout."""
+    """A float array of ``shape`` with awkward values and an awkward memory layout.
+
+    ``specials`` are the values the "special" and "constant" kinds pick from.
+    """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(kinds))
     layout = draw(st.sampled_from(LAYOUTS))
     if layout == "broadcast" and len(shape) >= 1:
         # stride 0 along the first axis: every item the same, read-only view
-        one = _fill(rng, kind, (1,) + tuple(shape[1:]), dtype)
+        one = _fill(rng, kind, (1,) + tuple(shape[1:]), dtype, specials)
         return np.broadcast_to(one, shape)
-    x = _fill(rng, kind, shape, dtype)
+    x = _fill(rng, kind, shape, dtype, specials)
     if layout == "F":
         x = np.asfortranarray(x)
     elif layout == "reversed":
@@ -625,3 +636,450 @@ def test_fuzz_compiled_strategies_match_their_numpy_strategy(data):
     np.testing.assert_allclose(fast.backward(g), slow.backward(g), **loose)
     for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
         np.testing.assert_allclose(a.grad, b.grad, **loose)
+
+
+# ------------------------------------- stochastic, unpooling, mixed and gated
+
+
+def _gather_reference(x, taps):
+    """Windows (N, C, OH, OW, K) in float64 from a ``_reference_taps`` table, 0 when padded."""
+    n, c, H, W = x.shape
+    flat = np.asarray(x, dtype=np.float64).reshape(n, c, H * W)
+    return np.where(taps >= 0, flat[..., np.maximum(taps, 0)], 0.0)
+
+
+def _scatter_reference(gw, taps, x_shape):
+    """Add window gradients (N, C, OH, OW, K) onto their input elements, in float64."""
+    n, c, H, W = x_shape
+    out = np.zeros((n * c, H * W))
+    hit = taps.reshape(-1) >= 0
+    plane = np.repeat(np.arange(n * c), hit.sum())
+    where = np.tile(taps.reshape(-1)[hit], n * c)
+    with np.errstate(invalid="ignore"):
+        np.add.at(out, (plane, where), gw.reshape(n * c, hit.size)[:, hit].ravel())
+    return out.reshape(x_shape)
+
+
+def _assert_close(actual, expected, scale, factor=8, eps=None):
+    """``actual`` (any float dtype) against a float64 ``expected`` summed in another order.
+
+    Equal where ``expected`` is not finite; elsewhere within ``factor * eps *
+    scale``, ``scale`` bounding the magnitude of everything that was summed
+    and ``eps`` that of the working precision (by default ``actual``'s).
+    """
+    assert actual.shape == expected.shape
+    bad = ~np.isfinite(expected)
+    np.testing.assert_array_equal(actual[bad], expected[bad])
+    err = np.abs(actual.astype(np.float64) - expected)[~bad]
+    eps = np.finfo(actual.dtype).eps if eps is None else eps
+    limit = (factor * eps * scale)[~bad]
+    worst = np.argmax(err - limit) if err.size else 0
+    assert np.all(err <= limit), (
+        f"off by {err[worst]:.3g} > {limit[worst]:.3g}: got "
+        f"{actual[~bad][worst]!r}, expected {expected[~bad][worst]!r}"
+    )
+
+
+# Stochastic pooling documents NaN (the window's output is NaN, with zero
+# gradient) and negative values, -inf included (zero activation), but not +inf,
+# where sum(r**2) / sum(r) is inf / inf: +inf is left out.
+_NO_POSINF = SPECIALS[SPECIALS != np.inf]
+
+
+@given(data=st.data())
+def test_fuzz_stochastic_pool(data):
+    """StochasticPool2d against its documented definition, in both modes.
+
+    Evaluation: ``sum(r**2) / sum(r)`` with ``r = max(x, 0)`` over the input
+    taps and the documented gradient.  Training: the draws the docstring
+    specifies (one ``u`` per window from ``default_rng(seed)``, the first tap
+    whose running float64 sum of ``r`` exceeds ``u * S``), the output is the
+    drawn element and the gradient goes to it alone.
+    """
+    k, s, p, d, ceil, H, W = data.draw(geometries(max_kernel=5, max_extra=8), label="geometry")
+    n, c, dtype = _batch(data)
+    x = data.draw(
+        arrays(
+            (n, c, H, W),
+            dtype,
+            kinds=("normal", "relu", "ties", "special", "constant", "nan", "neginf"),
+            specials=_NO_POSINF,
+        ),
+        label="x",
+    )
+    before = np.array(x, copy=True)
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    training = data.draw(st.booleans(), label="training")
+    layer = cp.pooling.StochasticPool2d(k, s, p, d, ceil, rng=seed).train(training)
+    state = layer.rng.bit_generator.state
+    y = layer(x)
+    oh_n = pool_output_size(H, k[0], s[0], p[0], d[0], ceil)
+    ow_n = pool_output_size(W, k[1], s[1], p[1], d[1], ceil)
+    assert y.dtype == dtype and y.shape == (n, c, oh_n, ow_n)
+
+    taps = _reference_taps(H, W, k, s, p, d, (oh_n, ow_n))
+    inside = taps >= 0
+    win = _gather_reference(x, taps)
+    r = np.where(win > 0, win, np.where(np.isnan(win), win, 0.0))  # max(x, 0), NaN kept
+    nan = np.isnan(r).any(axis=-1)
+    with np.errstate(invalid="ignore"):
+        total = r.sum(axis=-1)
+        squares = (r * r).sum(axis=-1)
+    live = (total > 0) & ~nan  # windows with a positive element and no NaN
+    safe = np.where(live, total, 1.0)
+    g = data.draw(arrays(y.shape, dtype, kinds=("normal", "ties", "special")), label="grad")
+    g64 = np.asarray(g, dtype=np.float64)
+
+    if not training:
+        assert layer.indices is None
+        assert layer.rng.bit_generator.state == state  # evaluation draws nothing
+        y_ref = np.where(nan, np.nan, np.where(live, squares / safe, 0.0))
+        _assert_close(y, y_ref, np.abs(y_ref))
+        # d/dx_i = (2 r_i S - sum(r**2)) / S**2 where x_i > 0, else 0
+        route = (r > 0) & live[..., None]
+        S, Q = safe[..., None], squares[..., None]
+        local = np.where(route, (2 * r * S - Q) / S**2, 0.0)
+        with np.errstate(invalid="ignore"):  # a zero route passes nothing, even inf or NaN
+            gw = np.where(local != 0, local * g64[..., None], 0.0)
+            bound = np.where(route, (2 * r * S + Q) / S**2 * np.abs(g64)[..., None], 0.0)
+        gx = layer.backward(g)
+        assert gx.dtype == dtype and gx.shape == x.shape
+        _assert_close(
+            gx, _scatter_reference(gw, taps, x.shape), _scatter_reference(bound, taps, x.shape)
+        )
+        np.testing.assert_array_equal(x, before)
+        return
+
+    # The documented draw, recomputed: running sums in float64, tap by tap.
+    u = np.random.default_rng(seed).random(y.shape)
+    running = np.zeros(y.shape)
+    for t in range(r.shape[-1]):
+        running = running + r[..., t]
+    target = u * running
+    running = np.zeros(y.shape)
+    drawn = np.full(y.shape, -1)
+    for t in range(r.shape[-1]):
+        running = running + r[..., t]
+        drawn = np.where((drawn < 0) & (running > target), t, drawn)
+    drawn = np.where(nan, np.argmax(np.isnan(r), axis=-1), drawn)  # the first NaN
+    drawn = np.where(~nan & ~live, np.argmax(inside, axis=-1), drawn)  # the first input tap
+    k_taps = np.broadcast_to(taps, y.shape + taps.shape[-1:])
+    expected = np.take_along_axis(k_taps, np.maximum(drawn, 0)[..., None], -1)[..., 0]
+
+    indices = layer.indices
+    assert indices.dtype == np.int64 and indices.shape == y.shape
+    xflat = np.asarray(x, dtype=np.float64).reshape(n, c, H * W)
+    picked = np.take_along_axis(xflat, indices.reshape(n, c, oh_n * ow_n), -1).reshape(y.shape)
+    # every drawn index is one of its window's input taps ...
+    assert (indices[..., None] == taps).any(axis=-1).all()
+    # ... a positive one in a live window (also where u * S rounded up to S
+    # and no running sum exceeded it, the one case the docstring leaves open)
+    assert (picked[live] > 0).all()
+    assert np.isnan(picked[nan]).all()
+    exact = drawn >= 0
+    np.testing.assert_array_equal(indices[exact], expected[exact])
+    y_ref = np.where(nan, np.nan, np.where(live, picked, 0.0))
+    np.testing.assert_array_equal(y, y_ref)  # the drawn element itself
+
+    # backward: one-hot at the drawn element of each live window, accumulated
+    gx = layer.backward(g)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    ref = np.zeros((n * c, H * W))
+    bound = np.zeros((n * c, H * W))
+    plane = np.broadcast_to(np.arange(n * c).reshape(n, c, 1, 1), y.shape)
+    with np.errstate(invalid="ignore"):
+        np.add.at(ref, (plane[live], indices[live]), g64[live])
+        np.add.at(bound, (plane[live], indices[live]), np.abs(g64[live]))
+    _assert_close(gx, ref.reshape(x.shape), bound.reshape(x.shape))
+
+    # the same seed draws the same elements again
+    layer.rng = seed
+    _same(layer(x), y)
+    np.testing.assert_array_equal(layer.indices, indices)
+    np.testing.assert_array_equal(x, before)
+
+
+@st.composite
+def unpool_cases(draw, pooled=None):
+    """A MaxUnpool2d call: (y, indices, geometry, output_size argument, x or None).
+
+    Either the output and indices of a MaxPool2d on an awkward input (repeated
+    indices then carry equal values), or arbitrary values at random indices
+    of the requested output plane, often repeated, now and then outside it.
+    ``output_size`` is the default, the input's size, or a size near the
+    default, now and then just outside the accepted range.
+    """
+    k, s, p, d, ceil, H, W = draw(geometries(max_kernel=6, max_extra=10), label="geometry")
+    n, c, dtype = draw(
+        st.tuples(st.integers(0, 3), st.integers(1, 3), st.sampled_from([np.float32, np.float64])),
+        label="batch",
+    )
+    oh_n = pool_output_size(H, k[0], s[0], p[0], d[0], ceil)
+    ow_n = pool_output_size(W, k[1], s[1], p[1], d[1], ceil)
+    default = ((oh_n - 1) * s[0] - 2 * p[0] + k[0], (ow_n - 1) * s[1] - 2 * p[1] + k[1])
+    which = draw(st.sampled_from(["default", "x.shape", "(H, W)", "near"]), label="output_size")
+    if which == "default":
+        size, plane = None, default[0] * default[1]
+    elif which == "x.shape":
+        size, plane = (n, c, H, W), H * W
+    elif which == "(H, W)":
+        size, plane = [H, W], H * W
+    else:
+        size = [draw(st.integers(dd - ss + 1, dd + ss - 1)) for dd, ss in zip(default, s)]
+        edge = draw(st.sampled_from([None, None, 0, 1]), label="edge")
+        if edge is not None:  # just outside the accepted range
+            size[edge] = default[edge] + draw(st.sampled_from([-1, 1])) * s[edge]
+        size = tuple(size)
+        plane = max(size[0], 0) * max(size[1], 0)
+    x = None
+    if pooled if pooled is not None else draw(st.booleans(), label="pooled"):
+        x = draw(
+            arrays((n, c, H, W), dtype, kinds=("normal", "ties", "special", "nan", "huge")),
+            label="x",
+        )
+        pool = cp.MaxPool2d(k, s, p, d, ceil)
+        y = pool(x)
+        indices = pool.indices
+    else:
+        # indices within the requested output plane, often repeated, now and then not
+        y = draw(arrays((n, c, oh_n, ow_n), dtype), label="y")
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+        high = max(1, draw(st.sampled_from([plane, min(plane, 3)]), label="high"))
+        indices = rng.integers(0, high, size=y.shape)
+        if indices.size and draw(st.booleans(), label="poke"):
+            bad = draw(st.sampled_from([-1, plane, plane, 10**12]), label="bad index")
+            indices.flat[rng.integers(indices.size)] = bad
+        indices = indices.astype(draw(st.sampled_from([np.int64, np.int32]), label="index dtype"))
+    return y, indices, (k, s, p), default, size, x
+
+
+def _unpool_outcome(y, indices, stride, default, size):
+    """The documented output plane ``(h, w)``, or why the call must be refused."""
+    if size is None:
+        h, w = default
+    else:
+        h, w = size[-2:]
+        if not all(dd - ss < want < dd + ss for want, dd, ss in zip((h, w), default, stride)):
+            return "refused: output_size not strictly within stride of the default"
+    if min(h, w) < 0:
+        return "refused: negative output size"
+    if indices.size and h * w and (indices.min() < 0 or indices.max() >= h * w):
+        return "refused: an index outside the output plane"
+    return h, w
+
+
+@given(case=unpool_cases(), data=st.data())
+def test_fuzz_max_unpool(case, data):
+    """MaxUnpool2d against a NumPy scatter: ``out[n, c].flat[indices] = y``, zeros elsewhere.
+
+    Repeated indices keep the later (row-major) value; backward reads the
+    output gradient at the indices.  Refused calls raise ValueError.
+    """
+    y, indices, (k, s, p), default, size, x = case
+    y_before, i_before = np.array(y, copy=True), np.array(indices, copy=True)
+    unpool = cp.MaxUnpool2d(k, s, p)
+    shape = _unpool_outcome(y, indices, s, default, size)
+    event(shape if isinstance(shape, str) else "unpooled")
+    if isinstance(shape, str):
+        with pytest.raises(ValueError):
+            unpool(y, indices, output_size=size)
+        return
+    out = unpool(y, indices, output_size=size)
+    n, c, oh_n, ow_n = y.shape
+    h, w = shape
+    assert out.dtype == y.dtype and out.shape == (n, c, h, w)
+    m = oh_n * ow_n
+    flat = np.asarray(indices, dtype=np.int64).reshape(n * c, m)
+    plane = np.repeat(np.arange(n * c), m)
+    # the row-major position of the last write to each output element, -1 if none
+    last = np.full((n * c, h * w), -1)
+    if h * w:
+        np.maximum.at(last, (plane, flat.ravel()), np.tile(np.arange(m), n * c))
+    ref = np.zeros((n * c, h * w), dtype=y.dtype)
+    hit = last >= 0
+    ref[hit] = np.asarray(y).reshape(n * c, m)[np.nonzero(hit)[0], last[hit]]
+    _same(out, ref.reshape(out.shape))
+    if x is not None and (h, w) == x.shape[2:]:
+        # unpool(pool(x)) holds x itself at every window's winner
+        _same(out, np.where(hit.reshape(out.shape), x, 0).astype(y.dtype))
+
+    g = data.draw(arrays(out.shape, y.dtype, kinds=("normal", "ties", "special")), label="grad")
+    gy = unpool.backward(g)
+    assert gy.dtype == y.dtype and gy.shape == y.shape
+    if h * w:
+        g_ref = np.asarray(g).reshape(n * c, h * w)[plane, flat.ravel()].reshape(y.shape)
+    else:
+        g_ref = np.zeros(y.shape, dtype=y.dtype)  # y reached no output element
+    _same(gy, g_ref)
+    _same(unpool.backward(g), gy)
+    np.testing.assert_array_equal(y, y_before)
+    np.testing.assert_array_equal(indices, i_before)
+
+
+@given(case=unpool_cases(pooled=True), data=st.data())
+def test_fuzz_max_unpool_matches_torch(case, data):
+    """The same calls through ``torch.nn.functional.max_unpool2d``, where PyTorch is installed.
+
+    Only the MaxPool2d-made cases: with repeated indices carrying different
+    values PyTorch's multithreaded CPU kernel keeps an arbitrary one.
+    """
+    torch = pytest.importorskip("torch")
+    y, indices, (k, s, p), default, size, x = case
+    unpool = cp.MaxUnpool2d(k, s, p)
+    ty = torch.tensor(np.array(y), requires_grad=True)
+    try:
+        tout = torch.nn.functional.max_unpool2d(
+            ty, torch.tensor(np.array(indices, dtype=np.int64)), k, s, p, output_size=size
+        )
+    except (ValueError, RuntimeError):
+        with pytest.raises(ValueError):
+            unpool(y, indices, output_size=size)
+        return
+    out = unpool(y, indices, output_size=size)
+    _same(out, tout.detach().numpy())
+    if out.size == 0:
+        return  # PyTorch's backward fails on an empty output; ours gives zeros
+    g = data.draw(arrays(out.shape, y.dtype, kinds=("normal", "ties", "special")), label="grad")
+    tout.backward(torch.tensor(np.array(g)))  # a fresh copy: torch refuses negative strides
+    _same(unpool.backward(g), ty.grad.numpy())
+
+
+# Mixed and gated pooling document no NaN or inf semantics (a blend of an
+# infinite max and mean is inf - inf, a gate w . x of inf * 0 is NaN): finite
+# inputs only, with ties (where the winner's tie rule matters) and signed zeros.
+_FINITE = SPECIALS[np.isfinite(SPECIALS)]
+
+
+@given(data=st.data())
+def test_fuzz_gated_and_mixed_pool(data):
+    """GatedPool2d and MixedPool2d against ``a * max + (1 - a) * mean``, window by window.
+
+    ``a`` is ``sigmoid(w . window)`` (gated, padded taps adding nothing) or
+    the learned ``alpha`` (mixed, one or one per channel, any real value);
+    the max is MaxPool2d's (first maximum wins), the mean MeanPool2d's
+    (``count_include_pad``).  Backward and the parameter gradients follow
+    the documented derivatives.
+    """
+    k, s, p, d, ceil, H, W = data.draw(geometries(max_kernel=5, max_extra=8), label="geometry")
+    n, c, dtype = _batch(data)
+    x = data.draw(
+        arrays(
+            (n, c, H, W), dtype, kinds=("normal", "ties", "special", "constant"), specials=_FINITE
+        ),
+        label="x",
+    )
+    before = np.array(x, copy=True)
+    which = data.draw(st.sampled_from(["gated", "mixed", "mixed-per-channel"]), label="layer")
+    include = data.draw(st.booleans(), label="count_include_pad")
+    param_dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="parameter dtype")
+    K = k[0] * k[1]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    channels = c if which == "mixed-per-channel" else None
+    if which == "gated":
+        layer = cp.pooling.GatedPool2d(k, s, p, d, ceil, include, dtype=param_dtype)
+        scale = data.draw(st.sampled_from([0.0, 0.3, 1.0, 5.0]), label="weight scale")
+        layer.weight.data[:] = rng.standard_normal(K) * scale
+        param = layer.weight
+    else:
+        layer = cp.pooling.MixedPool2d(k, s, p, d, ceil, 0.5, channels, include, dtype=param_dtype)
+        layer.alpha.data[:] = rng.uniform(-0.5, 1.5, size=layer.alpha.shape)  # never clipped
+        layer.use_fast_path = data.draw(st.booleans(), label="compiled")
+        param = layer.alpha
+    y = layer(x)
+    oh_n = pool_output_size(H, k[0], s[0], p[0], d[0], ceil)
+    ow_n = pool_output_size(W, k[1], s[1], p[1], d[1], ceil)
+    assert y.dtype == dtype and y.shape == (n, c, oh_n, ow_n)
+
+    taps = _reference_taps(H, W, k, s, p, d, (oh_n, ow_n))
+    inside = taps >= 0
+    win = _gather_reference(x, taps)
+    winner = np.argmax(np.where(inside, win, -np.inf), axis=-1)  # the first maximum
+    mx = np.take_along_axis(win, winner[..., None], -1)[..., 0]
+    divisor = np.array(
+        [[_mean_divisor(i, j, H, W, k, s, p, d, include) for j in range(ow_n)] for i in range(oh_n)]
+    )
+    mean = win.sum(axis=-1) / divisor
+    size = np.abs(mx) + np.abs(win).sum(axis=-1) / divisor  # bounds |max|, |mean|, |max - mean|
+    if which == "gated":
+        w = np.asarray(param.data, dtype=np.float64)  # the gate's weight per tap
+        z = win @ w
+        with np.errstate(over="ignore"):
+            a = 1 / (1 + np.exp(-z))
+        spread = a * (1 - a)  # da/dz
+        zsize = np.abs(win) @ np.abs(w)  # bounds the rounding of z
+    else:
+        alpha = np.asarray(param.data, dtype=np.float64)
+        a = np.broadcast_to(alpha.reshape(-1, 1, 1) if channels else alpha[0], y.shape)
+        w = np.zeros(K)
+        spread = zsize = np.zeros(y.shape)
+    y_ref = a * mx + (1 - a) * mean
+    blend = np.abs(a) + np.abs(1 - a)
+    _assert_close(y, y_ref, (blend + spread * zsize) * size, factor=4 * K)
+
+    g = data.draw(arrays(y.shape, dtype, kinds=("normal", "ties")), label="grad")
+    g64 = np.asarray(g, dtype=np.float64)[..., None]
+    onehot = np.arange(K) == winner[..., None]
+    # dy/dx_t = a [t wins] + (1 - a) / divisor + (max - mean) a (1 - a) w_t
+    local = a[..., None] * onehot + ((1 - a) / divisor)[..., None]
+    local = local + ((mx - mean) * spread)[..., None] * w
+    # rounding: of a itself, of a through z, and of (max - mean) in the slope
+    local_bound = (blend + spread * zsize)[..., None] * (1 + size[..., None] * np.abs(w))
+    local_bound = local_bound + (spread * size)[..., None] * np.abs(w)
+    gx = layer.backward(g)
+    assert gx.dtype == dtype and gx.shape == x.shape
+    _assert_close(
+        gx,
+        _scatter_reference(local * g64, taps, x.shape),
+        _scatter_reference(local_bound * np.abs(g64), taps, x.shape),
+        factor=4 * K,
+    )
+
+    # parameter gradient: sum over windows of grad_output * dy/dparameter
+    assert param.grad.dtype == param_dtype and param.grad.shape == param.data.shape
+    if which == "gated":  # dy/dw_t = (max - mean) a (1 - a) x_t
+        per_window = (g64 * ((mx - mean) * spread)[..., None]) * win
+        bound = np.abs(g64) * ((blend + spread * (1 + zsize)) * size)[..., None] * np.abs(win)
+        p_ref, p_bound = per_window.sum(axis=(0, 1, 2, 3)), bound.sum(axis=(0, 1, 2, 3))
+    else:  # dy/dalpha = max - mean
+        per_window, bound = g64[..., 0] * (mx - mean), np.abs(g64[..., 0]) * size
+        axes = (0, 2, 3) if which == "mixed-per-channel" else None
+        p_ref = np.reshape(per_window.sum(axis=axes), param.data.shape)
+        p_bound = np.reshape(bound.sum(axis=axes), param.data.shape)
+    eps = max(np.finfo(dtype).eps, np.finfo(param_dtype).eps)  # computed in x's dtype
+    _assert_close(param.grad, p_ref, p_bound, factor=4 * K, eps=eps)
+    np.testing.assert_array_equal(x, before)
+
+
+@given(data=st.data())
+def test_fuzz_gated_gradcheck(data):
+    """``cp.gradcheck`` on GatedPool2d, input and weight, small float64 examples.
+
+    The inputs keep the finite differences meaningful, which is no
+    property of the layer: distinct values 0.005 apart at least (a shuffled
+    grid in [-2, 2], jittered), as a near tie for a window's maximum puts
+    the kink inside the central difference; a gate ``|w . window| <= 2``
+    and some window whose max and mean differ by 0.1, as the weight
+    gradient ``(max - mean) a (1 - a) x`` must stand clear of the rounding
+    noise the normwise relative error divides by (it is exactly 0 when
+    every window's max equals its mean, 1x1 windows say).
+    """
+    k, s, p, d, ceil, H, W = data.draw(geometries(max_kernel=3, max_extra=2), label="geometry")
+    c = data.draw(st.integers(1, 2), label="C")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    size = c * H * W
+    grid = (rng.permutation(size).reshape(1, c, H, W) - size / 2) * (4 / max(size, 4))
+    x = grid + rng.uniform(0, 0.005, grid.shape)
+    include = data.draw(st.booleans(), label="count_include_pad")
+    oh_n = pool_output_size(H, k[0], s[0], p[0], d[0], ceil)
+    ow_n = pool_output_size(W, k[1], s[1], p[1], d[1], ceil)
+    taps = _reference_taps(H, W, k, s, p, d, (oh_n, ow_n))
+    win = _gather_reference(x, taps)
+    mx = np.where(taps >= 0, win, -np.inf).max(axis=-1)
+    divisor = np.array(
+        [[_mean_divisor(i, j, H, W, k, s, p, d, include) for j in range(ow_n)] for i in range(oh_n)]
+    )
+    assume(np.abs(mx - win.sum(axis=-1) / divisor).max() > 0.1)
+    layer = cp.pooling.GatedPool2d(k, s, p, d, ceil, include, dtype=np.float64)
+    scale = data.draw(st.sampled_from([0.25, 0.5, 1.0]), label="weight scale")
+    layer.weight.data[:] = rng.uniform(-1, 1, k[0] * k[1]) * scale / (k[0] * k[1])
+    assert cp.gradcheck(layer, x) < 1e-6
