@@ -130,14 +130,11 @@ def test_threads_running_different_layers_get_the_single_threaded_answers(omp_th
 
 
 GIL = """
-    import json, sys, threading, time
+    import json, math, sys, threading, time
     import numpy as np
     import cnnpool as cp
 
     sys.setswitchinterval(1e-4)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((8, 16, 160, 160))
-    x32 = x.astype(np.float32)
 
     def stall(call):
         # The longest stretch of the call during which the main thread ran
@@ -163,40 +160,46 @@ GIL = """
         longest = max([min(b, end) - max(a, start) for a, b in gaps] + [0.0])
         return longest / (end - start), end - start
 
-    def kernels():
-        maxp = cp.MaxPool2d(3, 1, 1)
-        y = maxp(x)
-        yield "max forward", lambda: maxp(x)
-        yield "max backward", lambda: maxp.backward(y)
-        mean = cp.MeanPool2d(3, 1, 1)
-        ym = mean(x)
-        yield "mean forward", lambda: mean(x)
-        yield "mean backward", lambda: mean.backward(ym)
-        geom = maxp.geometry_for(160, 160)
-        windows = maxp.gather_windows(x32, geom)
-        yield "gather", lambda: maxp.gather_windows(x32, geom)
-        yield "scatter", lambda: maxp.scatter_windows(windows, x32.shape, geom)
-        del windows
-        from cnnpool import _im2col
-        cols = np.empty((8, 16 * 9, 160 * 160), np.float32)
-        args = (3, 3, 1, 1, 1, 1, 1, 1, 160, 160, 1)
-        yield "im2col", lambda: _im2col.im2col(x32, cols, *args)
-        grad = np.zeros_like(x32)
-        yield "col2im", lambda: _im2col.col2im(cols, grad, *args)
-        del cols
-        if hasattr(cp.pooling, "LpPool2d"):
-            small = x32[:, :4]  # Lp is slower: a quarter of the input is plenty
-            lp = cp.pooling.LpPool2d(2, 3, 1)
-            ylp = lp(small)
-            yield "lp forward", lambda: lp(small)
-            yield "lp backward", lambda: lp.backward(ylp)
-        if hasattr(cp.pooling, "AdaptiveMaxPool2d"):
-            ada = cp.pooling.AdaptiveMaxPool2d((70, 70))
-            ya = ada(x)
-            yield "adaptive max forward", lambda: ada(x)
-            yield "adaptive max backward", lambda: ada.backward(ya)
-        for name, call in CONTROLS:
-            yield name, call
+    def forward_and_backward(layer, x):
+        y = layer(x)
+        return (lambda: layer(x)), (lambda: layer.backward(y))
+
+    def kernels(batch, names=None):
+        # Only what ``names`` asks for is built: a scaled batch is large.
+        def wanted(*asked):
+            return names is None or any(name in names for name in asked)
+
+        x = np.random.default_rng(0).standard_normal((batch, 16, 160, 160))
+        x32 = x.astype(np.float32)
+        layers = (
+            ("max", cp.MaxPool2d(3, 1, 1), x),
+            ("mean", cp.MeanPool2d(3, 1, 1), x),
+            # Lp is slower: a quarter of the input is plenty
+            ("lp", cp.pooling.LpPool2d(2, 3, 1), x32[:, :4]),
+            ("adaptive max", cp.pooling.AdaptiveMaxPool2d((70, 70)), x),
+        )
+        for label, layer, inp in layers:
+            if wanted(f"{label} forward", f"{label} backward"):
+                forward, backward = forward_and_backward(layer, inp)
+                yield f"{label} forward", forward
+                yield f"{label} backward", backward
+        if wanted("gather", "scatter"):
+            maxp = cp.MaxPool2d(3, 1, 1)
+            geom = maxp.geometry_for(160, 160)
+            windows = maxp.gather_windows(x32, geom)
+            yield "gather", lambda: maxp.gather_windows(x32, geom)
+            yield "scatter", lambda: maxp.scatter_windows(windows, x32.shape, geom)
+            del windows
+        if wanted("im2col", "col2im"):
+            from cnnpool import _im2col
+            cols = np.empty((batch, 16 * 9, 160 * 160), np.float32)
+            args = (3, 3, 1, 1, 1, 1, 1, 1, 160, 160, 1)
+            yield "im2col", lambda: _im2col.im2col(x32, cols, *args)
+            grad = np.zeros_like(x32)
+            yield "col2im", lambda: _im2col.col2im(cols, grad, *args)
+            del cols
+        if names is None:
+            yield from CONTROLS
 
     CONTROLS = []
     if "--controls" in sys.argv:
@@ -204,10 +207,22 @@ GIL = """
         held = ctypes.PyDLL(None).usleep  # a C call that keeps the GIL
         CONTROLS = [("control: usleep holding the GIL", lambda: held(200000))]
 
-    out = {}
-    for name, call in kernels():
-        call()  # warm up (allocations, caches)
-        out[name] = min(stall(call) for _ in range(3))
+    def measure(batch, names=None):
+        found = {}
+        for name, call in kernels(batch, names):
+            if names is None or name in names:
+                call()  # warm up (allocations, caches)
+                found[name] = min(stall(call) for _ in range(3))
+        return found
+
+    # A call must last well beyond the 1 ms gap resolution, or scheduler noise
+    # on the main thread could pass for a held GIL: a kernel faster than
+    # 12 ms on 8 images is measured again on a batch scaled to take ~12 ms.
+    out = measure(8)
+    short = {name: d for name, (s, d) in out.items() if d < 0.012}
+    for scale in sorted({min(8, math.ceil(0.012 / d)) for d in short.values()}):
+        names = {n for n, d in short.items() if min(8, math.ceil(0.012 / d)) == scale}
+        out.update(measure(8 * scale, names))
     print(json.dumps(out))
 """
 
@@ -223,6 +238,6 @@ def test_compiled_kernels_release_the_gil():
     assert len(stalls) >= 8
     held = {name: s for name, (s, duration) in stalls.items() if s > 0.5}
     assert not held, f"GIL held (longest stall as a share of the call, seconds): {stalls}"
-    # Long enough to tell (gaps are seen at 1 ms resolution); AVX2 builds
-    # (-march=native) take the fastest kernels here to ~9 ms.
+    # Long enough to tell (gaps are seen at 1 ms resolution): fast kernels
+    # ran on a batch scaled up to ~12 ms (up to 64 images).
     assert min(duration for _, duration in stalls.values()) > 0.005
