@@ -251,6 +251,25 @@ def test_gather_windows_with_the_geometry_of_another_size():
     )
 
 
+def test_compiled_kernels_refuse_a_window_table_of_another_size():
+    # The max/mean kernels take the six window arrays end to end
+    # (PoolGeometry.windows); one of the wrong length would be read past its end.
+    from cnnpool.pooling import _kernels
+
+    geom = cp.MaxPool2d(2).geometry_for(8, 8)  # (OH, OW) = (4, 4): 24 entries
+    x, out = np.zeros((1, 6, 6)), np.zeros((1, 3, 3))  # (OH, OW) = (3, 3) needs 18
+    taps, div = np.zeros((1, 3, 3), np.uint8), np.ones((3, 3))
+    rest = geom.kernel_args[1:] + (1,)
+    kernels = [
+        lambda: _kernels.max_forward(x, out, taps, geom.windows, *rest),
+        lambda: _kernels.max_backward(out, taps, x, geom.windows, *rest),
+        lambda: _kernels.mean_forward(x, out, div, geom.windows, *rest),
+        lambda: _kernels.mean_backward(out, x, div, geom.windows, *rest),
+    ]
+    for call in kernels:
+        raises(ValueError, call, "windows has 24 entries", "(3, 3)", "18")
+
+
 # ================================================== pooling: awkward but valid
 
 

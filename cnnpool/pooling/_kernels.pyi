@@ -1,7 +1,8 @@
 """Type stub of the compiled module ``cnnpool.pooling._kernels`` (see ``_kernels.pyx``).
 
 Arrays are C-contiguous; ``x``/``out``/``grad_*`` are float32 or float64
-(one dtype per call), the window ranges are intp (``PoolGeometry.ranges``).
+(one dtype per call), ``windows`` is intp, ``PoolGeometry.windows`` (the six window
+arrays of ``PoolGeometry.ranges`` end to end).
 Shapes are checked by the callers in ``max.py`` and ``mean.py``.
 """
 
@@ -20,12 +21,7 @@ def max_forward(
     x: _Float,
     out: _Float,
     taps: _Taps,
-    row_start: _Intp,
-    row_lo: _Intp,
-    row_hi: _Intp,
-    col_start: _Intp,
-    col_lo: _Intp,
-    col_hi: _Intp,
+    windows: _Intp,
     dil_h: int,
     dil_w: int,
     kernel_h: int,
@@ -38,12 +34,7 @@ def max_backward(
     grad_out: _Float,
     taps: _Taps,
     grad_in: _Float,
-    row_start: _Intp,
-    row_lo: _Intp,
-    row_hi: _Intp,
-    col_start: _Intp,
-    col_lo: _Intp,
-    col_hi: _Intp,
+    windows: _Intp,
     dil_h: int,
     dil_w: int,
     kernel_h: int,
@@ -56,12 +47,7 @@ def mean_forward(
     x: _Float,
     out: _Float,
     divisor: _Float64,
-    row_start: _Intp,
-    row_lo: _Intp,
-    row_hi: _Intp,
-    col_start: _Intp,
-    col_lo: _Intp,
-    col_hi: _Intp,
+    windows: _Intp,
     dil_h: int,
     dil_w: int,
     kernel_h: int,
@@ -74,12 +60,7 @@ def mean_backward(
     grad_out: _Float,
     grad_in: _Float,
     divisor: _Float64,
-    row_start: _Intp,
-    row_lo: _Intp,
-    row_hi: _Intp,
-    col_start: _Intp,
-    col_lo: _Intp,
-    col_hi: _Intp,
+    windows: _Intp,
     dil_h: int,
     dil_w: int,
     kernel_h: int,

@@ -194,10 +194,20 @@ class PoolGeometry:
         )
 
     @cached_property
+    def windows(self) -> _Intp:
+        """The six window arrays of :attr:`ranges` end to end, shape ``(3*OH + 3*OW,)``.
+
+        What the compiled max/mean kernels take: one array to hand over
+        per call instead of six.
+        """
+        return np.concatenate(self.ranges[:6]).astype(np.intp, copy=False)
+
+    @cached_property
     def kernel_args(self) -> tuple[Any, ...]:
-        """``ranges + kernel_size + stride``: the geometry arguments of every
-        compiled max/mean kernel, in their order, built once per geometry."""
-        return self.ranges + self.kernel_size + self.stride
+        """``(windows, dil_h, dil_w) + kernel_size + stride``: the geometry
+        arguments of every compiled max/mean kernel, in their order, built
+        once per geometry."""
+        return (self.windows,) + self.ranges[6:] + self.kernel_size + self.stride
 
     def counts(self, include_pad: bool) -> _Intp:
         """Taps per window that count for a mean, shape ``(OH, OW)``, intp.
