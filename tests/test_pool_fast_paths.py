@@ -2,8 +2,9 @@
 
 * Max saves uint8 tap numbers for windows of up to 255 taps and int64 ones
   beyond; ``indices`` (flat ``ih * W + iw``) is built from them on demand.
-* Outputs of 4 MiB and more are allocated on a cache line and the tiled
-  backward writes them with streaming stores: the bits must not change.
+* Outputs of ``STREAM_MIN_BYTES`` and more (the last-level cache, at least
+  4 MiB) are allocated on a cache line and the tiled backward writes them
+  with streaming stores: the bits must not change.
 
 Everything is compared with the generic path (NumPy pool/route over the
 gathered windows), bit for bit.
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 import cnnpool as cp
+from cnnpool.pooling import _kernels
 from cnnpool.pooling.base import STREAM_MIN_BYTES
 
 
@@ -70,9 +72,19 @@ def test_max_taps_width_and_indices(dtype, kernel, stride, padding):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls", [cp.MaxPool2d, cp.MeanPool2d])
 @pytest.mark.parametrize("width", [64, 66], ids=["lines", "unaligned rows"])
-def test_large_tiled_backward_is_bit_identical(cls, dtype, width):
-    # Large enough for streaming stores (when rows start on cache lines).
-    planes = STREAM_MIN_BYTES // (64 * width * np.dtype(dtype).itemsize) + 1
+@pytest.mark.parametrize("threshold", [1 << 20, STREAM_MIN_BYTES], ids=["1 MiB", "default"])
+def test_large_tiled_backward_is_bit_identical(cls, dtype, width, threshold):
+    # Large enough for streaming stores (when rows start on cache lines): the
+    # threshold lowered to 1 MiB, and the default one (the last-level cache).
+    previous = _kernels.set_stream_min_bytes(threshold)
+    try:
+        _large_tiled_backward(cls, dtype, width, threshold)
+    finally:
+        _kernels.set_stream_min_bytes(previous)
+
+
+def _large_tiled_backward(cls, dtype, width, threshold):
+    planes = threshold // (64 * width * np.dtype(dtype).itemsize) + 1
     x = special_input((planes, 1, 64, width), dtype)
     layer = cls(2)
     y = layer(x)
@@ -83,7 +95,7 @@ def test_large_tiled_backward_is_bit_identical(cls, dtype, width):
     g.reshape(-1)[::11] = np.nan
     g.reshape(-1)[3::13] = np.inf
     gx = layer.backward(g)
-    assert gx.nbytes >= STREAM_MIN_BYTES
+    assert gx.nbytes >= threshold
     ref = generic_twin(layer)
     assert_same_bits(y, ref(x))
     assert_same_bits(gx, ref.backward(g))

@@ -59,9 +59,10 @@ from libc.string cimport memset
 # Non-temporal ("streaming") stores for the large writes of the tiled 2x2
 # backward passes: a normal store first reads the line it writes (the
 # read-for-ownership), so writing 16 MB costs about as much as copying it;
-# a streaming store does not (W5 max backward 2.0 -> 1.3 ms here).  It
-# also bypasses the caches, so it is used only for outputs far larger than
-# L2 (STREAM_MIN_BYTES), and only where every row starts on a cache line
+# a streaming store does not (W5 max backward 2.0 -> 1.3 ms on an AVX2
+# Xeon).  It also bypasses the caches, so it is used only for outputs too
+# large to stay in the last-level cache (stream_min_bytes, set from
+# cnnpool.pooling.base.STREAM_MIN_BYTES), and only where every row starts on a cache line
 # (the layers allocate such outputs aligned): mixed with normal stores to
 # neighbouring lines, streaming stores were slower than plain ones here.
 # gcc emits no streaming stores by itself, so these loops are written with
@@ -169,6 +170,26 @@ cdef extern from *:
         return t;
     }
 
+    /* One output row of 2x2 stride-2 mean: ((r0[2t] + r0[2t+1]) + r1[2t])
+       + r1[2t+1], started from 0 (as the scalar loop: -0.0 sums to +0.0),
+       divided by div[t].  Plain C with restrict pointers, so gcc vectorises
+       it without the aliasing checks it wraps the Cython loop in. */
+    #define CNNPOOL_MEAN_2X2_ROW(T, NAME)                                           \
+    static inline void NAME(const T *restrict r0, const T *restrict r1,             \
+                            const double *restrict div, T *restrict o, Py_ssize_t n) \
+    {                                                                               \
+        for (Py_ssize_t t = 0; t < n; t++) {                                        \
+            T total = 0;                                                            \
+            total = total + r0[2 * t];                                              \
+            total = total + r0[2 * t + 1];                                          \
+            total = total + r1[2 * t];                                              \
+            total = total + r1[2 * t + 1];                                          \
+            o[t] = total / (T)div[t];                                               \
+        }                                                                           \
+    }
+    CNNPOOL_MEAN_2X2_ROW(float, cnnpool_mean_2x2_row_f)
+    CNNPOOL_MEAN_2X2_ROW(double, cnnpool_mean_2x2_row_d)
+
     /* Order streaming stores before anything after (another thread's reads). */
     static inline void cnnpool_stream_fence(void)
     {
@@ -178,6 +199,10 @@ cdef extern from *:
     }
     """
     void cnnpool_stream_fence() noexcept nogil
+    void cnnpool_mean_2x2_row_f(const float* r0, const float* r1, const double* div,
+                                float* o, Py_ssize_t n) noexcept nogil
+    void cnnpool_mean_2x2_row_d(const double* r0, const double* r1, const double* div,
+                                double* o, Py_ssize_t n) noexcept nogil
     bint cnnpool_can_stream(const void* dst, size_t row_bytes) noexcept nogil
     Py_ssize_t cnnpool_max_back_2x2_stream_d(const double* grad, const double* off,
                                              double* r0, double* r1,
@@ -209,7 +234,25 @@ cdef enum:
     PANELS = 1
     SCALAR = 2
     BLOCK = 256  # windows per block of the direct loops (room on the stack)
-    STREAM_MIN_BYTES = 4 << 20  # streaming stores for outputs from 4 MiB (L2: 512 KiB)
+
+
+# Streaming stores for tiled-backward outputs from this many bytes on
+# (set from Python: cnnpool.pooling.base.STREAM_MIN_BYTES).
+cdef Py_ssize_t stream_min_bytes = 4 << 20
+
+
+def set_stream_min_bytes(Py_ssize_t nbytes):
+    """Write tiled-backward outputs of ``nbytes`` or more with streaming stores.
+
+    Returns the previous threshold.  Not for concurrent use: a process-wide
+    setting (``cnnpool.pooling.base`` sets it once at import; tests lower it).
+    """
+    global stream_min_bytes
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    previous = stream_min_bytes
+    stream_min_bytes = nbytes
+    return previous
 
 
 ctypedef struct Plan:
@@ -971,7 +1014,7 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
     cdef floating* xp = &grad_in[0, 0, 0]
     cdef floating* dst
     cdef Py_ssize_t* tap_offset = NULL
-    g.stream = (g.tiled and planes * plane_in * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
+    g.stream = (g.tiled and planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
                 and cnnpool_can_stream(xp, g.width * sizeof(floating)))
     if not g.tiled and kernel_h * kernel_w <= 65536:
         # Offset of each tap from its window's origin (integer divisions are slow).
@@ -1014,19 +1057,11 @@ cdef void _mean_window(const floating* x, const Plan* g, const double* div,
 cdef inline void _mean_2x2s2(const floating* x, const Plan* g, const double* div,
                              Py_ssize_t oh, floating* o) noexcept nogil:
     """Row ``oh`` of 2x2 stride-2 mean, in place."""
-    cdef Py_ssize_t w = g.width
-    cdef const floating* r0 = x + g.row_start[oh] * w
-    cdef const floating* r1 = r0 + w
-    cdef Py_ssize_t t, k
-    cdef floating total
-    for t in range(g.out_w):
-        k = 2 * t
-        total = 0
-        total = total + r0[k]
-        total = total + r0[k + 1]
-        total = total + r1[k]
-        total = total + r1[k + 1]
-        o[t] = total / <floating>div[t]
+    cdef const floating* r0 = x + g.row_start[oh] * g.width
+    if floating is double:
+        cnnpool_mean_2x2_row_d(r0, r0 + g.width, div, o, g.out_w)
+    else:
+        cnnpool_mean_2x2_row_f(r0, r0 + g.width, div, o, g.out_w)
 
 
 cdef void _mean_panel_taps(const Plan* g, Work* ws, Py_ssize_t t0, Py_ssize_t n,
@@ -1376,7 +1411,7 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.tiled:
-        g.stream = (planes * plane_in * <Py_ssize_t>sizeof(floating) >= STREAM_MIN_BYTES
+        g.stream = (planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
                     and cnnpool_can_stream(xp, g.width * sizeof(floating)))
         with nogil:
             for p in prange(planes, num_threads=n_threads, schedule="static"):
