@@ -49,11 +49,13 @@ window reaches a column through an earlier tap).
 """
 
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+from cnnpool._openmp cimport cnnpool_share
 
 
 # Non-temporal ("streaming") stores for the large writes of the tiled 2x2
@@ -854,8 +856,7 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     uint8 (windows of at most 255 taps) or int64.
     """
     _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
-    cdef Py_ssize_t planes = x.shape[0], p
-    cdef Py_ssize_t plane_in = x.shape[1] * x.shape[2]
+    cdef Py_ssize_t planes = x.shape[0]
     cdef Py_ssize_t plane_out = out.shape[1] * out.shape[2]
     if planes == 0 or plane_out == 0:
         return
@@ -865,23 +866,34 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef tap_t* ip = &taps[0, 0, 0]
-    cdef Work ws
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.mode == PANELS and not _plan_tables(&g):
         raise MemoryError("no memory for the pooling plan")
-    with nogil, parallel(num_threads=n_threads):
-        ws = _work_new(&g, sizeof(floating), False)
-        if g.mode == PANELS and not _work_ok(&g, &ws, False):
-            failed_p[0] = 1
-        for p in prange(planes, schedule="static"):
-            if not failed_p[0]:
-                _max_plane(xp + p * plane_in, op + p * plane_out, ip + p * plane_out,
-                           &g, &ws)
-        _work_free(&ws)
+    with nogil:
+        if n_threads > 1:
+            with parallel(num_threads=n_threads):
+                _max_forward_share(xp, op, ip, &g, planes, failed_p)
+        else:
+            _max_forward_share(xp, op, ip, &g, planes, failed_p)
     _plan_free(&g)
     if failed:
         raise MemoryError("max_forward: no memory for the row panels")
+
+
+cdef void _max_forward_share(const floating* x, floating* out, tap_t* ind, const Plan* g,
+                             Py_ssize_t planes, int* failed) noexcept nogil:
+    """This thread's share of the planes (all of them outside a parallel block)."""
+    cdef Py_ssize_t p, lo, hi
+    cdef Py_ssize_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    cnnpool_share(planes, &lo, &hi)
+    cdef Work ws = _work_new(g, sizeof(floating), False)
+    if g.mode == PANELS and not _work_ok(g, &ws, False):
+        failed[0] = 1
+    for p in range(lo, hi):
+        if not failed[0]:
+            _max_plane(x + p * plane_in, out + p * plane_out, ind + p * plane_out, g, &ws)
+    _work_free(&ws)
 
 
 cdef inline void _max_back_2x2(const floating* grad, const tap_t* taps, floating* gin,
@@ -1000,9 +1012,8 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
     address memory outside its window.
     """
     _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
-    cdef Py_ssize_t planes = grad_in.shape[0], p, k
+    cdef Py_ssize_t planes = grad_in.shape[0], k
     cdef Py_ssize_t plane_in = grad_in.shape[1] * grad_in.shape[2]
-    cdef Py_ssize_t plane_out = grad_out.shape[1] * grad_out.shape[2]
     if planes == 0 or plane_in == 0:
         return
     cdef Plan g = _plan(grad_in.shape[1], grad_in.shape[2], grad_out.shape[1],
@@ -1012,7 +1023,6 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
     cdef const floating* gp = &grad_out[0, 0, 0]
     cdef const tap_t* ip = &taps[0, 0, 0]
     cdef floating* xp = &grad_in[0, 0, 0]
-    cdef floating* dst
     cdef Py_ssize_t* tap_offset = NULL
     g.stream = (g.tiled and planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
                 and cnnpool_can_stream(xp, g.width * sizeof(floating)))
@@ -1024,15 +1034,28 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
         for k in range(kernel_h * kernel_w):
             tap_offset[k] = (k // kernel_w) * dil_h * g.width + (k % kernel_w) * dil_w
     with nogil:
-        for p in prange(planes, num_threads=n_threads, schedule="static"):
-            dst = xp + p * plane_in
-            if g.tiled:
-                _max_back_tiled(gp + p * plane_out, ip + p * plane_out, dst, &g)
-            else:
-                memset(dst, 0, plane_in * sizeof(floating))
-                _max_back_scatter(gp + p * plane_out, ip + p * plane_out, dst, &g,
-                                  tap_offset)
+        if n_threads > 1:
+            with parallel(num_threads=n_threads):
+                _max_backward_share(gp, ip, xp, &g, tap_offset, planes)
+        else:
+            _max_backward_share(gp, ip, xp, &g, tap_offset, planes)
     free(tap_offset)
+
+
+cdef void _max_backward_share(const floating* grad, const tap_t* taps, floating* gin,
+                              const Plan* g, const Py_ssize_t* tap_offset,
+                              Py_ssize_t planes) noexcept nogil:
+    """This thread's share of the planes (all of them outside a parallel block)."""
+    cdef Py_ssize_t p, lo, hi
+    cdef Py_ssize_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    cnnpool_share(planes, &lo, &hi)
+    for p in range(lo, hi):
+        if g.tiled:
+            _max_back_tiled(grad + p * plane_out, taps + p * plane_out, gin + p * plane_in, g)
+        else:
+            memset(gin + p * plane_in, 0, plane_in * sizeof(floating))
+            _max_back_scatter(grad + p * plane_out, taps + p * plane_out, gin + p * plane_in,
+                              g, tap_offset)
 
 
 # --------------------------------------------------------------------------- mean
@@ -1201,8 +1224,7 @@ def mean_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                  Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
                  int n_threads):
     """Sum of each window's input taps divided by ``divisor[oh, ow]``."""
-    cdef Py_ssize_t planes = x.shape[0], p
-    cdef Py_ssize_t plane_in = x.shape[1] * x.shape[2]
+    cdef Py_ssize_t planes = x.shape[0]
     cdef Py_ssize_t plane_out = out.shape[1] * out.shape[2]
     if planes == 0 or plane_out == 0:
         return
@@ -1212,22 +1234,34 @@ def mean_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef const floating* xp = &x[0, 0, 0]
     cdef floating* op = &out[0, 0, 0]
     cdef const double* dp = &divisor[0, 0]
-    cdef Work ws
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.mode == PANELS and not _plan_tables(&g):
         raise MemoryError("no memory for the pooling plan")
-    with nogil, parallel(num_threads=n_threads):
-        ws = _work_new(&g, sizeof(floating), False)
-        if g.mode == PANELS and not _work_ok(&g, &ws, False):
-            failed_p[0] = 1
-        for p in prange(planes, schedule="static"):
-            if not failed_p[0]:
-                _mean_plane(xp + p * plane_in, op + p * plane_out, dp, &g, &ws)
-        _work_free(&ws)
+    with nogil:
+        if n_threads > 1:
+            with parallel(num_threads=n_threads):
+                _mean_forward_share(xp, op, dp, &g, planes, failed_p)
+        else:
+            _mean_forward_share(xp, op, dp, &g, planes, failed_p)
     _plan_free(&g)
     if failed:
         raise MemoryError("mean_forward: no memory for the row panels")
+
+
+cdef void _mean_forward_share(const floating* x, floating* out, const double* div,
+                              const Plan* g, Py_ssize_t planes, int* failed) noexcept nogil:
+    """This thread's share of the planes (all of them outside a parallel block)."""
+    cdef Py_ssize_t p, lo, hi
+    cdef Py_ssize_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    cnnpool_share(planes, &lo, &hi)
+    cdef Work ws = _work_new(g, sizeof(floating), False)
+    if g.mode == PANELS and not _work_ok(g, &ws, False):
+        failed[0] = 1
+    for p in range(lo, hi):
+        if not failed[0]:
+            _mean_plane(x + p * plane_in, out + p * plane_out, div, g, &ws)
+    _work_free(&ws)
 
 
 cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gin,
@@ -1395,9 +1429,8 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
     The same ``divisor`` array as the forward, so the two can never disagree.
     ``grad_in`` need not be initialised: every element is written.
     """
-    cdef Py_ssize_t planes = grad_in.shape[0], p
+    cdef Py_ssize_t planes = grad_in.shape[0]
     cdef Py_ssize_t plane_in = grad_in.shape[1] * grad_in.shape[2]
-    cdef Py_ssize_t plane_out = grad_out.shape[1] * grad_out.shape[2]
     if planes == 0 or plane_in == 0:
         return
     cdef Plan g = _plan(grad_in.shape[1], grad_in.shape[2], grad_out.shape[1],
@@ -1407,32 +1440,45 @@ def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_i
     cdef const floating* gp = &grad_out[0, 0, 0]
     cdef floating* xp = &grad_in[0, 0, 0]
     cdef const double* dp = &divisor[0, 0]
-    cdef Work ws
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.tiled:
         g.stream = (planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
                     and cnnpool_can_stream(xp, g.width * sizeof(floating)))
-        with nogil:
-            for p in prange(planes, num_threads=n_threads, schedule="static"):
-                _mean_back_tiled(gp + p * plane_out, dp, xp + p * plane_in, &g)
-        return
-    if g.mode == PANELS and not _plan_tables(&g):
+    elif g.mode == PANELS and not _plan_tables(&g):
         raise MemoryError("no memory for the pooling plan")
-    with nogil, parallel(num_threads=n_threads):
-        ws = _work_new(&g, sizeof(floating), True)
-        if g.mode == PANELS and not _work_ok(&g, &ws, True):
-            failed_p[0] = 1
-        for p in prange(planes, schedule="static"):
-            if failed_p[0]:
-                pass
-            elif g.flat3:
-                _mean_back_flat3(gp + p * plane_out, dp, xp + p * plane_in, &g, &ws)
-            elif g.mode == PANELS:
-                _mean_back_panels(gp + p * plane_out, dp, xp + p * plane_in, &g, &ws)
-            else:
-                _mean_back_scalar(gp + p * plane_out, dp, xp + p * plane_in, &g)
-        _work_free(&ws)
+    with nogil:
+        if n_threads > 1:
+            with parallel(num_threads=n_threads):
+                _mean_backward_share(gp, dp, xp, &g, planes, failed_p)
+        else:
+            _mean_backward_share(gp, dp, xp, &g, planes, failed_p)
     _plan_free(&g)
     if failed:
         raise MemoryError("mean_backward: no memory for the accumulator")
+
+
+cdef void _mean_backward_share(const floating* grad, const double* div, floating* gin,
+                               const Plan* g, Py_ssize_t planes, int* failed) noexcept nogil:
+    """This thread's share of the planes (all of them outside a parallel block)."""
+    cdef Py_ssize_t p, lo, hi
+    cdef Py_ssize_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    cdef Work ws
+    cnnpool_share(planes, &lo, &hi)
+    if g.tiled:  # no scratch
+        for p in range(lo, hi):
+            _mean_back_tiled(grad + p * plane_out, div, gin + p * plane_in, g)
+        return
+    ws = _work_new(g, sizeof(floating), True)
+    if g.mode == PANELS and not _work_ok(g, &ws, True):
+        failed[0] = 1
+    for p in range(lo, hi):
+        if failed[0]:
+            break
+        elif g.flat3:
+            _mean_back_flat3(grad + p * plane_out, div, gin + p * plane_in, g, &ws)
+        elif g.mode == PANELS:
+            _mean_back_panels(grad + p * plane_out, div, gin + p * plane_in, g, &ws)
+        else:
+            _mean_back_scalar(grad + p * plane_out, div, gin + p * plane_in, g)
+    _work_free(&ws)
