@@ -23,6 +23,7 @@ lets kernels write whole cache lines with streaming stores.
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -64,11 +65,9 @@ class OutputBuffers:
         may share memory with an earlier result of the same ``name`` that
         nobody refers to any more; smaller, it is a plain ``np.empty``.
         """
-        dtype = np.dtype(dtype)
-        size = 1
-        for n in shape:  # plain ints: np.prod costs more than a small kernel call
-            size *= n
-        nbytes = size * dtype.itemsize
+        if not isinstance(dtype, np.dtype):
+            dtype = np.dtype(dtype)
+        nbytes = prod(shape) * dtype.itemsize  # math.prod: np.prod costs ~30x more
         if nbytes < REUSE_MIN_BYTES:
             return np.empty(shape, dtype)
         buf = _reusable(self._cache, name, nbytes)

@@ -154,7 +154,7 @@ class Conv2d(Layer):
         self._out_sizes = {}
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
         self._grad_cols = None  # backward's scratch: gradient columns of one chunk
-        self._buffers = {}  # the direct path's reusable padded input and scratch arrays
+        self._plan = None  # the direct path's _DirectPlan for the last input shape
         self._outputs = OutputBuffers()  # large results, reused once the caller drops them
         self._saved = None
 
@@ -209,9 +209,9 @@ class Conv2d(Layer):
                 f"x has {c} channels (shape {x.shape}) but Conv2d expects "
                 f"in_channels={self.in_channels}"
             )
-        out_h, out_w = self._out_size(x.shape)
         if self._direct:
-            return self._forward_direct(x, out_h, out_w)
+            return self._forward_direct(x)
+        out_h, out_w = self._out_size(x.shape)
         # A copy: backward must use these weights even if an optimizer steps first.
         w2 = weight.reshape(self.out_channels, weight[0].size).copy()
         bias = self.bias
@@ -294,58 +294,39 @@ class Conv2d(Layer):
         return grad_x
 
     # ------------------------------------------------------------- direct path
-    def _buffer(self, name, shape, dtype):
-        """A scratch array kept between calls (reallocated when the shape changes)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._buffers[name] = np.empty(shape, dtype)
-        return buf
-
-    def _forward_direct(self, x, out_h, out_w):
-        n, c, h, w = x.shape
-        (ph, pw), (dh, dw) = self.padding, self.dilation
-        # Our own padded copy: backward reads it, so later edits of x change nothing.
-        # Each padded image is followed by a margin of its own (see _direct_conv).
-        xp = self._buffer("xp", (n * (c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN),), x.dtype)
-        out = self._outputs.empty("out", (n, self.out_channels, out_h, out_w), x.dtype)
+    def _forward_direct(self, x):
+        plan = self._plan
+        if plan is None or plan.x_shape != x.shape or plan.dtype != x.dtype:
+            plan = self._plan = _DirectPlan(self, x.shape, x.dtype)
+        out = self._outputs.empty("out", plan.out_shape, plan.dtype)
         weight = self.weight.data
         bias = None if self.bias is None else self.bias.data
-        threads = threads_for(n, x.size * self.out_channels)
-        _direct_conv.forward(x, xp, weight, bias, out, ph, pw, dh, dw, threads)
+        # Our own padded copy of x goes to plan.xp: backward reads it, so
+        # later edits of x change nothing.
+        threads = threads_for(plan.x_shape[0], plan.forward_work)
+        _direct_conv.forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
         # Backward uses the weights of this call even if an optimizer steps first.
-        self._saved = ("direct", x.shape, xp, weight.copy())
+        self._saved = ("direct", plan, weight.copy())
         return out
 
     def _backward_direct(self, grad_output):
-        _, x_shape, xp, weight = self._saved
-        n, o = x_shape[0], self.out_channels
-        out_shape = (n, o) + self._out_size(x_shape)
-        g = _checks.grad_like(grad_output, out_shape, xp.dtype)
-        (kh, kw), (ph, pw), (dh, dw) = self.kernel_size, self.padding, self.dilation
-        threads = threads_for(n, g.size * x_shape[1])
-        # Scratch kept between calls: per-image parameter-gradient sums (added
-        # in image order, so any thread count gives the same bits) and, per
-        # thread, one zero-padded image of the output gradient.
-        parts = self._buffer("weight_parts", (n, o, weight[0].size), xp.dtype)
-        bias_parts = self._buffer("bias_parts", (n, o), xp.dtype)
-        gh, gw = out_shape[2] + 2 * (dh * (kh - 1) - ph), out_shape[3] + 2 * (dw * (kw - 1) - pw)
-        scratch = self._buffer("scratch", (threads, o * gh * gw + _MARGIN), xp.dtype)
-        grad_x = self._outputs.empty("grad_x", x_shape, xp.dtype)
+        _, plan, weight = self._saved
+        g = _checks.grad_like(grad_output, plan.out_shape, plan.dtype)
+        threads = threads_for(plan.x_shape[0], plan.backward_work)
+        plan.backward_scratch(self.out_channels, weight[0].size, self.kernel_size, threads)
+        grad_x = self._outputs.empty("grad_x", plan.x_shape, plan.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
         _direct_conv.backward(
-            xp,
+            plan.xp,
             g,
             weight,
             grad_x,
             self.weight.grad,
             bias_grad,
-            parts,
-            bias_parts,
-            scratch,
-            ph,
-            pw,
-            dh,
-            dw,
+            plan.parts,
+            plan.bias_parts,
+            plan.scratch,
+            *plan.pads,
             threads,
         )
         return grad_x
@@ -380,3 +361,54 @@ class Conv2d(Layer):
         if self.bias is None:
             text += ", bias=False"
         return text + f", dtype={self.weight.data.dtype}"
+
+
+class _DirectPlan:
+    """What the direct path needs for one input shape, made once per shape.
+
+    The padded input (each image followed by a margin of its own, see
+    ``_direct_conv``), the output shape and work sizes, and, from the
+    first backward on, the scratch of the backward: per-image parameter
+    gradient sums (added in image order, so any thread count gives the same
+    bits) and, per thread, one zero-padded image of the output gradient.
+    A layer keeps the plan of its last input shape: a tiny layer's call
+    then costs little more than its kernel (W4 of the benchmark).
+    """
+
+    __slots__ = (
+        "x_shape",
+        "dtype",
+        "out_shape",
+        "pads",
+        "xp",
+        "forward_work",
+        "backward_work",
+        "parts",
+        "bias_parts",
+        "scratch",
+    )
+
+    def __init__(self, conv, x_shape, dtype):
+        n, c, h, w = x_shape
+        (ph, pw), (dh, dw) = conv.padding, conv.dilation
+        self.x_shape, self.dtype = x_shape, dtype
+        self.out_shape = (n, conv.out_channels) + conv._out_size(x_shape)
+        self.pads = (ph, pw, dh, dw)
+        self.xp = np.empty((n * (c * (h + 2 * ph) * (w + 2 * pw) + _MARGIN),), dtype)
+        # Work sizes for threads_for, which is asked on every call (the
+        # thread limit can change between calls: cnnpool.set_num_threads).
+        self.forward_work = n * c * h * w * conv.out_channels
+        self.backward_work = n * conv.out_channels * self.out_shape[2] * self.out_shape[3] * c
+        self.parts = self.bias_parts = self.scratch = None
+
+    def backward_scratch(self, out_channels, taps, kernel_size, threads):
+        """Allocate the backward's arrays if missing or too few for ``threads``."""
+        if self.scratch is not None and self.scratch.shape[0] >= threads:
+            return
+        n, o = self.x_shape[0], out_channels
+        (kh, kw), (ph, pw, dh, dw) = kernel_size, self.pads
+        oh, ow = self.out_shape[2:]
+        gh, gw = oh + 2 * (dh * (kh - 1) - ph), ow + 2 * (dw * (kw - 1) - pw)
+        self.parts = np.empty((n, o, taps), self.dtype)
+        self.bias_parts = np.empty((n, o), self.dtype)
+        self.scratch = np.empty((threads, o * gh * gw + _MARGIN), self.dtype)

@@ -421,6 +421,26 @@ def test_backward_uses_the_weights_of_the_forward_pass(geom):
     np.testing.assert_allclose(conv.backward(g), want, rtol=1e-12, atol=1e-12)
 
 
+def test_one_layer_on_changing_input_shapes_matches_fresh_layers():
+    # The direct path keeps a plan (padded input, scratch) for the last
+    # input shape; a new shape must get a new one, and the old answers back.
+    conv, _ = _layer_and_input((2, 3, 8, 8, 4, 3, 1, 1, 1), seed=4)
+    for shape in [(2, 3, 8, 8), (1, 3, 11, 6), (2, 3, 8, 8), (3, 3, 5, 9)]:
+        rng = np.random.default_rng(shape[2])
+        x = rng.standard_normal(shape)
+        fresh = cp.Conv2d(3, 4, 3, padding=1, rng=0, dtype=np.float64)
+        fresh.weight.data[...] = conv.weight.data
+        fresh.bias.data[...] = conv.bias.data
+        y = conv(x)
+        np.testing.assert_array_equal(y, fresh(x))
+        g = rng.standard_normal(y.shape)
+        conv.weight.zero_grad()
+        conv.bias.zero_grad()
+        np.testing.assert_array_equal(conv.backward(g), fresh.backward(g))
+        np.testing.assert_array_equal(conv.weight.grad, fresh.weight.grad)
+        np.testing.assert_array_equal(conv.bias.grad, fresh.bias.grad)
+
+
 def test_second_forward_of_same_shape_replaces_the_first():
     # The column buffer is reused between forwards of one shape: backward
     # must see the columns of the latest input, not a mix.

@@ -144,8 +144,9 @@ class MaxPool2d(MaxReduction, Pool2d):
     def _forward_fast(self, x, geom):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
-        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
-        taps = np.empty((n * c, oh, ow), dtype=_U8 if geom.window_size <= 255 else _I64)
+        shape = (n * c, oh, ow)
+        out = self._outputs.empty("out", shape, x.dtype)
+        taps = np.empty(shape, _U8 if geom.window_size <= 255 else _I64)
         _MAX_FORWARD[x.dtype, taps.dtype](
             x.reshape(n * c, h, w),
             out,
@@ -153,7 +154,7 @@ class MaxPool2d(MaxReduction, Pool2d):
             *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
-        taps.flags.writeable = False  # backward trusts these: keep them ours
+        taps.setflags(write=False)  # backward trusts these: keep them ours
         return out.reshape(n, c, oh, ow), taps
 
     def _backward_fast(self, grad_output, x_shape, geom, taps):
