@@ -61,13 +61,23 @@ def _try_compile(flags, source="int main(void){return 0;}\n"):
 
 
 def arch_flags():
-    """``-march=native`` unless CNNPOOL_PORTABLE=1 or the compiler refuses it."""
+    """``-march=native`` unless CNNPOOL_PORTABLE=1 or the compiler refuses it.
+
+    With it, loops the compiler vectorises use 256-bit vectors even on
+    AVX-512 CPUs (``-mprefer-vector-width=256``): the pooling loops, whose
+    windows are strided pairs, ran 1.2-1.5x faster so on a Zen 5 (W1 max
+    forward 0.45 -> 0.31 ms, W5 mean forward+backward 1.30 -> 1.00 ms).  The
+    hand-written AVX-512 kernels (intrinsics) are not affected.
+    """
     if PORTABLE:
         return []
     if not _try_compile(["-march=native"]):
         print("cnnpool: compiler refuses -march=native; portable build", file=sys.stderr)
         return []
-    return ["-march=native"]
+    flags = ["-march=native"]
+    if _try_compile(flags + ["-mprefer-vector-width=256"]):
+        flags.append("-mprefer-vector-width=256")
+    return flags
 
 
 def openmp_flags():
