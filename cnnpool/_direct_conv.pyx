@@ -5,8 +5,9 @@ and hands BLAS a matrix product whose small side is the number of output
 channels, a shape OpenBLAS runs at a third of its peak.  With unit stride
 the ``kh*kw`` taps of a run of neighbouring output pixels are runs of
 neighbouring inputs, so a register-blocked kernel can read the (padded)
-input directly: 4 output channels times 2 vectors of pixels per block, one
-fused multiply-add per weight and vector (``_direct_conv.h``).  The input
+input directly: 4 output channels times 2 vectors of pixels per block (4
+vectors with AVX-512), one fused multiply-add per weight and vector
+(``_direct_conv.h``).  The input
 gradient is the same kernel run on the zero-padded output gradient with the
 weights transposed and flipped; the weight gradient is a blocked
 correlation of the output gradient with the padded input.

@@ -222,14 +222,16 @@ def test_direct_path_matches_gemm_path(dtype, geom, seed):
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf, on purpose
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding", [0, 1])
-def test_direct_path_keeps_non_finite_inputs_where_they_belong(dtype, padding):
+@pytest.mark.parametrize("width", [11, 27, 37])
+def test_direct_path_keeps_non_finite_inputs_where_they_belong(dtype, padding, width):
     # The vector loops read past the end of each row (into the next row) and
     # mask those lanes out; an inf or NaN just past a row end must not leak
-    # into outputs or weight gradients that do not involve it.
+    # into outputs or weight gradients that do not involve it.  Widths: the
+    # row tail in the first, second and third vector of 16 floats (8 doubles).
     rng = np.random.default_rng(7)
     conv = cp.Conv2d(2, 5, 3, padding=padding, dtype=dtype, rng=3)
     conv.bias.data[...] = rng.standard_normal(5)
-    x = rng.standard_normal((2, 2, 6, 11)).astype(dtype)
+    x = rng.standard_normal((2, 2, 6, width)).astype(dtype)
     x[0, 0, 2, 0], x[0, 1, 4, 0] = np.inf, np.nan
     x[1, 0, 3, -1], x[1, 1, 0, 0] = -np.inf, np.inf
     y = conv(x)
