@@ -7,11 +7,11 @@ cdef extern from *:
     """
     #ifdef _OPENMP
     #include <omp.h>
-    static int cnnpool_max_threads(void) { return omp_get_max_threads(); }
-    static int cnnpool_openmp_enabled(void) { return 1; }
+    static inline int cnnpool_max_threads(void) { return omp_get_max_threads(); }
+    static inline int cnnpool_openmp_enabled(void) { return 1; }
     #else
-    static int cnnpool_max_threads(void) { return 1; }
-    static int cnnpool_openmp_enabled(void) { return 0; }
+    static inline int cnnpool_max_threads(void) { return 1; }
+    static inline int cnnpool_openmp_enabled(void) { return 0; }
     #endif
 
     /* The calling thread's contiguous share [*lo, *hi) of n items, as a

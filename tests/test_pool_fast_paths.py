@@ -71,6 +71,29 @@ def test_max_taps_width_and_indices(dtype, kernel, stride, padding):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls", [cp.MaxPool2d, cp.MeanPool2d])
+def test_3x3_stride_2_same_pooling_on_even_planes(cls, dtype):
+    # The row-separable path (flat3): an even plane, 3x3 stride 2 padding 1.
+    # Row starts (whose left tap is padding) get ties, NaN and -inf too.
+    x = special_input((3, 4, 24, 16), dtype)
+    x[0, 1, :, 0] = x[0, 1, :, 1]  # ties at every row start
+    x[1, 2, ::3, 1] = np.nan
+    x[2, 0, :, :2] = -np.inf
+    layer = cls(3, 2, 1)
+    y = layer(x)
+    ref = generic_twin(layer)
+    assert_same_bits(y, ref(x))
+    g = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
+    if cls is cp.MaxPool2d:
+        assert_same_bits(layer.backward(g), ref.backward(g))
+        np.testing.assert_array_equal(layer.indices, ref.indices)
+    else:
+        # Overlapping windows: the compiled path adds the shares in PyTorch's
+        # order, the generic scatter in its own: up to an ulp apart.
+        np.testing.assert_allclose(layer.backward(g), ref.backward(g), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls", [cp.MaxPool2d, cp.MeanPool2d])
 @pytest.mark.parametrize("width", [64, 66], ids=["lines", "unaligned rows"])
 @pytest.mark.parametrize("threshold", [1 << 20, STREAM_MIN_BYTES], ids=["1 MiB", "default"])
 def test_large_tiled_backward_is_bit_identical(cls, dtype, width, threshold):
