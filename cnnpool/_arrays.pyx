@@ -1,10 +1,11 @@
 """Array checks with the NumPy C API, shared by the compiled entry points.
 
-Acquiring a typed memoryview costs about a microsecond per array, which is
-more than a tiny layer's whole kernel; entry points that take several arrays
-per call (``_direct_conv``, ``_elementwise``) take ndarrays instead and check
-them here: that each is an ndarray of the expected rank and dtype (native
-byte order), aligned, C order, and writeable where it is an output.  Also
+Acquiring a typed memoryview costs about 0.1 us per array (measured on a
+Zen 5), a good part of a tiny layer's call; the entry points of
+``_direct_conv``, ``_elementwise`` and ``pooling._kernels`` take ndarrays
+instead and check them here: that each is an ndarray of the expected rank
+and dtype (native byte order), aligned, C order, and writeable where it is
+an output.  Also
 the reference test of ``cnnpool._buffers``.  Nothing here is public.
 """
 

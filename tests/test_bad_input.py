@@ -270,6 +270,84 @@ def test_compiled_kernels_refuse_a_window_table_of_another_size():
         raises(ValueError, call, "windows has 24 entries", "(3, 3)", "18")
 
 
+def test_compiled_kernels_check_their_arrays():
+    # Entry points that run with bounds checks off check every array first.
+    from cnnpool.pooling import _kernels
+
+    geom = cp.MaxPool2d(2).geometry_for(4, 4)  # (OH, OW) = (2, 2)
+    rest = geom.kernel_args[1:] + (1,)
+    win = geom.windows
+    x, out = np.zeros((3, 4, 4)), np.zeros((3, 2, 2))
+    taps, div = np.zeros((3, 2, 2), np.uint8), np.ones((2, 2))
+    cases = [
+        (TypeError, lambda: _kernels.max_forward(x.tolist(), out, taps, win, *rest), "x"),
+        (
+            TypeError,
+            lambda: _kernels.max_forward(x, out.astype(np.float32), taps, win, *rest),
+            "out",
+        ),
+        (
+            TypeError,
+            lambda: _kernels.max_forward(x, out, taps.astype(np.int32), win, *rest),
+            "taps must be uint8 or int64",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_forward(x, out[:2], taps, win, *rest),
+            "same number of planes",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_forward(x, out, taps[:2], win, *rest),
+            "out and taps must have the same shape",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_forward(x, out[..., ::-1], taps, win, *rest),
+            "C-contiguous",
+        ),
+        (ValueError, lambda: _kernels.max_forward(x[:, None], out, taps, win, *rest), "3-D"),
+        (
+            TypeError,
+            lambda: _kernels.max_forward(x, out, taps, win.astype(np.int32), *rest),
+            "windows",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_backward(out, taps[:2], x, win, *rest),
+            "grad_out and taps",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_backward(out, taps, x[:1], win, *rest),
+            "grad_in and grad_out",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.max_backward(out[:, :0], taps[:, :0], x, win, *rest),
+            "at least one window",
+        ),
+        (ValueError, lambda: _kernels.mean_forward(x, out, div[:1], win, *rest), "divisor"),
+        (
+            TypeError,
+            lambda: _kernels.mean_forward(x, out, div.astype(np.float32), win, *rest),
+            "divisor",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.mean_backward(out, x, np.ones((3, 3)), win, *rest),
+            "(OH, OW) = (2, 2)",
+        ),
+    ]
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    cases.append(
+        (ValueError, lambda: _kernels.max_forward(x, read_only, taps, win, *rest), "writeable")
+    )
+    for error, call, fragment in cases:
+        raises(error, call, fragment)
+
+
 # ================================================== pooling: awkward but valid
 
 

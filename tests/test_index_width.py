@@ -99,6 +99,16 @@ ALLOWED = {
     "_lp.pyx:n",  # _ipow's argument: the same small exponent
     "typenum",  # a NumPy dtype number (NPY_FLOAT32, NPY_FLOAT64)
     "float_type",  # _arrays.pyx/.pxd: returns such a dtype number
+    "_tap_type",  # _kernels.pyx: the dtype number of the tap numbers (uint8 or int64)
+    "tap_typenum",  # ... as kept by the entry points
+    # _kernels.pyx: 0, or -1 with a Python exception set (Cython's "except -1")
+    "_same_planes",
+    "_same_shape",
+    "_output_plane",
+    "_max_forward",
+    "_max_backward",
+    "_mean_forward",
+    "_mean_backward",
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }

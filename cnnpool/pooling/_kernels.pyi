@@ -3,7 +3,8 @@
 Arrays are C-contiguous; ``x``/``out``/``grad_*`` are float32 or float64
 (one dtype per call), ``windows`` is intp, ``PoolGeometry.windows`` (the six window
 arrays of ``PoolGeometry.ranges`` end to end).
-Shapes are checked by the callers in ``max.py`` and ``mean.py``.
+Each entry point checks its arrays (type, dtype, rank, layout, matching
+shapes) with the NumPy C API before its loops run without bounds checks.
 """
 
 from typing import Any

@@ -55,7 +55,12 @@ from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
+cimport numpy as cnp
+
+from cnnpool._arrays cimport checked, dims, float_type
 from cnnpool._openmp cimport cnnpool_share
+
+cnp.import_array()
 
 
 # Non-temporal ("streaming") stores for the large writes of the tiled 2x2
@@ -331,19 +336,63 @@ ctypedef struct Work:
     void* flat         # flat3 only: 3*H*OW + (OH+1)*(OW+1) elements
 
 
-cdef const Py_ssize_t* _windows_of(const Py_ssize_t[::1] windows,
-                                   Py_ssize_t out_h, Py_ssize_t out_w) except NULL:
-    """The window table of ``PoolGeometry.windows``, after checking its length.
+cdef const Py_ssize_t* _windows_of(object windows, Py_ssize_t out_h,
+                                   Py_ssize_t out_w) except NULL:
+    """The window table of ``PoolGeometry.windows``, after checking it.
 
-    One array, ``row_start, row_lo, row_hi`` (``out_h`` each) then
-    ``col_start, col_lo, col_hi`` (``out_w`` each): one buffer to acquire
-    per call instead of six (a third of a tiny layer's call time).
+    One intp array, ``row_start, row_lo, row_hi`` (``out_h`` each) then
+    ``col_start, col_lo, col_hi`` (``out_w`` each): one buffer per call
+    instead of six.
     """
-    if windows.shape[0] != 3 * (out_h + out_w):
+    cdef cnp.ndarray a = checked(windows, "windows", 1, cnp.NPY_INTP, False)
+    if a.shape[0] != 3 * (out_h + out_w):
         raise ValueError(
-            f"windows has {windows.shape[0]} entries, but an output of (OH, OW) = "
+            f"windows has {a.shape[0]} entries, but an output of (OH, OW) = "
             f"({out_h}, {out_w}) needs 3 * (OH + OW) = {3 * (out_h + out_w)}")
-    return &windows[0]
+    return <const Py_ssize_t*>cnp.PyArray_DATA(a)
+
+
+cdef int _tap_type(object taps) except -1:
+    """The NumPy type number of ``taps``: uint8 or int64 tap numbers."""
+    if not cnp.PyArray_Check(taps):
+        raise TypeError(f"taps must be a NumPy array, got {type(taps).__name__}")
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>taps)
+    if typenum != cnp.NPY_UINT8 and typenum != cnp.NPY_INT64:
+        raise TypeError(f"taps must be uint8 or int64, got {taps.dtype}")
+    return typenum
+
+
+cdef int _same_planes(cnp.ndarray a, cnp.ndarray b, str name_a, str name_b) except -1:
+    """``a`` and ``b`` (P, ., .) must hold the same number of planes."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of planes (first axis), "
+            f"got shapes {dims(a)} and {dims(b)}")
+    return 0
+
+
+cdef int _same_shape(cnp.ndarray a, cnp.ndarray b, str name_a, str name_b) except -1:
+    if dims(a) != dims(b):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {dims(a)} and {dims(b)}")
+    return 0
+
+
+cdef cnp.ndarray _divisor(object divisor, cnp.ndarray out):
+    """The (OH, OW) float64 divisors of mean pooling, shape-checked against ``out``."""
+    cdef cnp.ndarray d = checked(divisor, "divisor", 2, cnp.NPY_FLOAT64, False)
+    if d.shape[0] != out.shape[1] or d.shape[1] != out.shape[2]:
+        raise ValueError(
+            f"divisor must have shape (OH, OW) = ({out.shape[1]}, {out.shape[2]}), "
+            f"got {dims(d)}")
+    return d
+
+
+cdef int _output_plane(cnp.ndarray out, str name) except -1:
+    """Windows exist: the window table describes at least one row and column."""
+    if out.shape[1] < 1 or out.shape[2] < 1:
+        raise ValueError(f"{name} must have at least one window, got shape {dims(out)}")
+    return 0
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
@@ -866,41 +915,59 @@ cdef _check_taps(Py_ssize_t kernel_h, Py_ssize_t kernel_w, bint narrow):
             f"{kernel_h}x{kernel_w} kernel; pass int64 taps")
 
 
-def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-                tap_t[:, :, ::1] taps,
-                const Py_ssize_t[::1] windows,
-                Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
-                Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                int n_threads):
+def max_forward(x, out, taps, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                Py_ssize_t stride_w, int n_threads):
     """Max over each window, and the winner's tap number ``i * kernel_w + j``.
 
-    ``x`` is (P, H, W), ``out`` and ``taps`` are (P, OH, OW); ``taps`` is
-    uint8 (windows of at most 255 taps) or int64.
+    ``x`` is (P, H, W), ``out`` and ``taps`` are (P, OH, OW), C-contiguous;
+    ``x`` and ``out`` float32 or float64 alike, ``taps`` uint8 (windows of
+    at most 255 taps) or int64; ``windows`` is ``PoolGeometry.windows``.
     """
-    _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
-    cdef Py_ssize_t planes = x.shape[0]
-    cdef Py_ssize_t plane_out = out.shape[1] * out.shape[2]
-    if planes == 0 or plane_out == 0:
+    cdef int typenum = float_type(x, "x")
+    cdef int tap_typenum = _tap_type(taps)
+    cdef cnp.ndarray ax = checked(x, "x", 3, typenum, False)
+    cdef cnp.ndarray ao = checked(out, "out", 3, typenum, True)
+    cdef cnp.ndarray at = checked(taps, "taps", 3, tap_typenum, True)
+    _same_planes(ax, ao, "x", "out")
+    _same_shape(ao, at, "out", "taps")
+    _check_taps(kernel_h, kernel_w, tap_typenum == cnp.NPY_UINT8)
+    cdef Py_ssize_t planes = ax.shape[0]
+    if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
         return
-    cdef Plan g = _plan(x.shape[1], x.shape[2], out.shape[1], out.shape[2],
-                        _windows_of(windows, out.shape[1], out.shape[2]),
+    cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
+                        _windows_of(windows, ao.shape[1], ao.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* op = &out[0, 0, 0]
-    cdef tap_t* ip = &taps[0, 0, 0]
+    cdef void* xp = cnp.PyArray_DATA(ax)
+    cdef void* op = cnp.PyArray_DATA(ao)
+    cdef void* tp = cnp.PyArray_DATA(at)
+    if typenum == cnp.NPY_FLOAT32:
+        if tap_typenum == cnp.NPY_UINT8:
+            _max_forward(<const float*>xp, <float*>op, <uint8_t*>tp, &g, planes, n_threads)
+        else:
+            _max_forward(<const float*>xp, <float*>op, <int64_t*>tp, &g, planes, n_threads)
+    elif tap_typenum == cnp.NPY_UINT8:
+        _max_forward(<const double*>xp, <double*>op, <uint8_t*>tp, &g, planes, n_threads)
+    else:
+        _max_forward(<const double*>xp, <double*>op, <int64_t*>tp, &g, planes, n_threads)
+
+
+cdef int _max_forward(const floating* x, floating* out, tap_t* ind, Plan* g,
+                      Py_ssize_t planes, int n_threads) except -1:
     cdef int failed = 0
     cdef int* failed_p = &failed
-    if g.mode == PANELS and not _plan_tables(&g):
+    if g.mode == PANELS and not _plan_tables(g):
         raise MemoryError("no memory for the pooling plan")
     with nogil:
         if n_threads > 1:
             with parallel(num_threads=n_threads):
-                _max_forward_share(xp, op, ip, &g, planes, failed_p)
+                _max_forward_share(x, out, ind, g, planes, failed_p)
         else:
-            _max_forward_share(xp, op, ip, &g, planes, failed_p)
-    _plan_free(&g)
+            _max_forward_share(x, out, ind, g, planes, failed_p)
+    _plan_free(g)
     if failed:
         raise MemoryError("max_forward: no memory for the row panels")
+    return 0
 
 
 cdef void _max_forward_share(const floating* x, floating* out, tap_t* ind, const Plan* g,
@@ -1015,12 +1082,9 @@ cdef void _max_back_scatter(const floating* grad, const tap_t* taps, floating* g
         taps += g.out_w
 
 
-def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps,
-                 floating[:, :, ::1] grad_in,
-                 const Py_ssize_t[::1] windows,
-                 Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
-                 Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                 int n_threads):
+def max_backward(grad_out, taps, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                 Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                 Py_ssize_t stride_w, int n_threads):
     """Route each output gradient to its window's winner.
 
     ``grad_out`` and ``taps`` (the forward's tap numbers) are (P, OH, OW),
@@ -1033,35 +1097,60 @@ def max_backward(const floating[:, :, ::1] grad_out, const tap_t[:, :, ::1] taps
     are not range-checked here: a tap number of ``kh*kw`` or more would
     address memory outside its window.
     """
-    _check_taps(kernel_h, kernel_w, tap_t is uint8_t)
-    cdef Py_ssize_t planes = grad_in.shape[0], k
-    cdef Py_ssize_t plane_in = grad_in.shape[1] * grad_in.shape[2]
-    if planes == 0 or plane_in == 0:
+    cdef int typenum = float_type(grad_out, "grad_out")
+    cdef int tap_typenum = _tap_type(taps)
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 3, typenum, False)
+    cdef cnp.ndarray at = checked(taps, "taps", 3, tap_typenum, False)
+    cdef cnp.ndarray ai = checked(grad_in, "grad_in", 3, typenum, True)
+    _same_shape(ag, at, "grad_out", "taps")
+    _same_planes(ai, ag, "grad_in", "grad_out")
+    _check_taps(kernel_h, kernel_w, tap_typenum == cnp.NPY_UINT8)
+    cdef Py_ssize_t planes = ai.shape[0]
+    if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
         return
-    cdef Plan g = _plan(grad_in.shape[1], grad_in.shape[2], grad_out.shape[1],
-                        grad_out.shape[2],
-                        _windows_of(windows, grad_out.shape[1], grad_out.shape[2]),
+    _output_plane(ag, "grad_out")
+    cdef Plan g = _plan(ai.shape[1], ai.shape[2], ag.shape[1], ag.shape[2],
+                        _windows_of(windows, ag.shape[1], ag.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
-    cdef const floating* gp = &grad_out[0, 0, 0]
-    cdef const tap_t* ip = &taps[0, 0, 0]
-    cdef floating* xp = &grad_in[0, 0, 0]
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* tp = cnp.PyArray_DATA(at)
+    cdef void* xp = cnp.PyArray_DATA(ai)
+    if typenum == cnp.NPY_FLOAT32:
+        if tap_typenum == cnp.NPY_UINT8:
+            _max_backward(<const float*>gp, <const uint8_t*>tp, <float*>xp, &g, planes,
+                          n_threads)
+        else:
+            _max_backward(<const float*>gp, <const int64_t*>tp, <float*>xp, &g, planes,
+                          n_threads)
+    elif tap_typenum == cnp.NPY_UINT8:
+        _max_backward(<const double*>gp, <const uint8_t*>tp, <double*>xp, &g, planes,
+                      n_threads)
+    else:
+        _max_backward(<const double*>gp, <const int64_t*>tp, <double*>xp, &g, planes,
+                      n_threads)
+
+
+cdef int _max_backward(const floating* grad, const tap_t* taps, floating* gin, Plan* g,
+                       Py_ssize_t planes, int n_threads) except -1:
+    cdef Py_ssize_t k, taps_n = g.kh * g.kw
     cdef Py_ssize_t* tap_offset = NULL
-    g.stream = (g.tiled and planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
-                and cnnpool_can_stream(xp, g.width * sizeof(floating)))
-    if not g.tiled and kernel_h * kernel_w <= 65536:
+    g.stream = (g.tiled and planes * g.height * g.width * <Py_ssize_t>sizeof(floating)
+                >= stream_min_bytes and cnnpool_can_stream(gin, g.width * sizeof(floating)))
+    if not g.tiled and taps_n <= 65536:
         # Offset of each tap from its window's origin (integer divisions are slow).
-        tap_offset = <Py_ssize_t*>malloc(kernel_h * kernel_w * sizeof(Py_ssize_t))
+        tap_offset = <Py_ssize_t*>malloc(taps_n * sizeof(Py_ssize_t))
         if tap_offset == NULL:
             raise MemoryError("max_backward: no memory for the tap offsets")
-        for k in range(kernel_h * kernel_w):
-            tap_offset[k] = (k // kernel_w) * dil_h * g.width + (k % kernel_w) * dil_w
+        for k in range(taps_n):
+            tap_offset[k] = (k // g.kw) * g.dh * g.width + (k % g.kw) * g.dw
     with nogil:
         if n_threads > 1:
             with parallel(num_threads=n_threads):
-                _max_backward_share(gp, ip, xp, &g, tap_offset, planes)
+                _max_backward_share(grad, taps, gin, g, tap_offset, planes)
         else:
-            _max_backward_share(gp, ip, xp, &g, tap_offset, planes)
+            _max_backward_share(grad, taps, gin, g, tap_offset, planes)
     free(tap_offset)
+    return 0
 
 
 cdef void _max_backward_share(const floating* grad, const tap_t* taps, floating* gin,
@@ -1239,36 +1328,50 @@ cdef void _mean_plane(const floating* x, floating* out, const double* div, const
         div += g.out_w
 
 
-def mean_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-                 const double[:, ::1] divisor,
-                 const Py_ssize_t[::1] windows,
-                 Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
-                 Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                 int n_threads):
-    """Sum of each window's input taps divided by ``divisor[oh, ow]``."""
-    cdef Py_ssize_t planes = x.shape[0]
-    cdef Py_ssize_t plane_out = out.shape[1] * out.shape[2]
-    if planes == 0 or plane_out == 0:
+def mean_forward(x, out, divisor, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                 Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                 Py_ssize_t stride_w, int n_threads):
+    """Sum of each window's input taps divided by ``divisor[oh, ow]``.
+
+    ``x`` is (P, H, W) and ``out`` (P, OH, OW), float32 or float64 alike;
+    ``divisor`` is float64 (OH, OW); ``windows`` is ``PoolGeometry.windows``.
+    """
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 3, typenum, False)
+    cdef cnp.ndarray ao = checked(out, "out", 3, typenum, True)
+    _same_planes(ax, ao, "x", "out")
+    cdef cnp.ndarray ad = _divisor(divisor, ao)
+    cdef Py_ssize_t planes = ax.shape[0]
+    if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
         return
-    cdef Plan g = _plan(x.shape[1], x.shape[2], out.shape[1], out.shape[2],
-                        _windows_of(windows, out.shape[1], out.shape[2]),
+    cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
+                        _windows_of(windows, ao.shape[1], ao.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
-    cdef const floating* xp = &x[0, 0, 0]
-    cdef floating* op = &out[0, 0, 0]
-    cdef const double* dp = &divisor[0, 0]
+    cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
+    if typenum == cnp.NPY_FLOAT32:
+        _mean_forward(<const float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(ao), dp,
+                      &g, planes, n_threads)
+    else:
+        _mean_forward(<const double*>cnp.PyArray_DATA(ax), <double*>cnp.PyArray_DATA(ao), dp,
+                      &g, planes, n_threads)
+
+
+cdef int _mean_forward(const floating* x, floating* out, const double* div, Plan* g,
+                       Py_ssize_t planes, int n_threads) except -1:
     cdef int failed = 0
     cdef int* failed_p = &failed
-    if g.mode == PANELS and not _plan_tables(&g):
+    if g.mode == PANELS and not _plan_tables(g):
         raise MemoryError("no memory for the pooling plan")
     with nogil:
         if n_threads > 1:
             with parallel(num_threads=n_threads):
-                _mean_forward_share(xp, op, dp, &g, planes, failed_p)
+                _mean_forward_share(x, out, div, g, planes, failed_p)
         else:
-            _mean_forward_share(xp, op, dp, &g, planes, failed_p)
-    _plan_free(&g)
+            _mean_forward_share(x, out, div, g, planes, failed_p)
+    _plan_free(g)
     if failed:
         raise MemoryError("mean_forward: no memory for the row panels")
+    return 0
 
 
 cdef void _mean_forward_share(const floating* x, floating* out, const double* div,
@@ -1440,44 +1543,55 @@ cdef void _mean_back_scalar(const floating* grad, const double* div, floating* g
         div += g.out_w
 
 
-def mean_backward(const floating[:, :, ::1] grad_out, floating[:, :, ::1] grad_in,
-                  const double[:, ::1] divisor,
-                  const Py_ssize_t[::1] windows,
-                  Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
-                  Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
-                  int n_threads):
+def mean_backward(grad_out, grad_in, divisor, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                  Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                  Py_ssize_t stride_w, int n_threads):
     """Spread ``grad_out[oh, ow] / divisor[oh, ow]`` over the window's input taps.
 
     The same ``divisor`` array as the forward, so the two can never disagree.
-    ``grad_in`` need not be initialised: every element is written.
+    ``grad_out`` is (P, OH, OW), ``grad_in`` (P, H, W), float32 or float64
+    alike; ``grad_in`` need not be initialised: every element is written.
     """
-    cdef Py_ssize_t planes = grad_in.shape[0]
-    cdef Py_ssize_t plane_in = grad_in.shape[1] * grad_in.shape[2]
-    if planes == 0 or plane_in == 0:
+    cdef int typenum = float_type(grad_out, "grad_out")
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 3, typenum, False)
+    cdef cnp.ndarray ai = checked(grad_in, "grad_in", 3, typenum, True)
+    _same_planes(ai, ag, "grad_in", "grad_out")
+    cdef cnp.ndarray ad = _divisor(divisor, ag)
+    cdef Py_ssize_t planes = ai.shape[0]
+    if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
         return
-    cdef Plan g = _plan(grad_in.shape[1], grad_in.shape[2], grad_out.shape[1],
-                        grad_out.shape[2],
-                        _windows_of(windows, grad_out.shape[1], grad_out.shape[2]),
+    _output_plane(ag, "grad_out")
+    cdef Plan g = _plan(ai.shape[1], ai.shape[2], ag.shape[1], ag.shape[2],
+                        _windows_of(windows, ag.shape[1], ag.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
-    cdef const floating* gp = &grad_out[0, 0, 0]
-    cdef floating* xp = &grad_in[0, 0, 0]
-    cdef const double* dp = &divisor[0, 0]
+    cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
+    if typenum == cnp.NPY_FLOAT32:
+        _mean_backward(<const float*>cnp.PyArray_DATA(ag), dp, <float*>cnp.PyArray_DATA(ai),
+                       &g, planes, n_threads)
+    else:
+        _mean_backward(<const double*>cnp.PyArray_DATA(ag), dp, <double*>cnp.PyArray_DATA(ai),
+                       &g, planes, n_threads)
+
+
+cdef int _mean_backward(const floating* grad, const double* div, floating* gin, Plan* g,
+                        Py_ssize_t planes, int n_threads) except -1:
     cdef int failed = 0
     cdef int* failed_p = &failed
     if g.tiled:
-        g.stream = (planes * plane_in * <Py_ssize_t>sizeof(floating) >= stream_min_bytes
-                    and cnnpool_can_stream(xp, g.width * sizeof(floating)))
-    elif g.mode == PANELS and not _plan_tables(&g):
+        g.stream = (planes * g.height * g.width * <Py_ssize_t>sizeof(floating)
+                    >= stream_min_bytes and cnnpool_can_stream(gin, g.width * sizeof(floating)))
+    elif g.mode == PANELS and not _plan_tables(g):
         raise MemoryError("no memory for the pooling plan")
     with nogil:
         if n_threads > 1:
             with parallel(num_threads=n_threads):
-                _mean_backward_share(gp, dp, xp, &g, planes, failed_p)
+                _mean_backward_share(grad, div, gin, g, planes, failed_p)
         else:
-            _mean_backward_share(gp, dp, xp, &g, planes, failed_p)
-    _plan_free(&g)
+            _mean_backward_share(grad, div, gin, g, planes, failed_p)
+    _plan_free(g)
     if failed:
         raise MemoryError("mean_backward: no memory for the accumulator")
+    return 0
 
 
 cdef void _mean_backward_share(const floating* grad, const double* div, floating* gin,

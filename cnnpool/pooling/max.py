@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, cast
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES
 from .._parallel import threads_for
 from . import _kernels
 from .base import Pool2d
 
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
-
-# The compiled kernels' specialisations by (float dtype, tap dtype), looked
-# up once here: calling the fused function would redo that dispatch (about
-# a microsecond) on every call.  The specialisation still checks every
-# array's dtype and layout when it takes its buffer.  (cast: a stub cannot
-# say that a fused Cython function is indexable by C type.)
-_C_TYPES = {
-    np.dtype(np.float32): "float",
-    np.dtype(np.float64): "double",
-    _U8: "uint8_t",
-    _I64: "int64_t",
-}
-_MAX_FORWARD = {
-    (f, t): cast(Any, _kernels.max_forward)[_C_TYPES[f], _C_TYPES[t]]
-    for f in FLOAT_DTYPES
-    for t in (_U8, _I64)
-}
-_MAX_BACKWARD = {
-    (f, t): cast(Any, _kernels.max_backward)[_C_TYPES[f], _C_TYPES[t]]
-    for f in FLOAT_DTYPES
-    for t in (_U8, _I64)
-}
 
 
 def _winner(windows, inside):
@@ -147,7 +123,7 @@ class MaxPool2d(MaxReduction, Pool2d):
         shape = (n * c, oh, ow)
         out = self._outputs.empty("out", shape, x.dtype)
         taps = np.empty(shape, _U8 if geom.window_size <= 255 else _I64)
-        _MAX_FORWARD[x.dtype, taps.dtype](
+        _kernels.max_forward(
             x.reshape(n * c, h, w),
             out,
             taps,
@@ -162,7 +138,7 @@ class MaxPool2d(MaxReduction, Pool2d):
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
-        _MAX_BACKWARD[grad_x.dtype, taps.dtype](
+        _kernels.max_backward(
             grad_output.reshape(taps.shape),
             taps,
             grad_x,

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, cast
 
 import numpy as np
 
 from .._parallel import threads_for
 from . import _kernels
 from .base import Pool2d
-
-# The kernels' specialisations by dtype, looked up once (see max.py).
-_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_MEAN_FORWARD = {f: cast(Any, _kernels.mean_forward)[c] for f, c in _C_TYPES.items()}
-_MEAN_BACKWARD = {f: cast(Any, _kernels.mean_backward)[c] for f, c in _C_TYPES.items()}
 
 
 class MeanPool2d(Pool2d):
@@ -97,7 +91,7 @@ class MeanPool2d(Pool2d):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
-        _MEAN_FORWARD[x.dtype](
+        _kernels.mean_forward(
             x.reshape(n * c, h, w),
             out,
             self.divisor(geom),
@@ -110,7 +104,7 @@ class MeanPool2d(Pool2d):
         n, c, h, w = x_shape
         # Not zeroed: the kernel writes every element.
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
-        _MEAN_BACKWARD[grad_x.dtype](
+        _kernels.mean_backward(
             grad_output.reshape((n * c,) + geom.out_size),
             grad_x,
             self.divisor(geom),
