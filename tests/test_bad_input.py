@@ -327,6 +327,16 @@ def test_compiled_kernels_check_their_arrays():
             lambda: _kernels.max_backward(out[:, :0], taps[:, :0], x, win, *rest),
             "at least one window",
         ),
+        (
+            ValueError,
+            lambda: _kernels.max_forward(x[:, :0], out, taps, win, *rest),
+            "x has empty planes",
+        ),
+        (
+            ValueError,
+            lambda: _kernels.mean_forward(x[:, :, :0], out, div, win, *rest),
+            "x has empty planes",
+        ),
         (ValueError, lambda: _kernels.mean_forward(x, out, div[:1], win, *rest), "divisor"),
         (
             TypeError,

@@ -105,6 +105,7 @@ ALLOWED = {
     "_same_planes",
     "_same_shape",
     "_output_plane",
+    "_input_plane",
     "_max_forward",
     "_max_backward",
     "_mean_forward",

@@ -395,6 +395,14 @@ cdef int _output_plane(cnp.ndarray out, str name) except -1:
     return 0
 
 
+cdef int _input_plane(cnp.ndarray x, cnp.ndarray out, str name) except -1:
+    """Windows read something: a non-empty output needs a non-empty input plane."""
+    if x.shape[1] < 1 or x.shape[2] < 1:
+        raise ValueError(
+            f"{name} has empty planes, shape {dims(x)}, but the output {dims(out)} has windows")
+    return 0
+
+
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
                 const Py_ssize_t* windows, Py_ssize_t kh, Py_ssize_t kw,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw) noexcept:
@@ -935,6 +943,7 @@ def max_forward(x, out, taps, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
     cdef Py_ssize_t planes = ax.shape[0]
     if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
         return
+    _input_plane(ax, ao, "x")
     cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
                         _windows_of(windows, ao.shape[1], ao.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
@@ -1344,6 +1353,7 @@ def mean_forward(x, out, divisor, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
     cdef Py_ssize_t planes = ax.shape[0]
     if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
         return
+    _input_plane(ax, ao, "x")
     cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
                         _windows_of(windows, ao.shape[1], ao.shape[2]),
                         kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
