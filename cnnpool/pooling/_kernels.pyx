@@ -66,11 +66,11 @@ cnp.import_array()
 # Non-temporal ("streaming") stores for the large writes of the tiled 2x2
 # backward passes: a normal store first reads the line it writes (the
 # read-for-ownership), so writing 16 MB costs about as much as copying it;
-# a streaming store does not (W5 max backward 2.0 -> 1.3 ms on an AVX2
-# Xeon).  It also bypasses the caches, so it is used only for outputs too
-# large to stay in the last-level cache (stream_min_bytes, set from
-# cnnpool.pooling.base.STREAM_MIN_BYTES), and only where every row starts on a cache line
-# (the layers allocate such outputs aligned): mixed with normal stores to
+# a streaming store does not (W5 max backward 2.0 -> 1.3 ms on the earlier
+# AVX2 benchmark machine).  It also bypasses the caches, so it is used only
+# for outputs too large to stay in the last-level cache (stream_min_bytes,
+# set from cnnpool.pooling.base.STREAM_MIN_BYTES), and only where every row
+# starts on a cache line (the layers allocate such outputs aligned): mixed with normal stores to
 # neighbouring lines, streaming stores were slower than plain ones here.
 # gcc emits no streaming stores by itself, so these loops are written with
 # AVX intrinsics; they do the scalar loops' very operations (compare and
