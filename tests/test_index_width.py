@@ -104,8 +104,6 @@ ALLOWED = {
     # _kernels.pyx: 0, or -1 with a Python exception set (Cython's "except -1")
     "_same_planes",
     "_same_shape",
-    "_output_plane",
-    "_input_plane",
     "_max_forward",
     "_max_backward",
     "_mean_forward",

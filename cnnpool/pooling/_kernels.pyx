@@ -388,19 +388,39 @@ cdef cnp.ndarray _divisor(object divisor, cnp.ndarray out):
     return d
 
 
-cdef int _output_plane(cnp.ndarray out, str name) except -1:
-    """Windows exist: the window table describes at least one row and column."""
-    if out.shape[1] < 1 or out.shape[2] < 1:
-        raise ValueError(f"{name} must have at least one window, got shape {dims(out)}")
-    return 0
+cdef bint _plan_call(Plan* g, cnp.ndarray planes_in, cnp.ndarray planes_out, str in_name,
+                     str out_name, bint writes_input, object windows, Py_ssize_t kernel_h,
+                     Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
+                     Py_ssize_t dil_h, Py_ssize_t dil_w) except -1:
+    """Fill ``g`` for one call on (P, H, W) and (P, OH, OW) arrays whose
+    planes were checked to match; False when there is nothing to write.
 
-
-cdef int _input_plane(cnp.ndarray x, cnp.ndarray out, str name) except -1:
-    """Windows read something: a non-empty output needs a non-empty input plane."""
-    if x.shape[1] < 1 or x.shape[2] < 1:
+    ``writes_input``: the call writes the (P, H, W) side (a backward), else
+    the (P, OH, OW) side (a forward).  An empty written side means nothing
+    to do; an empty side that the windows would read is refused.
+    """
+    cdef cnp.ndarray written = planes_in if writes_input else planes_out
+    if planes_in.shape[0] == 0 or written.shape[1] * written.shape[2] == 0:
+        return False
+    if writes_input and (planes_out.shape[1] < 1 or planes_out.shape[2] < 1):
         raise ValueError(
-            f"{name} has empty planes, shape {dims(x)}, but the output {dims(out)} has windows")
-    return 0
+            f"{out_name} must have at least one window, got shape {dims(planes_out)}")
+    if not writes_input and (planes_in.shape[1] < 1 or planes_in.shape[2] < 1):
+        raise ValueError(
+            f"{in_name} has empty planes, shape {dims(planes_in)}, but the output "
+            f"{dims(planes_out)} has windows")
+    g[0] = _plan(planes_in.shape[1], planes_in.shape[2], planes_out.shape[1],
+                 planes_out.shape[2],
+                 _windows_of(windows, planes_out.shape[1], planes_out.shape[2]),
+                 kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
+    return True
+
+
+cdef bint _streams(const Plan* g, Py_ssize_t planes, const void* gin,
+                   size_t itemsize) noexcept:
+    """Whether a tiled backward writes its (P, H, W) output with streaming stores."""
+    return (g.tiled and planes * g.height * g.width * <Py_ssize_t>itemsize >= stream_min_bytes
+            and cnnpool_can_stream(gin, g.width * itemsize))
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
@@ -940,13 +960,11 @@ def max_forward(x, out, taps, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
     _same_planes(ax, ao, "x", "out")
     _same_shape(ao, at, "out", "taps")
     _check_taps(kernel_h, kernel_w, tap_typenum == cnp.NPY_UINT8)
-    cdef Py_ssize_t planes = ax.shape[0]
-    if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
+    cdef Plan g
+    if not _plan_call(&g, ax, ao, "x", "out", False, windows, kernel_h, kernel_w,
+                      stride_h, stride_w, dil_h, dil_w):
         return
-    _input_plane(ax, ao, "x")
-    cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
-                        _windows_of(windows, ao.shape[1], ao.shape[2]),
-                        kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
+    cdef Py_ssize_t planes = ax.shape[0]
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef void* op = cnp.PyArray_DATA(ao)
     cdef void* tp = cnp.PyArray_DATA(at)
@@ -1114,13 +1132,11 @@ def max_backward(grad_out, taps, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t 
     _same_shape(ag, at, "grad_out", "taps")
     _same_planes(ai, ag, "grad_in", "grad_out")
     _check_taps(kernel_h, kernel_w, tap_typenum == cnp.NPY_UINT8)
-    cdef Py_ssize_t planes = ai.shape[0]
-    if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
+    cdef Plan g
+    if not _plan_call(&g, ai, ag, "grad_in", "grad_out", True, windows, kernel_h, kernel_w,
+                      stride_h, stride_w, dil_h, dil_w):
         return
-    _output_plane(ag, "grad_out")
-    cdef Plan g = _plan(ai.shape[1], ai.shape[2], ag.shape[1], ag.shape[2],
-                        _windows_of(windows, ag.shape[1], ag.shape[2]),
-                        kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
+    cdef Py_ssize_t planes = ai.shape[0]
     cdef void* gp = cnp.PyArray_DATA(ag)
     cdef void* tp = cnp.PyArray_DATA(at)
     cdef void* xp = cnp.PyArray_DATA(ai)
@@ -1143,8 +1159,7 @@ cdef int _max_backward(const floating* grad, const tap_t* taps, floating* gin, P
                        Py_ssize_t planes, int n_threads) except -1:
     cdef Py_ssize_t k, taps_n = g.kh * g.kw
     cdef Py_ssize_t* tap_offset = NULL
-    g.stream = (g.tiled and planes * g.height * g.width * <Py_ssize_t>sizeof(floating)
-                >= stream_min_bytes and cnnpool_can_stream(gin, g.width * sizeof(floating)))
+    g.stream = _streams(g, planes, gin, sizeof(floating))
     if not g.tiled and taps_n <= 65536:
         # Offset of each tap from its window's origin (integer divisions are slow).
         tap_offset = <Py_ssize_t*>malloc(taps_n * sizeof(Py_ssize_t))
@@ -1350,13 +1365,11 @@ def mean_forward(x, out, divisor, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
     cdef cnp.ndarray ao = checked(out, "out", 3, typenum, True)
     _same_planes(ax, ao, "x", "out")
     cdef cnp.ndarray ad = _divisor(divisor, ao)
-    cdef Py_ssize_t planes = ax.shape[0]
-    if planes == 0 or ao.shape[1] * ao.shape[2] == 0:
+    cdef Plan g
+    if not _plan_call(&g, ax, ao, "x", "out", False, windows, kernel_h, kernel_w,
+                      stride_h, stride_w, dil_h, dil_w):
         return
-    _input_plane(ax, ao, "x")
-    cdef Plan g = _plan(ax.shape[1], ax.shape[2], ao.shape[1], ao.shape[2],
-                        _windows_of(windows, ao.shape[1], ao.shape[2]),
-                        kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
+    cdef Py_ssize_t planes = ax.shape[0]
     cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
     if typenum == cnp.NPY_FLOAT32:
         _mean_forward(<const float*>cnp.PyArray_DATA(ax), <float*>cnp.PyArray_DATA(ao), dp,
@@ -1567,13 +1580,11 @@ def mean_backward(grad_out, grad_in, divisor, windows, Py_ssize_t dil_h, Py_ssiz
     cdef cnp.ndarray ai = checked(grad_in, "grad_in", 3, typenum, True)
     _same_planes(ai, ag, "grad_in", "grad_out")
     cdef cnp.ndarray ad = _divisor(divisor, ag)
-    cdef Py_ssize_t planes = ai.shape[0]
-    if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
+    cdef Plan g
+    if not _plan_call(&g, ai, ag, "grad_in", "grad_out", True, windows, kernel_h, kernel_w,
+                      stride_h, stride_w, dil_h, dil_w):
         return
-    _output_plane(ag, "grad_out")
-    cdef Plan g = _plan(ai.shape[1], ai.shape[2], ag.shape[1], ag.shape[2],
-                        _windows_of(windows, ag.shape[1], ag.shape[2]),
-                        kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w)
+    cdef Py_ssize_t planes = ai.shape[0]
     cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
     if typenum == cnp.NPY_FLOAT32:
         _mean_backward(<const float*>cnp.PyArray_DATA(ag), dp, <float*>cnp.PyArray_DATA(ai),
@@ -1587,10 +1598,8 @@ cdef int _mean_backward(const floating* grad, const double* div, floating* gin, 
                         Py_ssize_t planes, int n_threads) except -1:
     cdef int failed = 0
     cdef int* failed_p = &failed
-    if g.tiled:
-        g.stream = (planes * g.height * g.width * <Py_ssize_t>sizeof(floating)
-                    >= stream_min_bytes and cnnpool_can_stream(gin, g.width * sizeof(floating)))
-    elif g.mode == PANELS and not _plan_tables(g):
+    g.stream = _streams(g, planes, gin, sizeof(floating))
+    if not g.tiled and g.mode == PANELS and not _plan_tables(g):
         raise MemoryError("no memory for the pooling plan")
     with nogil:
         if n_threads > 1:
