@@ -154,8 +154,8 @@ class CompiledPool2d(Pool2d):
         )
         return local.reshape(windows.shape)
 
-    # The compiled path: the tap table of the input itself.
-    def _forward_fast(self, x, geom):
+    # The kernel tier: the tap table of the input itself.
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
         taps = geom.taps.reshape(-1, geom.taps.shape[-1])
@@ -165,13 +165,13 @@ class CompiledPool2d(Pool2d):
         planes.flags.writeable = False
         return out.reshape((n, c) + geom.out_size), (planes, saved)
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
-        planes, pooled = context
-        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
+    def backward_kernel(self, grad_output, state):
+        planes, pooled = state.saved
+        taps = state.geometry.taps.reshape(-1, state.geometry.taps.shape[-1])
         grad = strategy_backward(
             self.strategy, planes, taps, pooled, grad_output.reshape(pooled.shape)
         )
-        return grad.reshape(x_shape)
+        return grad.reshape(state.x_shape)
 
     def extra_repr(self):
         return f"{type(self.strategy).__name__}, " + super().extra_repr()
