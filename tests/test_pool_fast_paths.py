@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cnnpool as cp
-from cnnpool.pooling import _kernels
+from cnnpool.pooling._ext import _kernels
 from cnnpool.pooling.base import STREAM_MIN_BYTES
 
 

@@ -56,7 +56,7 @@ from .. import _checks
 from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
-from . import _kernels, _windows
+from ._ext import _kernels, _windows
 from .geometry import PoolGeometry, make_geometry
 
 _IntOrPair = int | tuple[int, int]

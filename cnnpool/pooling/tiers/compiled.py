@@ -1,7 +1,7 @@
 """Strategies written in Cython: :class:`CompiledPool2d` and the window driver.
 
 The compiled twin of the ``pool``/``route`` contract.  A strategy is a
-``cdef class`` deriving from ``cnnpool.pooling._strategy.WindowStrategy``
+``cdef class`` deriving from ``cnnpool.pooling.tiers._strategy.WindowStrategy``
 (declared in ``_strategy.pxd``, shipped with the package) that reduces one
 window and routes its gradient, both ``nogil``; the driver in
 ``_strategy.pyx`` runs it over every window of a batch, OpenMP-parallel
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._parallel import threads_for
+from ..._parallel import threads_for
+from ..base import Pool2d
 from . import _strategy
 from ._strategy import WindowStrategy
-from .base import Pool2d
 
 __all__ = ["CompiledPool2d", "WindowStrategy", "strategy_forward", "strategy_backward"]
 
@@ -105,7 +105,7 @@ class CompiledPool2d(Pool2d):
     ----------
     strategy : WindowStrategy
         An instance of a ``cdef class`` derived from
-        ``cnnpool.pooling._strategy.WindowStrategy`` (your own ``.pyx``,
+        ``cnnpool.pooling.tiers._strategy.WindowStrategy`` (your own ``.pyx``,
         compiled against the ``_strategy.pxd`` installed with cnnpool).
     kernel_size, stride, padding, dilation, ceil_mode
         See :class:`Pool2d`.
@@ -122,7 +122,7 @@ class CompiledPool2d(Pool2d):
     Examples
     --------
     >>> import numpy as np, cnnpool as cp
-    >>> from cnnpool.pooling._lp import LpWindow
+    >>> from cnnpool.pooling.strategies._lp import LpWindow
     >>> layer = cp.CompiledPool2d(LpWindow(2.0), 2)
     >>> layer(np.full((1, 1, 2, 2), 3.0))[0, 0]
     array([[6.]])

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _adaptive
-from .base import Pool2d
-from .geometry import AxisTaps, PoolGeometry
+from ..._parallel import threads_for
+from .._ext import _adaptive
+from ..base import Pool2d
+from ..geometry import AxisTaps, PoolGeometry
 from .max import MaxReduction
 
 

@@ -6,9 +6,9 @@ import numbers
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _kernels
-from .base import Pool2d
+from ..._parallel import threads_for
+from .._ext import _kernels
+from ..base import Pool2d
 
 
 class MeanPool2d(Pool2d):

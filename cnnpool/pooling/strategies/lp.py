@@ -7,9 +7,9 @@ import numbers
 
 import numpy as np
 
+from ..base import Pool2d
+from ..tiers.compiled import strategy_backward, strategy_forward
 from ._lp import LpWindow
-from .base import Pool2d
-from .compiled import strategy_backward, strategy_forward
 from .max import MaxPool2d, _winner
 
 
@@ -58,7 +58,7 @@ class LpPool2d(Pool2d):
       with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
 
     The compiled path, for integer ``p`` (and ``±inf``), is
-    :class:`~cnnpool.pooling._lp.LpWindow`, a ``WindowStrategy`` run by the
+    :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy`` run by the
     compiled window driver (the library's own example of the
     ``_strategy.pxd`` extension point); it computes in float64 and rounds
     once.  A fractional ``p`` runs the NumPy ``pool``/``route`` below, in the

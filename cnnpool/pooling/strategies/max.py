@@ -6,9 +6,9 @@ import weakref
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _kernels
-from .base import Pool2d
+from ..._parallel import threads_for
+from .._ext import _kernels
+from ..base import Pool2d
 
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Pool2d
+from ..base import Pool2d
 
 
 class StochasticPool2d(Pool2d):

@@ -17,9 +17,9 @@ import numbers
 
 import numpy as np
 
-from .. import _checks
-from ..layer import Parameter
-from .base import Pool2d
+from ... import _checks
+from ...layer import Parameter
+from ..base import Pool2d
 from .max import MaxPool2d, _winner
 from .mean import MeanPool2d
 
