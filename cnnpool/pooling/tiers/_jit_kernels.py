@@ -150,7 +150,9 @@ def _code_digest(obj: Any, h: Any, seen: set[int], depth: int) -> None:
     if code is None:
         h.update(repr(obj).encode())
         return
-    h.update(marshal.dumps(code.replace(co_filename="", co_name="", co_qualname="")))
+    h.update(
+        marshal.dumps(code.replace(co_filename="", co_name="", co_qualname="", co_firstlineno=1))
+    )
     names = set(code.co_names)
     for const in code.co_consts:  # nested code objects (comprehensions)
         if isinstance(const, types.CodeType):
@@ -187,7 +189,7 @@ class Kernels:
         # than the arithmetic of a small window.
         inline = dict(nogil=True, error_model="numpy", inline="always")
         plain = dict(nogil=True, error_model="numpy")
-        pys = [_no_param_grad if f is None else getattr(f, "py_func", f) for f in funcs]
+        pys = [_no_param_grad if f is None else _adopt(getattr(f, "py_func", f)) for f in funcs]
         self.dispatchers = tuple(numba.njit(**plain)(f) for f in pys)
         window, window_grad, param_grad = (numba.njit(**inline)(f) for f in pys)
         ns = dict(globals())
@@ -203,6 +205,20 @@ class Kernels:
         tag = f"{digest}_k{k}"
         self.forward = numba.njit(**jit)(_copy(_forward_template, ns, f"forward_{tag}"))
         self.backward = numba.njit(**jit)(_copy(_backward_template, ns, f"backward_{tag}"))
+
+
+def _adopt(f: Any) -> Any:
+    """``f`` (same code, globals and closure), filed under this module.
+
+    A cached kernel names the module of each function it calls and imports
+    it on load; a user's module may not be importable by name (a file that
+    ``cnnpool-compare`` or a notebook loaded), this one always is.
+    """
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    g.__kwdefaults__ = f.__kwdefaults__
+    g.__qualname__ = f.__qualname__
+    g.__module__ = __name__
+    return g
 
 
 def _copy(template: Callable[..., Any], ns: dict[str, Any], name: str) -> Any:

@@ -462,7 +462,8 @@ class JitPool2d(Pool2d):
 
     def _call(self, fname: str, f: Any, *args: Any) -> Any:
         try:
-            return f(*args)
+            with np.errstate(all="ignore"):  # IEEE results, silently, as compiled
+                return f(*args)
         except Exception as exc:
             raise JitStrategyError(
                 f"{type(self).__name__}.{fname} raised {type(exc).__name__}: {exc} on the "
