@@ -67,11 +67,11 @@ class SoftmaxPool2d(cp.JitPool2d):
         for v in values:
             top = max(top, beta * v)
         den = 0.0
-        for v in values:
-            den += math.exp(beta * v - top)
         for j in range(len(values)):
-            w = math.exp(beta * values[j] - top) / den
-            grad[j] = w * (1.0 + beta * (values[j] - pooled))
+            grad[j] = math.exp(beta * values[j] - top)  # the weights, not yet normalised
+            den += grad[j]
+        for j in range(len(values)):
+            grad[j] = grad[j] / den * (1.0 + beta * (values[j] - pooled))
 
 
 def check():
