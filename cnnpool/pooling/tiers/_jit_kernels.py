@@ -67,8 +67,8 @@ def _no_param_grad(values, pooled, params, out):  # pragma: no cover
 
 
 def _forward_template(x, taps, counts, params, out, start, stop):  # pragma: no cover
-    # x (P, H*W + 1): the planes, and pad_value in the extra last column, which
-    # padded taps index, so the gather never branches.  taps (O, K), counts
+    # x (P, H*W) or (P, H*W + 1): the planes, and pad_value in an extra last
+    # column that padded taps index, so the gather never branches.  taps (O, K), counts
     # (O,), out (P, O).  Runs only compiled.
     k = _K if _K > 0 else taps.shape[1]
     values = np.empty(k, np.float64)

@@ -417,10 +417,13 @@ class JitPool2d(Pool2d):
         taps, counts = self._table(geom)
         self._check(params, counts)
         n, c, h, w = x.shape
-        # Ours (backward reads it), with pad_value after each plane for padded taps.
-        planes = np.empty((n * c, h * w + 1), dtype=x.dtype)
+        # Ours (backward reads it); when the windows see padded taps, pad_value
+        # follows each plane, at the index H*W that the tap table gives them.
+        padded = bool(taps.size) and int(taps.max()) == h * w
+        planes = np.empty((n * c, h * w + padded), dtype=x.dtype)
         planes[:, : h * w] = x.reshape(n * c, h * w)
-        planes[:, h * w] = self.pad_value
+        if padded:
+            planes[:, h * w] = self.pad_value
         out = np.empty((n * c, taps.shape[0]), dtype=x.dtype)
         threads = threads_for(n * c, planes.size + out.size * taps.shape[1])
         k = geom.window_size
@@ -435,7 +438,8 @@ class JitPool2d(Pool2d):
         taps, counts = self._table(state.geometry)
         _, learnable = self._params()
         p = planes.shape[0]
-        grad_x = np.zeros((p, planes.shape[1] - 1), dtype=planes.dtype)
+        h, w = state.x_shape[2:]
+        grad_x = np.zeros((p, h * w), dtype=planes.dtype)
         grad_params = np.zeros((p, params.size if learnable else 0))
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
