@@ -1,16 +1,17 @@
 """The fused Numba kernels of :class:`~cnnpool.pooling.tiers.jit.JitPool2d`.
 
-Two kernel templates, written once here, are specialised for each
-strategy's scalar window functions:
+Kernel templates, written once here, are specialised for each strategy's
+scalar window functions:
 
 * ``forward``: for every window, gather its taps into a small float64
   buffer and call ``window(values, params)`` (gather + pool in one pass);
 * ``backward``: gather the taps again, call ``window_grad`` into a second
-  buffer and add ``grad_output * local`` into the input gradient, and, for a
-  strategy with learnable parameters, sum ``grad_output * d pooled / d param``
-  per plane (route + scatter in one pass).
+  buffer and add ``grad_output * local`` into the input gradient (route +
+  scatter in one pass);
+* ``param_backward``, run only for a strategy with learnable parameters:
+  per plane, the sum of ``grad_output * d pooled / d param``.
 
-Neither builds the ``(N, C, OH, OW, K)`` windows array.  Each call covers
+None builds the ``(N, C, OH, OW, K)`` windows array.  Each call covers
 planes ``[start, stop)`` and keeps nothing between planes, so the caller
 splits the ``N*C`` planes between threads (:func:`run_planes`) and the
 result does not depend on how: a plane is always reduced whole, windows in
@@ -88,15 +89,13 @@ def _forward_template(x, taps, counts, params, out, start, stop):  # pragma: no 
 
 
 def _backward_template(
-    x, taps, counts, params, pooled, grad_out, grad_x, grad_params, start, stop
+    x, taps, counts, params, pooled, grad_out, grad_x, start, stop
 ):  # pragma: no cover
-    # x as in forward; grad_x (P, H*W) zero on entry; grad_params (P, len(params))
-    # zero on entry, or (P, 0) when no parameter needs a gradient.
+    # x as in forward; grad_x (P, H*W), zero on entry.
     k = _K if _K > 0 else taps.shape[1]
     size = grad_x.shape[1]
     values = np.empty(k, np.float64)
     local = np.empty(k, np.float64)
-    dparams = np.empty(params.shape[0], np.float64)
     # One element in grad_x's dtype: the product is rounded to that dtype
     # before it is added, as the NumPy tier's scatter does.
     term = np.empty_like(grad_x[0, :1])
@@ -129,14 +128,28 @@ def _backward_template(
                     if i < size and local[t] != 0.0:
                         term[0] = g * local[t]
                         gp[i] += term[0]
-            if grad_params.shape[1]:
-                dparams[:] = 0.0
-                if n == k:
-                    _window_param_grad(values, y, params, dparams)
-                else:
-                    _window_param_grad_part(values[:n], y, params, dparams)
-                for j in range(params.shape[0]):
-                    grad_params[p, j] += g * dparams[j]
+
+
+def _param_backward_template(
+    x, taps, counts, params, pooled, grad_out, grad_params, start, stop
+):  # pragma: no cover
+    # grad_params (P, len(params)), zero on entry: per plane, the sum over its
+    # windows (in order) of grad_output * d pooled / d params.  Run only for a
+    # strategy with learnable parameters.
+    k = taps.shape[1]
+    values = np.empty(k, np.float64)
+    dparams = np.empty(params.shape[0], np.float64)
+    for p in range(start, stop):
+        xp = x[p]
+        for o in range(taps.shape[0]):
+            n = counts[o]
+            for t in range(n):
+                values[t] = xp[taps[o, t]]
+            dparams[:] = 0.0
+            _window_param_grad_part(values[:n], np.float64(pooled[p, o]), params, dparams)
+            g = np.float64(grad_out[p, o])
+            for j in range(params.shape[0]):
+                grad_params[p, j] += g * dparams[j]
 
 
 def _code_digest(obj: Any, h: Any, seen: set[int], depth: int) -> None:
@@ -205,6 +218,10 @@ class Kernels:
         tag = f"{digest}_k{k}"
         self.forward = numba.njit(**jit)(_copy(_forward_template, ns, f"forward_{tag}"))
         self.backward = numba.njit(**jit)(_copy(_backward_template, ns, f"backward_{tag}"))
+        # Not specialised by size: the same kernel serves every window size.
+        self.param_backward = numba.njit(**jit)(
+            _copy(_param_backward_template, ns, f"param_backward_{digest}")
+        )
 
 
 def _adopt(f: Any) -> Any:

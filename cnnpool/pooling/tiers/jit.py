@@ -440,13 +440,15 @@ class JitPool2d(Pool2d):
         p = planes.shape[0]
         h, w = state.x_shape[2:]
         grad_x = np.zeros((p, h * w), dtype=planes.dtype)
-        grad_params = np.zeros((p, params.size if learnable else 0))
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
         k = state.geometry.window_size
-        args = (planes, taps, counts, params, pooled, g, grad_x, grad_params)
-        self._run("backward", k, p, threads, *args)
-        self._add_learnable(grad_params, learnable)
+        self._run("backward", k, p, threads, planes, taps, counts, params, pooled, g, grad_x)
+        if learnable:
+            per_plane = np.zeros((p, params.size))
+            args = (planes, taps, counts, params, pooled, g, per_plane)
+            self._run("param_backward", k, p, threads, *args)
+            self._add_learnable(per_plane, learnable)
         return grad_x.reshape(state.x_shape)
 
     @staticmethod
