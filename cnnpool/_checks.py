@@ -121,6 +121,20 @@ def as_float_array(
     return np.ascontiguousarray(x)
 
 
+def owned(x: np.ndarray, original: Any) -> np.ndarray:
+    """``x``, or a copy of it when it shares memory with the caller's ``original``.
+
+    For what a layer keeps for its backward pass: the caller may edit its
+    input in place after the forward pass (PyTorch detects that and
+    raises; a copy makes it harmless).  ``x`` is what
+    :func:`as_float_array` returned for ``original``: when that already
+    had to copy, no second copy is made.
+    """
+    if isinstance(original, np.ndarray) and np.may_share_memory(x, original):
+        return x.copy()
+    return x
+
+
 def grad_like(
     grad: Any, expected_shape: tuple[int, ...], dtype: npt.DTypeLike, name: str = "grad_output"
 ) -> npt.NDArray[np.floating[Any]]:

@@ -96,6 +96,7 @@ class Linear(Layer):
 
     def forward(self, x):
         """``x`` (N, in_features) -> (N, out_features)."""
+        given = x
         x = _checks.as_float_array(x, "x", 2, layout="N, in_features")
         weight = self.weight.data
         if x.shape[1] != self.in_features:
@@ -113,7 +114,8 @@ class Linear(Layer):
         out = x @ weight.T
         if self.bias is not None:
             out += self.bias.data
-        self._saved = (x, weight)
+        # Our own copy for the weight gradient: the caller may edit x next.
+        self._saved = (_checks.owned(x, given), weight)
         return out
 
     def backward(self, grad_output):
