@@ -75,6 +75,15 @@ def float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
     return dt
 
 
+def refuse_masked(x: Any, name: str) -> None:
+    """Raise ``TypeError`` for a masked array: every layer would ignore its mask."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array (shape {x.shape}); cnnpool would silently ignore "
+            f"its mask: pass {name}.filled(value) with the value masked elements should take"
+        )
+
+
 def as_float_array(
     x: Any, name: str, ndim: int | None = None, *, layout: str = "NCHW"
 ) -> npt.NDArray[np.floating[Any]]:
@@ -88,7 +97,8 @@ def as_float_array(
     x : array_like
         The input.  Must already be float32 or float64: integer, bool,
         complex and object arrays are refused rather than silently cast,
-        because a silent cast would hide a bug in the caller.
+        because a silent cast would hide a bug in the caller; so are masked
+        arrays, whose mask would be ignored.
     name : str
         The argument's name, for error messages.
     ndim : int, optional
@@ -101,6 +111,8 @@ def as_float_array(
     numpy.ndarray
         C-contiguous, float32 or float64.
     """
+    if type(x) is not np.ndarray:
+        refuse_masked(x, name)
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)):
             x = np.asarray(x)
@@ -139,6 +151,8 @@ def grad_like(
     grad: Any, expected_shape: tuple[int, ...], dtype: npt.DTypeLike, name: str = "grad_output"
 ) -> npt.NDArray[np.floating[Any]]:
     """Validate an incoming gradient against the saved output shape and dtype."""
+    if type(grad) is not np.ndarray:
+        refuse_masked(grad, name)
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(grad).__name__}")
     if grad.shape != tuple(expected_shape):

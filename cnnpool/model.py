@@ -680,6 +680,9 @@ def _read_archive(path, archive, file_size):
         raise _fail(path, "its architecture lists a parameter key twice")
     missing = sorted(set(keys) - set(members))
     extra = sorted(set(members) - set(keys))
+    for key in extra:  # say so when a stray member is a pickle (headers only)
+        with archive.open(members[key]) as member:
+            _npy_header(path, member, members[key])
     if missing or extra:
         raise _fail(
             path, f"its arrays do not match its architecture: missing {missing}, unexpected {extra}"

@@ -261,6 +261,8 @@ class Pool2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
         x = _checks.as_float_array(x, "x", 4)
+        if x.shape[1] == 0:  # PyTorch refuses it too (N = 0 is a batch, and allowed)
+            raise ValueError(f"x has no channels, shape {x.shape}: pooling needs C >= 1")
         # The cache of geometry_for, looked up inline (this runs on every call).
         geom = self._geometries.get(x.shape[2:])
         if geom is None:
