@@ -133,18 +133,30 @@ def as_float_array(
     return np.ascontiguousarray(x)
 
 
-def owned(x: np.ndarray, original: Any) -> np.ndarray:
+#: From this size on, :func:`owned` copies into a reused buffer: fresh memory
+#: that large is mapped and zeroed by the kernel on every call, while below it
+#: ``malloc`` recycles freed blocks and the buffer bookkeeping would cost more.
+REUSE_COPY_BYTES = 1 << 20
+
+
+def owned(x: np.ndarray, original: Any, buffers: Any = None) -> np.ndarray:
     """``x``, or a copy of it when it shares memory with the caller's ``original``.
 
     For what a layer keeps for its backward pass: the caller may edit its
     input in place after the forward pass (PyTorch detects that and
     raises; a copy makes it harmless).  ``x`` is what
     :func:`as_float_array` returned for ``original``: when that already
-    had to copy, no second copy is made.
+    had to copy, no second copy is made.  With ``buffers`` (the layer's
+    :class:`~cnnpool._buffers.OutputBuffers`) a copy of :data:`REUSE_COPY_BYTES`
+    or more reuses the memory of the previous one once nothing refers to it.
     """
-    if isinstance(original, np.ndarray) and np.may_share_memory(x, original):
+    if not (isinstance(original, np.ndarray) and np.may_share_memory(x, original)):
+        return x
+    if buffers is None or x.nbytes < REUSE_COPY_BYTES:
         return x.copy()
-    return x
+    copy: np.ndarray = buffers.empty("saved_input", x.shape, x.dtype)
+    np.copyto(copy, x)
+    return copy
 
 
 def grad_like(

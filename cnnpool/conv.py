@@ -217,8 +217,10 @@ class Conv2d(Layer):
         w2 = weight.reshape(self.out_channels, weight[0].size).copy()
         bias = self.bias
         if self._pointwise:
-            # The columns are x itself: ours, since the caller may edit x next.
-            cols = _checks.owned(x, given).reshape(n, c, h * w)
+            # The columns are x itself: ours, since the caller may edit x next
+            # (the previous copy is dropped first, so that its memory is reused).
+            self._saved = None
+            cols = _checks.owned(x, given, self._outputs).reshape(n, c, h * w)
             out = np.matmul(w2, cols)  # (N, O, H*W): one BLAS GEMM per image, in C
             if bias is not None:
                 out += bias.data[:, None]

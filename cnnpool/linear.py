@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from . import _checks
+from ._buffers import OutputBuffers
 from ._init import he_normal, make_rng
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 
@@ -93,6 +94,7 @@ class Linear(Layer):
         )
         self.bias = Parameter(np.zeros(self.out_features, dtype), "bias") if bias else None
         self._saved = None
+        self._inputs = OutputBuffers()  # the private copy of x, reused between calls
 
     def forward(self, x):
         """``x`` (N, in_features) -> (N, out_features)."""
@@ -115,7 +117,9 @@ class Linear(Layer):
         if self.bias is not None:
             out += self.bias.data
         # Our own copy for the weight gradient: the caller may edit x next.
-        self._saved = (_checks.owned(x, given), weight)
+        # (The previous one is dropped first, so that its memory is reused.)
+        self._saved = None
+        self._saved = (_checks.owned(x, given, self._inputs), weight)
         return out
 
     def backward(self, grad_output):

@@ -47,3 +47,25 @@ def test_issue_example_linear_weight_gradient():
     x[:] = 5
     layer.backward(np.ones((1, 2), np.float32))
     np.testing.assert_array_equal(layer.weight.grad, np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda: cp.Conv2d(8, 4, 1, rng=0), (8, 8, 64, 64)),  # 1 MiB: the reused-buffer copy
+        (lambda: cp.Linear(4096, 3, rng=0), (64, 4096)),
+    ],
+    ids=["conv1x1", "linear"],
+)
+def test_large_private_copies_are_reused_safely(make, shape):
+    rng = np.random.default_rng(0)
+    layer, reference = make(), make()
+    for _ in range(3):  # the second and third calls reuse the first copy's memory
+        x = rng.standard_normal(shape).astype(np.float32)
+        assert x.nbytes >= 1 << 20
+        y = layer(x)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(y, reference(x.copy()))
+        x[...] = -3.0
+        np.testing.assert_array_equal(layer.backward(g), reference.backward(g))
+        np.testing.assert_array_equal(layer.weight.grad, reference.weight.grad)

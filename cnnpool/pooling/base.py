@@ -362,7 +362,9 @@ class Pool2d(Layer):
                 f"{type(self).__name__}.route must return an array of the windows' "
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
-        grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # 0 * inf, set right just below
+            grad_windows = local * grad_output[..., None]
+        grad_windows = grad_windows.astype(grad_output.dtype, copy=False)
         if not np.isfinite(grad_output).all():
             # A zero route is no path at all: 0 * inf or 0 * nan must not
             # reach taps that do not affect the output (see the module notes).
