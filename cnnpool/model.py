@@ -408,7 +408,7 @@ class Sequential(Layer):
         for layer_arch, layer in zip(arch["layers"], self.layers, strict=True):
             for entry, p in zip(layer_arch["params"], layer.parameters(), strict=True):
                 np.copyto(p.data, arrays[entry["key"]], casting="no")
-                p.grad = np.zeros_like(p.data)
+                p.grad = np.zeros(p.data.shape, p.data.dtype)
         return self
 
     def __repr__(self):
@@ -479,7 +479,7 @@ def load(path):
             )
         for p, spec in zip(params, entry["params"], strict=True):
             p.data = arrays[spec["key"]]
-            p.grad = np.zeros_like(p.data)
+            p.grad = np.zeros(p.data.shape, p.data.dtype)
         layers.append(layer)
     return Sequential(*layers)
 

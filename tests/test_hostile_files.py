@@ -321,3 +321,25 @@ def test_hostile_files_stay_under_100_mb(tmp_path, saved):
     assert [line.split()[0] for line in lines[::2]] == ["ValueError"] * len(files), result.stdout
     grown_mib = [int(line.split()[1]) / 1024 for line in lines[1::2]]
     assert max(grown_mib) < 100, f"peak memory grew by {grown_mib} MiB after each file"
+
+
+def test_an_honest_model_loads_at_about_its_own_size(tmp_path):
+    # No random weights drawn only to be overwritten, no second copy of the
+    # file's arrays, gradients left to calloc (untouched pages): about 1x.
+    path = tmp_path / "big.npz"
+    cp.Sequential(cp.Linear(4096, 3072, rng=0)).save(path)  # 48 MiB of weights
+    probe = textwrap.dedent(
+        """
+        import resource, sys
+        import cnnpool as cp
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        model = cp.load(sys.argv[1])
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    grown_mib = int(result.stdout) / 1024
+    assert grown_mib < 1.25 * 48 + 8, f"loading 48 MiB of weights grew the peak by {grown_mib} MiB"
