@@ -74,7 +74,15 @@ API_MODULES = [
     "cnnpool.datasets",
     "cnnpool.experiments.stats",
     "cnnpool.experiments.plots",
-    "cnnpool.experiments.run",
+    "cnnpool.experiments.settings",
+    "cnnpool.experiments.strategies",
+    "cnnpool.experiments.data",
+    "cnnpool.experiments.arch",
+    "cnnpool.experiments.training",
+    "cnnpool.experiments.runner",
+    "cnnpool.experiments.summary",
+    "cnnpool.experiments.report",
+    "cnnpool.experiments.progress",
     "cnnpool.experiments.cli",
 ]
 
@@ -154,7 +162,7 @@ def _replacements() -> dict[str, str]:
         ".. writing-a-strategy-guide",
         ["writing_a_strategy.md", "writing_a_strategy.rst"],
         "The long-form guide to writing a strategy (parameters, a compiled "
-        "strategy through ``cnnpool/pooling/_strategy.pxd``, what it costs next "
+        "strategy through ``cnnpool/pooling/tiers/_strategy.pxd``, what it costs next "
         "to the built-ins) is being written; until it lands, the example above "
         "and the README's section *Your own pooling strategy* are the guide.\n",
     )

@@ -255,7 +255,7 @@ def test_gather_windows_with_the_geometry_of_another_size():
 def test_compiled_kernels_refuse_a_window_table_of_another_size():
     # The max/mean kernels take the six window arrays end to end
     # (PoolGeometry.windows); one of the wrong length would be read past its end.
-    from cnnpool.pooling import _kernels
+    from cnnpool.pooling._ext import _kernels
 
     geom = cp.MaxPool2d(2).geometry_for(8, 8)  # (OH, OW) = (4, 4): 24 entries
     x, out = np.zeros((1, 6, 6)), np.zeros((1, 3, 3))  # (OH, OW) = (3, 3) needs 18
@@ -273,7 +273,7 @@ def test_compiled_kernels_refuse_a_window_table_of_another_size():
 
 def test_compiled_kernels_check_their_arrays():
     # Entry points that run with bounds checks off check every array first.
-    from cnnpool.pooling import _kernels
+    from cnnpool.pooling._ext import _kernels
 
     geom = cp.MaxPool2d(2).geometry_for(4, 4)  # (OH, OW) = (2, 2)
     rest = geom.kernel_args[1:] + (1,)

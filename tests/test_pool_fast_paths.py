@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import cnnpool as cp
-from cnnpool.pooling import _kernels
+from cnnpool.pooling._ext import _kernels
 from cnnpool.pooling.base import STREAM_MIN_BYTES
 
 
@@ -58,7 +58,8 @@ def test_max_taps_width_and_indices(dtype, kernel, stride, padding):
     x = special_input((2, 3, 40, 41), dtype)
     layer = cp.MaxPool2d(kernel, stride, padding)
     y = layer(x)
-    taps = layer._saved[5]
+    assert layer._state.tier == "kernel"
+    taps = layer._state.saved
     window = np.prod(layer.kernel_size)
     assert taps.dtype == (np.uint8 if window <= 255 else np.int64)
     assert not taps.flags.writeable
