@@ -33,7 +33,6 @@ import math
 import numbers
 import os
 import re
-import socket
 import tempfile
 import zipfile
 
@@ -496,7 +495,7 @@ def _atomic_savez(path, arrays):
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save the model to {path!r}: it is a directory")
     directory, name = os.path.split(path)
-    prefix = f".{name}.{_HOST}."
+    prefix = f".{name}.{_host()}."
     _remove_stale_temporaries(directory, prefix)
     fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
@@ -520,9 +519,12 @@ def _atomic_savez(path, arrays):
         raise
 
 
-# The host part of temporary names: a process id means something on its own
-# host only (another host may save to the same network directory).
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+def _host():
+    """The host part of temporary names: a process id means something on its own
+    host only (another host may save to the same network directory)."""
+    import socket  # here, not at import: it costs more than the rest of this module
+
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
 
 
 def _remove_stale_temporaries(directory, prefix):

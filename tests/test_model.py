@@ -298,7 +298,7 @@ def test_save_removes_temporaries_of_killed_saves_only(tmp_path):
         check=True,
     )
     dead = int(child.stdout)
-    host = model_module._HOST
+    host = model_module._host()
     stale = tmp_path / f".m.npz.{host}.{dead}.abc_12.tmp"
     live = tmp_path / f".m.npz.{host}.{os.getpid()}.xyz.tmp"
     other_host = tmp_path / f".m.npz.elsewhere.{dead}.abc.tmp"
