@@ -623,7 +623,11 @@ def _read(path):
         try:
             with zipfile.ZipFile(f) as archive:
                 return _read_archive(path, archive, os.fstat(f.fileno()).st_size)
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError, UnicodeError) as exc:
+        except (ValueError, MemoryError):
+            raise  # our own refusals, and a machine too small for an honest model
+        except Exception as exc:
+            # zipfile's BadZipFile, EOFError, NotImplementedError (an unknown
+            # ZIP version), struct.error, ...: a damaged archive, whatever the parser.
             raise _fail(path, f"it is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
 
 
@@ -706,8 +710,13 @@ def _npy_header(path, member, info):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
         else:
             raise ValueError(f".npy format version {version} is not supported")
-    except ValueError as exc:
-        raise _fail(path, f"its member {info.filename!r} has a bad .npy header ({exc})") from exc
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError, ...
+        if isinstance(exc, MemoryError):
+            raise
+        raise _fail(
+            path,
+            f"its member {info.filename!r} has a bad .npy header ({type(exc).__name__}: {exc})",
+        ) from exc
     if dtype.hasobject:
         raise _fail(
             path,

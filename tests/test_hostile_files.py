@@ -239,6 +239,24 @@ def test_duplicate_and_foreign_members(tmp_path, saved):
         cp.load(path)
 
 
+def test_damage_any_parser_trips_on_is_a_value_error(tmp_path, saved):
+    # Found by mutation fuzzing: zipfile's NotImplementedError for an unknown
+    # ZIP version, and the tokenizer's error inside numpy's header parser.
+    data = bytearray(saved.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    data[at + 6] = 255  # "version needed to extract": 25.5
+    path = tmp_path / "v.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="truncated or corrupt .NotImplementedError"):
+        cp.load(path)
+    members = dict(_members(saved))
+    header = b"\x93NUMPY\x01\x00" + (16).to_bytes(2, "little") + b"{'descr': ((    \n"
+    members["0.weight.npy"] = header
+    _zip(path, members.items())
+    with pytest.raises(ValueError, match="'0.weight.npy' has a bad .npy header"):
+        cp.load(path)
+
+
 def test_architecture_larger_than_the_limit(tmp_path, monkeypatch, saved):
     monkeypatch.setattr(cnnpool.model, "MAX_ARCHITECTURE_BYTES", 1000)
     with pytest.raises(ValueError, match="more than the 1,000 cnnpool reads"):
