@@ -18,6 +18,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cnnpool as cp
 import cnnpool.model
@@ -255,6 +257,34 @@ def test_damage_any_parser_trips_on_is_a_value_error(tmp_path, saved):
     _zip(path, members.items())
     with pytest.raises(ValueError, match="'0.weight.npy' has a bad .npy header"):
         cp.load(path)
+
+
+@pytest.fixture(scope="module")
+def good_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("good") / "good.npz"
+    _model().save(path)
+    return path.read_bytes()
+
+
+@given(
+    cut=st.integers(0, 1 << 16),
+    edits=st.lists(
+        st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=8)), max_size=4
+    ),
+)
+def test_mutated_files_load_or_raise_value_error(tmp_path_factory, good_bytes, cut, edits):
+    """Bytes overwritten or the file cut anywhere: a ValueError or a model, nothing else."""
+    data = bytearray(good_bytes)
+    for at, chunk in edits:
+        at %= len(data)
+        data[at : at + len(chunk)] = chunk
+    path = tmp_path_factory.getbasetemp() / "mutated.npz"
+    path.write_bytes(bytes(data[: max(1, cut % (len(data) + 1))]))
+    try:
+        model = cp.load(path)
+    except ValueError:
+        return
+    assert isinstance(model, cp.Sequential)
 
 
 def test_architecture_larger_than_the_limit(tmp_path, monkeypatch, saved):
