@@ -79,6 +79,10 @@ class Linear(Layer):
     -----
     Input ``(N, in_features)``, output ``(N, out_features)``.  Put a
     :class:`Flatten` in front to feed it convolution or pooling output.
+    Forward keeps a copy of ``x`` for the weight gradient (unless ``x``
+    already had to be copied to become C-contiguous), so editing ``x`` in
+    place after the forward pass changes nothing; backward uses the weights
+    as they are when it runs.
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
