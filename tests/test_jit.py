@@ -451,3 +451,23 @@ def test_the_fingerprint_follows_the_code():
 
     assert _jit_kernels.fingerprint((a, None, None)) == _jit_kernels.fingerprint((c, None, None))
     assert _jit_kernels.fingerprint((a, None, None)) != _jit_kernels.fingerprint((b, None, None))
+
+
+def test_functions_already_compiled_with_numba_njit_are_accepted():
+    import numba
+
+    @numba.njit
+    def window(values, params):
+        return values.max()
+
+    @numba.njit
+    def window_grad(values, pooled, params, grad):
+        grad[np.argmax(values)] = 1.0
+
+    cls = make_strategy(window, window_grad, name="Decorated")
+    x = np.random.default_rng(14).standard_normal((2, 2, 6, 6))
+    fast, slow = both_tiers(cls, kernel_size=3, stride=2, padding=1)
+    np.testing.assert_array_equal(fast(x), cp.MaxPool2d(3, 2, 1)(x))
+    np.testing.assert_array_equal(fast(x), slow(x))
+    g = np.ones_like(fast(x))
+    np.testing.assert_array_equal(fast.backward(g), slow.backward(g))
