@@ -142,6 +142,9 @@ class JitPool2d(Pool2d):
     order, so they agree to the last bit wherever ``math`` and Numba call
     the same C library functions.
 
+    The kernels run the ``N*C`` planes on up to
+    :func:`cnnpool.get_num_threads` threads (the GIL released), each plane
+    whole on one thread, so the result is the same for any thread count.
     Compilation happens at the first forward (and first backward) of each
     dtype and is cached on disk beside cnnpool (``__pycache__``) or in
     ``NUMBA_CACHE_DIR``: later processes load it.
@@ -405,7 +408,7 @@ class JitPool2d(Pool2d):
                     f"numeric Python: floats, math/NumPy functions on the arrays, loops, "
                     f"no Python objects or self): {_first_lines(inner)}"
                 )
-            except Exception:  # noqa: S110 - only looking for the compile error here
+            except Exception:  # not a compile error: not what is looked for here
                 pass
         return JitStrategyError(
             f"Numba cannot compile the {which} kernel of {name} (does window return a "
