@@ -243,7 +243,7 @@ def test_bad_strategy_is_refused_clearly(spec, words, user_module, capsys):
         (["--epochs", "0"], "--epochs"),
         (["--lr", "-1"], "--lr"),
         (["--dataset", "mnist"], "--dataset"),
-        (["--pool", "max", "--pool", "max"], "repeat"),
+        (["--pool", "max", "--pool", "max"], "same strategy"),
     ],
 )
 def test_bad_cli_arguments(args, words, capsys):

@@ -16,12 +16,17 @@ import sys
 import time
 
 from .settings import Settings
-from .strategies import available, resolve_strategy
+from .strategies import available, resolve_strategies
 
 DEFAULTS = Settings()
 
 #: Learning rate used when ``--lr`` is not given, per optimizer.
 DEFAULT_LR = {"adam": DEFAULTS.lr, "sgd": 0.02}
+
+
+#: The most seeds one run accepts, and the bound of a seed's value.
+MAX_SEEDS = 10_000
+MAX_SEED = 2**32 - 1
 
 
 def _seeds(text):
@@ -31,19 +36,35 @@ def _seeds(text):
             seeds = [int(t) for t in text.split(",") if t.strip()]
         elif "-" in text.strip("-"):
             lo, hi = (int(t) for t in text.split("-"))
+            if hi - lo + 1 > MAX_SEEDS:
+                raise _TooMany(hi - lo + 1)
             seeds = list(range(lo, hi + 1))
         else:
             n = int(text)
             if n < 1:
                 raise ValueError
+            if n > MAX_SEEDS:
+                raise _TooMany(n)
             seeds = list(range(n))
+    except _TooMany as exc:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_SEEDS} seeds per run, got {exc.args[0]} (from {text!r})"
+        ) from None
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a count (8), a list (0,3,5) or a range (10-14), got {text!r}"
         ) from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"seeds must be distinct and >= 0, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds per run, got {len(seeds)}")
+    if max(seeds) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be at most 2**32 - 1, got {max(seeds)}")
     return seeds
+
+
+class _TooMany(Exception):
+    """A seed count over MAX_SEEDS (raised before building the list)."""
 
 
 def _positive_int(text):
@@ -160,7 +181,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     pools = args.pool or list(DEFAULTS.pools)
     try:
-        strategies = [resolve_strategy(p) for p in pools]
+        strategies = resolve_strategies(pools)
     except ValueError as exc:
         parser.error(str(exc))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]

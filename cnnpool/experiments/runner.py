@@ -27,7 +27,7 @@ from .arch import describe
 from .data import dataset_info, load_dataset
 from .progress import ProgressBars
 from .settings import Settings
-from .strategies import resolve_strategy
+from .strategies import resolve_strategies, resolve_strategy
 from .summary import run_summary, summarize
 from .training import routing_input, train_one
 
@@ -104,10 +104,7 @@ def run_experiment(settings=None, progress=False, **overrides):
         settings = Settings(**overrides)
     elif overrides:
         raise TypeError("pass either settings or keyword overrides, not both")
-    strategies = [resolve_strategy(p) for p in settings.pools]
-    names = [s.name for s in strategies]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two strategies share a name: {names}")
+    strategies = resolve_strategies(settings.pools)
     started = time.time()
     t0 = time.perf_counter()
     jobs = min(settings.jobs, len(settings.seeds))
