@@ -90,7 +90,6 @@ class Strategy:
         return _construct(self.cls, kernel_size, dict(self.kwargs), seed)
 
 
-
 def resolve_strategy(spec):
     """Turn a ``--pool`` spec (see the module docs) or a class into a :class:`Strategy`.
 
