@@ -87,36 +87,119 @@ def _positive_float(text):
     return v
 
 
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text!r}")
+    return v
+
+
+def _rates(text):
+    rates = [_positive_float(t.strip()) for t in text.split(",") if t.strip()]
+    if not rates:
+        raise argparse.ArgumentTypeError(f"expected rates such as 0.001,0.003,0.01, got {text!r}")
+    if len(rates) > 12:
+        raise argparse.ArgumentTypeError(f"at most 12 rates, got {len(rates)}")
+    if len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"rates must be distinct, got {text!r}")
+    return rates
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="cnnpool-compare",
         description=(
-            "Train one small CNN (conv → ReLU → pool → conv → ReLU → pool → linear) once per "
-            "pooling strategy and seed, on images that ship with scikit-image, and compare "
-            "the strategies seed by seed: same data split, same initial weights and same "
-            "batch order for every strategy on a seed (a paired design)."
+            "Train one small CNN (by default conv → ReLU → pool → conv → ReLU → pool → linear) "
+            "once per pooling strategy and seed, on images that ship with scikit-image or on "
+            "your own (--data), and compare the strategies seed by seed: same data split, "
+            "same initial weights and same batch order for every strategy on a seed (a paired "
+            "design)."
         ),
         epilog=(
             "Writes results.json, results.md, curves.png and routing.png into --out. "
-            "Example: cnnpool-compare --dataset textures --seeds 10 --pool max --pool mean "
-            "--pool my_pooling:LpPool2d"
+            "Examples: cnnpool-compare --dataset textures --seeds 10 --pool max --pool mean "
+            "--pool my_pooling:LpPool2d;  cnnpool-compare --data photos/ --size 32 --color rgb "
+            "--arch c16-p-c32-p-fc --pool max --pool 'lp(norm=3)' --tune-lr"
         ),
     )
-    p.add_argument(
+    data = p.add_argument_group("data")
+    data.add_argument(
         "--dataset",
         choices=("faces", "textures"),
-        default=DEFAULTS.dataset,
-        help=f"faces: LFW faces vs not-faces, 25x25; textures: brick/grass/gravel "
-        f"patches, 32x32 (default: {DEFAULTS.dataset})",
+        default=None,
+        help=f"a built-in set: faces (LFW faces vs not-faces, 25x25 gray) or textures "
+        f"(brick/grass/gravel patches, 32x32 gray) (default: {DEFAULTS.dataset})",
     )
-    p.add_argument(
+    data.add_argument(
+        "--data",
+        metavar="DIR|FILE.npz",
+        help="your own images instead: a folder with one subfolder per class (PNG, JPEG, "
+        "TIFF, ...; split by seed), or with train/ and test/ class folders (a fixed split); "
+        "or an .npz file with x_train, y_train, x_test, y_test (NCHW or NHW)",
+    )
+    data.add_argument(
+        "--color",
+        choices=("gray", "rgb"),
+        default=None,
+        help="convert your images to gray (1 channel) or RGB (3) (default: RGB if any "
+        "image has colour, else gray)",
+    )
+    data.add_argument(
+        "--size",
+        metavar="H[xW]",
+        default=None,
+        help="bring your images to this size, e.g. 32 or 32x48 (default: they must all "
+        "have one size already)",
+    )
+    data.add_argument(
+        "--fit",
+        choices=("resize", "crop"),
+        default=DEFAULTS.fit,
+        help="how --size is reached: resize (scale to exactly HxW) or crop (scale keeping "
+        f"the aspect ratio, then cut out the centre) (default: {DEFAULTS.fit})",
+    )
+    data.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=DEFAULTS.test_fraction,
+        metavar="F",
+        help="share of each class of a folder held out for testing, drawn per seed "
+        f"(default: {DEFAULTS.test_fraction:g}; a folder with train/ and test/ keeps its split)",
+    )
+    data.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a file that is not a readable image (default: skip it, with a count and "
+        "its name in the log and in results.json)",
+    )
+    model = p.add_argument_group("network and strategies")
+    model.add_argument(
+        "--arch",
+        default=DEFAULTS.arch,
+        metavar="SPEC",
+        help="the network, layers joined by '-': cN (3x3 conv, N channels, + ReLU), cNkK "
+        "(KxK conv), p (the pooling under comparison), fcN (hidden linear + ReLU), fc (output "
+        f"layer, last) (default: {DEFAULTS.arch})",
+    )
+    model.add_argument(
+        "--pool-size",
+        type=_positive_int,
+        default=DEFAULTS.kernel_size,
+        metavar="K",
+        help=f"kernel size (and stride) of every pooling layer (default: {DEFAULTS.kernel_size})",
+    )
+    model.add_argument(
         "--pool",
         action="append",
         metavar="STRATEGY",
         help="a pooling strategy: a short name (" + ", ".join(available()) + ") "
         "or a Pool2d subclass as module:Class "
-        "or path/file.py:Class; repeat for several (default: --pool max "
-        "--pool mean)",
+        "or path/file.py:Class, optionally with keyword arguments: 'lp(norm=3)', "
+        "'file.py:Class(beta=4)' (literal values only); repeat for several (default: "
+        "--pool max --pool mean)",
     )
     p.add_argument(
         "--seeds",
@@ -152,6 +235,29 @@ def build_parser():
         help=f"adam, or sgd with momentum {DEFAULTS.momentum:g} (default: {DEFAULTS.optimizer})",
     )
     p.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="let each strategy choose its own learning rate from --lr-grid, by the mean "
+        "validation accuracy over the seeds (a split carved from the training images; the "
+        "test images are not seen until the final runs)",
+    )
+    p.add_argument(
+        "--lr-grid",
+        type=_rates,
+        default=None,
+        metavar="LR,LR,...",
+        help="learning rates for --tune-lr (default: the learning rate and its neighbours a "
+        "factor 3 away, e.g. 0.001,0.003,0.009 for adam)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=DEFAULTS.val_fraction,
+        metavar="F",
+        help="share of each class's training images held out for --tune-lr's validation "
+        f"(default: {DEFAULTS.val_fraction:g})",
+    )
+    p.add_argument(
         "--out", default="results", metavar="DIR", help="output directory (default: results/)"
     )
     p.add_argument(
@@ -185,24 +291,54 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if args.dataset is not None and args.data is not None:
+        parser.error("give --dataset (a built-in set) or --data (your own), not both")
+    if args.data is None and (args.color or args.size or args.strict):
+        parser.error("--color, --size and --strict apply to your own images (--data)")
+    if args.lr_grid is not None and not args.tune_lr:
+        parser.error("--lr-grid is the grid of --tune-lr; add --tune-lr")
     try:
         settings = Settings(
-            dataset=args.dataset,
+            dataset=args.data or args.dataset or DEFAULTS.dataset,
             pools=tuple(s.spec for s in strategies),
             seeds=tuple(args.seeds),
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=lr,
             optimizer=args.optimizer,
+            arch=args.arch,
+            kernel_size=args.pool_size,
             jobs=args.jobs or default_jobs(len(args.seeds)),
+            color=args.color,
+            size=args.size,
+            fit=args.fit,
+            test_fraction=args.test_fraction,
+            strict=args.strict,
+            tune_lr=args.tune_lr,
+            lr_grid=args.lr_grid,
+            val_fraction=args.val_fraction,
         )
     except ValueError as exc:
         parser.error(str(exc))
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     progress = not args.quiet and sys.stderr.isatty()
+    from .arch import build_model
+    from .data import load_dataset
+
+    try:  # read the data and build the network once here: bad data or arch fail in a line
+        data = load_dataset(settings, settings.seeds[0], progress=progress)
+        build_model(
+            lambda: strategies[0].make(settings.kernel_size, seed=0),
+            data.image_shape,
+            data.num_classes,
+            settings.arch,
+            pool_size=settings.kernel_size,
+        )
+    except ValueError as exc:  # DataError is a ValueError
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     if not args.quiet:
-        _print_settings(settings, strategies, args.out)
+        _print_settings(settings, strategies, data, args.out)
 
     from .report import text_table, write_outputs
     from .runner import run_experiment
@@ -232,30 +368,41 @@ def main(argv=None):
     return 1 if failed and len(failed) == len(results["runs"]) else 0
 
 
-def _print_settings(settings, strategies, out):
-    from .data import load_dataset
+def _print_settings(settings, strategies, data, out):
+    from .arch import describe
 
-    data = load_dataset(settings, settings.seeds[0])
-    c1, c2 = settings.channels
     k = settings.kernel_size
     names = ", ".join(s.name if s.spec == s.name else f"{s.name} ({s.spec})" for s in strategies)
     seeds = settings.seeds
     print("cnnpool-compare: the same CNN trained once per pooling strategy and seed")
     print(
         f"  dataset     {data.name}: {len(data.x_train)} train / {len(data.x_test)} test, "
-        f"{data.image_shape[1]}x{data.image_shape[2]} gray, classes {', '.join(data.classes)}"
+        f"{data.image_shape[1]}x{data.image_shape[2]} "
+        f"{'RGB' if data.image_shape[0] == 3 else 'gray'}, classes {', '.join(data.classes)}"
         f"{' (standardised)' if data.standardized else ''}"
     )
-    print(
-        f"  model       conv3x3({c1}) → ReLU → POOL {k}x{k} → conv3x3({c2}) → ReLU → "
-        f"POOL {k}x{k} → flatten → linear({data.num_classes})"
-    )
+    if data.info.get("split") and settings.dataset not in ("faces", "textures"):
+        fit = data.info.get("fit")
+        skipped = len(data.info.get("skipped", ()))
+        print(
+            f"              {data.info['split']}"
+            + (f"; {fit} to {settings.size[0]}x{settings.size[1]}" if fit else "")
+            + (f"; {skipped} unreadable file(s) skipped" if skipped else "")
+        )
+    arch = describe(settings, data.num_classes)["description"]
+    print(f"  model       {arch.replace(f'pool{k}x{k}', f'POOL {k}x{k}')}")
     print(f"  POOL        {names}")
     print(f"  seeds       {len(seeds)} paired: {', '.join(map(str, seeds))}")
     print(
         f"  training    {settings.epochs} epochs, batch {settings.batch_size}, "
-        f"{settings.optimizer} lr {settings.lr:g}"
-        f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
+        f"{settings.optimizer} "
+        + (
+            f"lr chosen per strategy from {', '.join(f'{v:g}' for v in settings.grid())} on a "
+            f"{settings.val_fraction:g} validation split"
+            if settings.tune_lr
+            else f"lr {settings.lr:g}"
+        )
+        + f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
         f"softmax cross-entropy, {settings.dtype}"
     )
     print(f"  jobs        {settings.jobs}")
