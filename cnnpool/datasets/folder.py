@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -217,14 +218,19 @@ def _read(root, layout, size, color, fit_mode, strict, progress):
     try:
         for f, k, part in jobs:
             try:
-                image = to_float01(io.imread(f))
+                with warnings.catch_warnings():
+                    # imageio tries its plugins in turn on a file that is not a picture,
+                    # and some warn (deprecations) before failing: the skip says it all
+                    warnings.simplefilter("ignore")
+                    raw = io.imread(f)
+                image = to_float01(raw)
                 color_of(image)
             except Exception as exc:  # noqa: BLE001 - any reader error means "not an image"
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if strict:
                     raise DataError(
-                        f"{f!r} is not a readable image ({reason}); remove it, or run "
-                        "without strict (--strict) to skip such files"
+                        f"{f!r} is not a readable image ({reason}); remove it, or leave out "
+                        "strict (--strict) to skip such files with a count"
                     ) from None
                 skipped.append((f, reason[:200]))
             else:

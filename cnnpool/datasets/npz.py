@@ -110,7 +110,8 @@ def load_npz(
             raise DataError(f"{path!r}: classes must be a 1-D array of strings")
         classes = tuple(str(c) for c in names)
     else:
-        classes = tuple(str(k) for k in range(int(max(y_train.max(), y_test.max())) + 1))
+        # The classes are those of the training labels: a test label beyond them is out of range.
+        classes = tuple(str(k) for k in range(max(int(y_train.max()), 0) + 1))
     k = len(classes)
     for y, yn in ((y_train, "y_train"), (y_test, "y_test")):
         bad = (y < 0) | (y >= k)
