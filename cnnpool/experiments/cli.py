@@ -340,7 +340,14 @@ def main(argv=None):
     if not args.quiet:
         _print_settings(settings, strategies, data, args.out)
 
-    from .report import text_table, write_outputs
+    from .report import (
+        NOTES,
+        any_clipped,
+        difference_matrix,
+        text_table,
+        tuning_text,
+        write_outputs,
+    )
     from .runner import run_experiment
 
     t0 = time.perf_counter()
@@ -355,11 +362,24 @@ def main(argv=None):
         "Mean ± 95% confidence interval over seeds; diverged/failed runs are counted and "
         "left out of the means."
     )
-    for c in results["comparisons"]:
+    if any_clipped(results):
+        print(NOTES["clipped"])
+    if any(row.get("did_not_learn") for row in results["summary"].values()):
+        print(NOTES["did_not_learn"])
+    if "tuning" in results:
         print()
-        print(f"{c['a']} − {c['b']}:")
-        print("  " + c["test_accuracy"]["summary"])
-        print("  " + c["final_train_loss"]["summary"])
+        print("Learning rate per strategy, chosen on a validation split of the training images:")
+        print(tuning_text(results["tuning"]))
+    if len(results["strategies"]) > 2:
+        print()
+        print("\n".join(difference_matrix(results)))
+        print(f"The sentences for every pair are in {os.path.join(args.out, 'results.md')}.")
+    else:
+        for c in results["comparisons"]:
+            print()
+            print(f"{c['a']} − {c['b']}:")
+            print("  " + c["test_accuracy"]["summary"])
+            print("  " + c["final_train_loss"]["summary"])
     failed = [r for r in results["runs"] if r["status"] == "failed"]
     for r in failed:
         print(f"\nFAILED {r['strategy']}, seed {r['seed']}: {r['error']}")

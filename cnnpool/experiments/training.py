@@ -66,12 +66,14 @@ def evaluate(model, loss_fn, x, y, batch=256):
     return total_loss / len(x), correct / len(x)
 
 
-def train_one(settings, strategy, data, seed, report=None, lr=None):
+def train_one(settings, strategy, data, seed, report=None, lr=None, tuning=False):
     """Train one strategy on one seed's data; return its record (never raises).
 
     ``data.x_test`` is what the model is evaluated on after each epoch (the
     learning-rate search passes a validation split there); ``lr`` overrides
-    ``settings.lr``.
+    ``settings.lr``.  ``tuning=True`` evaluates after the last epoch only
+    and logs divergence at INFO level (a too-large rate in a grid is
+    expected to diverge).
     """
     import cnnpool as cp
 
@@ -151,14 +153,18 @@ def train_one(settings, strategy, data, seed, report=None, lr=None):
                         "seconds": seconds,
                     }
                 )
-                log.warning(
+                log.log(
+                    logging.INFO if tuning else logging.WARNING,
                     "%s, seed %d: loss became non-finite in epoch %d (diverged)",
                     strategy.name,
                     seed,
                     epoch,
                 )
                 break
-            test_loss, test_acc = evaluate(model, loss_fn, x_test, data.y_test)
+            if tuning and epoch < settings.epochs:
+                test_loss = test_acc = None
+            else:
+                test_loss, test_acc = evaluate(model, loss_fn, x_test, data.y_test)
             record["epochs"].append(
                 {
                     "epoch": epoch,
@@ -169,7 +175,7 @@ def train_one(settings, strategy, data, seed, report=None, lr=None):
                     "seconds": seconds,
                 }
             )
-            if report is not None:
+            if report is not None and test_acc is not None:
                 report(("epoch", strategy.name, seed, epoch, total / seen, test_acc))
         record["model"] = model
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
