@@ -374,3 +374,29 @@ def test_cli_refuses_mixing_builtin_and_own_options(capsys):
             cli.main(argv + ["--quiet"])
         assert ex.value.code == 2
         assert words in capsys.readouterr().err
+
+
+def _broken_pool_class():
+    import cnnpool as cp
+
+    class Broken(cp.Pool2d):
+        strategy_name = "broken"
+
+        def pool(self, windows):
+            raise RuntimeError("bug in my strategy")
+
+    return Broken
+
+
+def test_every_run_failed_on_a_folder_still_writes_every_file(tmp_path, monkeypatch):
+    from cnnpool.experiments import Settings, run_experiment, write_outputs
+
+    root = make_folder(tmp_path / "pics", per_class=4, side=16)
+    monkeypatch.chdir(tmp_path / "pics" / "coffee")  # the folder's name is not a path from here
+    res = run_experiment(
+        Settings(dataset=str(root), pools=(_broken_pool_class(),), seeds=(0,), epochs=1)
+    )
+    assert [r["status"] for r in res["runs"]] == ["failed"]
+    paths = write_outputs(res, tmp_path / "out")
+    assert (tmp_path / "out" / "routing.png").stat().st_size > 1000
+    assert set(paths) == {"json", "md", "curves", "routing"}

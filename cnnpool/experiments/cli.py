@@ -3,8 +3,12 @@
 Run with no arguments for the default comparison (under a minute on two
 cores); ``cnnpool-compare --help`` lists the options.  Your own strategy
 enters beside max and mean as ``--pool module:Class`` (or
-``--pool path/to/file.py:Class``), any subclass of ``cnnpool.Pool2d``
-whose constructor takes the kernel size first.
+``--pool path/to/file.py:Class``, with keyword arguments as
+``--pool "file.py:Class(beta=4)"``), any subclass of ``cnnpool.Pool2d``;
+your own images as ``--data DIR`` (one subfolder per class) or
+``--data FILE.npz``; your own network as ``--arch c16-p-c32-p-fc``.
+``--tune-lr`` lets each strategy choose its learning rate on a validation
+split of the training images.
 """
 
 from __future__ import annotations

@@ -316,9 +316,11 @@ def write_outputs(results, out_dir):
             f"{routing['strategy']}-pooling model",
         )
     else:  # every run failed: still show the routing of the raw image
-        from ..datasets import load
+        from .data import load_dataset
+        from .settings import Settings
 
-        img = load(ds["name"], seed=seeds[0]).x_test[0, 0]
+        # the settings' data set (a built-in name or your folder/file), not ds["name"]
+        img = load_dataset(Settings(**results["settings"]), seeds[0]).x_test[0, 0]
         plot_routing(
             img,
             paths["routing"],
