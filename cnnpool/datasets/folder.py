@@ -224,7 +224,15 @@ def _read(root, layout, size, color, fit_mode, strict, progress):
                     warnings.simplefilter("ignore")
                     raw = io.imread(f)
                 image = to_float01(raw)
-                color_of(image)
+                mode = color_of(image)
+                # Bring each picture to its final size at once (in its own colour mode,
+                # alpha dropped), so that a folder of large photographs never holds more
+                # than the small images in memory.
+                image = to_color(image, mode)
+                shape = image.shape[:2]
+                if size is not None:
+                    image = fit(image, size, fit_mode)
+                image = image.astype(np.float32)
             except Exception as exc:  # noqa: BLE001 - any reader error means "not an image"
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if strict:
@@ -234,7 +242,7 @@ def _read(root, layout, size, color, fit_mode, strict, progress):
                     ) from None
                 skipped.append((f, reason[:200]))
             else:
-                images.append((f, image))
+                images.append((f, image, mode, shape))
                 labels.append(k)
                 parts.append(part)
             if bar is not None:
@@ -265,12 +273,11 @@ def _read(root, layout, size, color, fit_mode, strict, progress):
                 f"class {empty[0]!r}{where} has no readable image (of {root!r})"
                 + (f"; {len(skipped)} file(s) were skipped as unreadable" if skipped else "")
             )
-    modes = {color_of(im) for _, im in images}
-    chosen = color or ("rgb" if "rgb" in modes else "gray")
+    chosen = color or ("rgb" if any(m == "rgb" for _, _, m, _ in images) else "gray")
     if size is None:
         shapes = {}
-        for f, im in images:
-            shapes.setdefault(im.shape[:2], f)
+        for f, _, _, shape in images:
+            shapes.setdefault(shape, f)
         if len(shapes) > 1:
             eg = ", ".join(
                 f"{os.path.relpath(f, root)} is {s[0]}x{s[1]}" for s, f in list(shapes.items())[:3]
@@ -280,10 +287,8 @@ def _read(root, layout, size, color, fit_mode, strict, progress):
                 "give a size (--size H or HxW) to bring them to one"
             )
     out = []
-    for _, im in images:
+    for _, im, _, _ in images:
         im = to_color(im, chosen)
-        if size is not None:
-            im = fit(im, size, fit_mode)
         out.append(im.transpose(2, 0, 1) if im.ndim == 3 else im[None])
     x = np.stack(out).astype(np.float32)
     info = {

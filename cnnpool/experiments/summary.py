@@ -6,7 +6,15 @@ import math
 
 import numpy as np
 
-__all__ = ["summarize", "run_summary", "finite_or_none", "nan_if_none"]
+__all__ = [
+    "BOUNDS",
+    "CHANCE_MARGIN",
+    "summarize",
+    "did_not_learn",
+    "run_summary",
+    "finite_or_none",
+    "nan_if_none",
+]
 
 
 def finite_or_none(x):
