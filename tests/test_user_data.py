@@ -143,6 +143,10 @@ def test_corrupt_and_non_image_files_are_skipped_and_counted(tmp_path, caplog):
     skipped = dict(d.info["skipped"])
     assert set(skipped) == {"coffee/broken.png", "chelsea/notes.txt"}
     assert "skipped 2 of 14 files" in caplog.text
+    from cnnpool.experiments.data import dataset_info
+
+    info = dataset_info(d)
+    assert info["files_skipped"] == 2 and {f for f, _ in info["skipped"]} == set(skipped)
     assert "coffee/broken.png" in caplog.text and "chelsea/notes.txt" in caplog.text
     with pytest.raises(
         DataError, match=r"(broken\.png|notes\.txt)' is not a readable image.*--strict"
@@ -359,7 +363,8 @@ def test_compare_on_a_folder_end_to_end(tmp_path, capsys):
     assert d["settings"]["dataset"] == str(root) and d["settings"]["size"] == [32, 32]
     assert all(r["status"] == "ok" for r in d["runs"])
     assert d["paired_design"]["same_initial_weights_per_seed"] is True
-    assert "pics" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert f"Data: {root} (stratified by seed" in md and "rgb pictures resized to 32x32" in md
 
 
 def test_cli_refuses_mixing_builtin_and_own_options(capsys):

@@ -73,5 +73,9 @@ def dataset_info(data):
         "test_class_counts": np.bincount(data.y_test).tolist(),
         "color": "rgb" if data.image_shape[0] == 3 else "gray",
         "split": data.info.get("split"),
+        "fit": data.info.get("fit"),
+        "source": data.info.get("source"),
         "files_skipped": len(data.info.get("skipped", ())),
+        # the first unreadable files and why (all of them are in the log)
+        "skipped": [list(x) for x in data.info.get("skipped", ())][:100],
     }

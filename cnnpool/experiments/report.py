@@ -55,6 +55,7 @@ def results_table(results):
         f"{ds['train_size']} training / {ds['test_size']} test images "
         f"{'x'.join(str(v) for v in ds['image_shape'][1:])}, "
         f"{len(ds['classes'])} classes (chance {100 / len(ds['classes']):.0f}%).",
+        *_own_data_lines(ds),
         f"Model: {results['architecture']['description']}. Same initial weights, data split "
         f"and batch order for every strategy on a seed.",
         "",
@@ -143,6 +144,23 @@ def text_table(results):
             ]
         )
     return _align(rows)
+
+
+def _own_data_lines(ds):
+    """How your own images were read: the split, the size, the files skipped."""
+    if not ds.get("split"):  # a built-in set: described by its name
+        return []
+    parts = [f"Data: {ds['source']} ({ds['split']}"]
+    if ds.get("fit"):
+        how = "resized" if ds["fit"] == "resize" else "scaled and centre-cropped"
+        parts.append(
+            f"; {ds['color']} pictures {how} to {'x'.join(map(str, ds['image_shape'][1:]))}"
+        )
+    if ds.get("files_skipped"):
+        parts.append(
+            f"; {ds['files_skipped']} file(s) skipped as unreadable, listed in results.json"
+        )
+    return ["".join(parts) + ")."]
 
 
 def _lr_text(results):
