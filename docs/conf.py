@@ -163,7 +163,7 @@ def _replacements() -> dict[str, str]:
         ".. writing-a-strategy-guide",
         ["writing_a_strategy.md", "writing_a_strategy.rst"],
         "The long-form guide to writing a strategy (parameters, a compiled "
-        "strategy through ``cnnpool/pooling/_strategy.pxd``, what it costs next "
+        "strategy through ``cnnpool/pooling/tiers/_strategy.pxd``, what it costs next "
         "to the built-ins) is being written; until it lands, the example above "
         "and the README's section *Your own pooling strategy* are the guide.\n",
     )

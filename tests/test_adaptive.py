@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from strategies import pool_input
 
 import cnnpool as cp
-from cnnpool.pooling.adaptive import adaptive_geometry, adaptive_ranges
+from cnnpool.pooling.strategies.adaptive import adaptive_geometry, adaptive_ranges
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -268,3 +268,55 @@ def test_strategy_cannot_edit_saved_windows():
 def test_base_without_strategy_says_what_is_missing():
     with pytest.raises(NotImplementedError, match="must implement pool"):
         cp.Pool2d(2)(X)
+
+
+class _DrawOne(cp.Pool2d):
+    """A strategy with per-forward state: each window outputs one tap drawn at random."""
+
+    def __init__(self, kernel_size, seed=0):
+        super().__init__(kernel_size)
+        self.rng = np.random.default_rng(seed)
+
+    def pool(self, windows, ctx):
+        ctx.pick = self.rng.integers(0, windows.shape[-1], windows.shape[:-1])
+        return np.take_along_axis(windows, ctx.pick[..., None], axis=-1)[..., 0]
+
+    def route(self, windows, pooled, ctx):
+        local = np.zeros(windows.shape, windows.dtype)
+        np.put_along_axis(local, ctx.pick[..., None], 1, axis=-1)
+        return local
+
+
+def test_ctx_state_belongs_to_its_forward_pass():
+    layer = _DrawOne(2, seed=3)
+    x = np.arange(32.0).reshape(1, 2, 4, 4)
+    y1 = layer(x)
+    state1 = layer._state
+    g = np.ones_like(y1)
+    grad1 = layer.backward(g)
+    # Each output's gradient lands on the element the forward drew: the
+    # input gradient marks exactly the drawn elements, whose values are y1.
+    assert np.array_equal(np.sort(x[grad1 == 1]), np.sort(y1.ravel()))
+    np.testing.assert_array_equal(layer.backward(g), grad1)  # backward twice: same
+    layer(x + 100)  # a new forward draws again, into its own record
+    assert layer._state is not state1 and layer._state.saved.ctx is not state1.saved.ctx
+    assert not hasattr(layer, "pick") and not hasattr(layer, "ctx")
+
+
+def test_forward_kernel_without_backward_kernel_is_refused():
+    with pytest.raises(TypeError, match="implements forward_kernel but not backward_kernel"):
+
+        class _Half(cp.Pool2d):
+            def forward_kernel(self, x, geom):
+                return x, None
+
+
+def test_kernel_tier_hooks_are_public_and_documented():
+    layer = cp.MaxPool2d(2)
+    assert layer.has_kernel and cp.MeanPool2d(2).has_kernel and cp.LpPool2d(2, 2).has_kernel
+    assert not cp.LpPool2d(1.5, 2).has_kernel  # fractional p: the NumPy tier runs
+    layer(np.ones((1, 1, 4, 4)))
+    assert layer._state.tier == "kernel"
+    layer.use_fast_path = False
+    layer(np.ones((1, 1, 4, 4)))
+    assert layer._state.tier == "numpy"

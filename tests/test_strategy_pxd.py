@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import cnnpool as cp
-from cnnpool.pooling import _strategy
-from cnnpool.pooling._lp import LpWindow
-from cnnpool.pooling.compiled import strategy_backward, strategy_forward
+from cnnpool.pooling.strategies._lp import LpWindow
+from cnnpool.pooling.tiers import _strategy
+from cnnpool.pooling.tiers.compiled import strategy_backward, strategy_forward
 
 GEOMETRIES = [
     dict(kernel_size=2),
@@ -125,7 +125,7 @@ def test_driver_checks_its_inputs():
 
 
 def test_pxd_ships_with_the_package():
-    here = Path(cp.__file__).parent / "pooling"
+    here = Path(cp.__file__).parent / "pooling" / "tiers"
     assert (here / "_strategy.pxd").is_file()
     assert "cdef class WindowStrategy" in (here / "_strategy.pxd").read_text()
 
@@ -135,7 +135,7 @@ USER_PYX = textwrap.dedent('''
     # cython: language_level=3
     """Log-sum-exp pooling, a smooth maximum: y = log(sum(exp(x_i)))."""
     from libc.math cimport exp, log
-    from cnnpool.pooling._strategy cimport WindowStrategy
+    from cnnpool.pooling.tiers._strategy cimport WindowStrategy
 
 
     cdef class LogSumExp(WindowStrategy):

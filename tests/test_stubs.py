@@ -76,7 +76,7 @@ def test_there_are_compiled_modules():
 def test_compiled_module_has_matching_stub(name, stub):
     assert stub.is_file(), (
         f"compiled module {name} has no type stub: add {stub.name} next to its .pyx "
-        f"(see cnnpool/pooling/_kernels.pyi for the style)"
+        f"(see cnnpool/pooling/_ext/_kernels.pyi for the style)"
     )
     module = importlib.import_module(name)
     declared = _stub_names(ast.parse(stub.read_text(encoding="utf-8")))

@@ -1,7 +1,10 @@
 """Pooling layers: the :class:`Pool2d` base and its strategies."""
 
 from . import registry
-from .adaptive import (
+from .base import Pool2d
+from .geometry import PoolGeometry, output_size
+from .registry import make_pool
+from .strategies.adaptive import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     AdaptiveMeanPool2d,
@@ -9,16 +12,13 @@ from .adaptive import (
     GlobalMaxPool2d,
     GlobalMeanPool2d,
 )
-from .base import Pool2d
-from .compiled import CompiledPool2d, WindowStrategy
-from .geometry import PoolGeometry, output_size
-from .lp import LpPool2d
-from .max import MaxPool2d
-from .mean import AvgPool2d, MeanPool2d
-from .mixed import GatedPool2d, MixedPool2d
-from .registry import make_pool
-from .stochastic import StochasticPool2d
-from .unpool import MaxUnpool2d
+from .strategies.lp import LpPool2d
+from .strategies.max import MaxPool2d
+from .strategies.mean import AvgPool2d, MeanPool2d
+from .strategies.mixed import GatedPool2d, MixedPool2d
+from .strategies.stochastic import StochasticPool2d
+from .strategies.unpool import MaxUnpool2d
+from .tiers.compiled import CompiledPool2d, WindowStrategy
 
 __all__ = ["Pool2d", "PoolGeometry", "output_size", "MaxPool2d", "MeanPool2d", "AvgPool2d"]
 __all__ += [

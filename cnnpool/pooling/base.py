@@ -28,15 +28,27 @@ and implements one optional third hook, ``param_grads(windows, pooled,
 grad_output) -> {parameter: gradient}``; parameter-free strategies never
 see it (see :meth:`Pool2d.param_grads`).
 
-Built-in strategies also override :meth:`Pool2d._forward_fast` and
-:meth:`Pool2d._backward_fast` with compiled kernels; set
-``use_fast_path = False`` on an instance to run their ``pool``/``route``
-through the generic path instead (the tests check both agree).
+A strategy that keeps per-forward state for its backward (random draws,
+say) takes an extra ``ctx`` argument in ``pool``, ``route`` and
+``param_grads``: a fresh :class:`types.SimpleNamespace` per forward pass,
+stored in the pass's :class:`PoolState`, never on the layer.
+
+**The kernel tier.**  A strategy may also run whole batches in compiled
+code through two public hooks, :meth:`Pool2d.forward_kernel` and
+:meth:`Pool2d.backward_kernel`.  Every built-in strategy does (max and mean
+with hand-tuned kernels, Lp through the Cython window driver of
+:mod:`cnnpool.pooling.tiers.compiled`), and so can a user's.  The
+``pool``/``route`` pair stays the strategy's reference: set
+``use_fast_path = False`` on an instance to run it instead (the tests check
+that both agree).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,7 +56,7 @@ from .. import _checks
 from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
-from . import _kernels, _windows
+from ._ext import _kernels, _windows
 from .geometry import PoolGeometry, make_geometry
 
 _IntOrPair = int | tuple[int, int]
@@ -89,6 +101,61 @@ def _check_geometry(geom, x_shape, name):
         )
 
 
+class WindowsSaved(NamedTuple):
+    """What the NumPy tier keeps for its backward (:attr:`PoolState.saved`).
+
+    ``windows`` (N, C, OH, OW, K) and ``pooled`` (N, C, OH, OW) are
+    read-only; ``ctx`` is the per-forward namespace of a strategy whose
+    ``pool`` takes one (``None`` otherwise).
+    """
+
+    windows: np.ndarray
+    pooled: np.ndarray
+    ctx: SimpleNamespace | None
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What one forward pass leaves for its backward: the saved-state record.
+
+    A :class:`Pool2d` makes one per forward call and hands it to the
+    backward of that call; :meth:`Pool2d.backward_kernel` receives it.
+
+    Attributes
+    ----------
+    x_shape : tuple of int
+        ``(N, C, H, W)`` of the input.
+    dtype : numpy.dtype
+        Of the input, the output and the gradients.
+    out_shape : tuple of int
+        ``(N, C, OH, OW)`` of the output.
+    geometry : PoolGeometry
+        The windows of this call.
+    tier : {"kernel", "numpy"}
+        Which tier ran the forward (and runs the backward).
+    training : bool
+        The layer's mode during the forward.
+    saved : object
+        Kernel tier: whatever :meth:`Pool2d.forward_kernel` returned beside
+        the output.  NumPy tier: a :class:`WindowsSaved`.
+    """
+
+    x_shape: tuple[int, ...]
+    dtype: np.dtype
+    out_shape: tuple[int, ...]
+    geometry: PoolGeometry
+    tier: str
+    training: bool
+    saved: Any
+
+
+def _takes_ctx(method: Any) -> bool:
+    try:
+        return "ctx" in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # a builtin or an odd callable: no ctx
+        return False
+
+
 class Pool2d(Layer):
     """Base class of 2-D pooling over NCHW arrays.
 
@@ -130,15 +197,15 @@ class Pool2d(Layer):
     returns into each ``p.grad``.  ``pool`` and ``route`` keep their
     meaning (``route`` is still the derivative with respect to the window
     only), so a parameter-free strategy is exactly the two-method contract
-    above.  A strategy with a compiled ``_backward_fast`` adds its parameter
-    gradients there itself.
+    above.  A strategy with a kernel tier adds its parameter gradients in
+    :meth:`backward_kernel` itself.
 
     Threads: the compiled kernels release the GIL and give bit-identical
     results for any ``OMP_NUM_THREADS``, and different layer instances may
     run in different threads at once.  One instance must not be shared
-    between threads mid forward/backward: ``forward`` stores the state
-    ``backward`` uses (:attr:`geometry`, the saved windows or indices), so
-    another thread's ``forward`` in between silently replaces it.
+    between threads mid forward/backward: ``forward`` keeps the
+    :class:`PoolState` that ``backward`` uses, so another thread's
+    ``forward`` in between silently replaces it.
     """
 
     pad_value = 0.0
@@ -167,9 +234,25 @@ class Pool2d(Layer):
         self.use_fast_path = True
         self.geometry: PoolGeometry | None = None
         self._geometries: dict[tuple[int, int], PoolGeometry] = {}
-        self._saved: tuple[Any, ...] | None = None
+        # The record of the last forward, for backward (see PoolState).
+        self._state: PoolState | None = None
         # Large outputs and input gradients, reused once the caller drops them.
         self._outputs = OutputBuffers()
+
+    #: True when the class implements the kernel tier (set per subclass; an
+    #: instance may switch it off, e.g. for arguments its kernel does not cover).
+    has_kernel = False
+    _pool_ctx = _route_ctx = _grads_ctx = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.forward_kernel is not Pool2d.forward_kernel:
+            if cls.backward_kernel is Pool2d.backward_kernel:
+                raise TypeError(f"{cls.__name__} implements forward_kernel but not backward_kernel")
+            cls.has_kernel = True
+        cls._pool_ctx = _takes_ctx(cls.pool)
+        cls._route_ctx = _takes_ctx(cls.route)
+        cls._grads_ctx = _takes_ctx(cls.param_grads)
 
     # ------------------------------------------------------------------ geometry
     def geometry_for(self, height: int, width: int) -> PoolGeometry:
@@ -225,9 +308,12 @@ class Pool2d(Layer):
         """The :class:`Parameter` attributes of this layer, in assignment order."""
         return [v for v in vars(self).values() if isinstance(v, Parameter)]
 
-    def _add_param_grads(self, windows, pooled, grad_output):
+    def _add_param_grads(self, windows, pooled, grad_output, ctx):
         params = self.parameters()
-        grads = self.param_grads(windows, pooled, grad_output)
+        if self._grads_ctx:
+            grads = self.param_grads(windows, pooled, grad_output, ctx=ctx)
+        else:
+            grads = self.param_grads(windows, pooled, grad_output)
         if not params and not grads:
             return
         name = type(self).__name__
@@ -253,25 +339,57 @@ class Pool2d(Layer):
                 )
             p.grad += g.astype(p.grad.dtype, copy=False)
 
-    # Compiled strategies override these two; the base marks them absent.
-    _forward_fast: Any = None
-    _backward_fast: Any = None
+    # ------------------------------------------------------------ kernel tier
+    def forward_kernel(self, x: np.ndarray, geom: PoolGeometry) -> tuple[np.ndarray, Any]:
+        """Compiled forward over a whole batch (the kernel tier; optional).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, C, H, W)
+            float32 or float64, already validated (any memory layout).
+        geom : PoolGeometry
+            The geometry of ``x``'s (H, W).
+
+        Returns
+        -------
+        y : ndarray, shape (N, C, OH, OW)
+            In the dtype of ``x``.
+        saved : object
+            Anything the backward needs; it reaches :meth:`backward_kernel`
+            as ``state.saved``.  Keep nothing on ``self``, and nothing the
+            caller can still edit (copy ``x`` if the backward reads it).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no kernel tier")
+
+    def backward_kernel(self, grad_output: np.ndarray, state: PoolState) -> np.ndarray:
+        """Compiled backward of one :meth:`forward_kernel` call (the kernel tier).
+
+        ``grad_output`` has ``state.out_shape`` and ``state.dtype``
+        (C-contiguous); return the input gradient, shape ``state.x_shape``.
+        A strategy with parameters adds their gradients into each
+        ``p.grad`` here.  ``state`` must not be modified: calling the
+        backward twice gives the same answer.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no kernel tier")
 
     # ---------------------------------------------------------- forward/backward
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
         x = _checks.as_float_array(x, "x", 4)
+        if x.shape[1] == 0:  # PyTorch refuses it too (N = 0 is a batch, and allowed)
+            raise ValueError(f"x has no channels, shape {x.shape}: pooling needs C >= 1")
         # The cache of geometry_for, looked up inline (this runs on every call).
         geom = self._geometries.get(x.shape[2:])
         if geom is None:
             geom = self.geometry_for(*x.shape[2:])
         self.geometry = geom
-        fast = self.use_fast_path and self._forward_fast is not None
-        if fast:
-            y, context = self._forward_fast(x, geom)
+        if self.use_fast_path and self.has_kernel:
+            tier = "kernel"
+            y, saved = self.forward_kernel(x, geom)
         else:
-            y, context = self._forward_generic(x, geom)
-        self._saved = (x.shape, x.dtype, y.shape, geom, fast, context)
+            tier = "numpy"
+            y, saved = self._forward_numpy(x, geom)
+        self._state = PoolState(x.shape, x.dtype, y.shape, geom, tier, self.training, saved)
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -279,15 +397,15 @@ class Pool2d(Layer):
 
         Saved state is never modified: calling it twice gives the same answer.
         """
-        if self._saved is None:
+        state = self._state
+        if state is None:
             raise BackwardBeforeForwardError(
                 f"{type(self).__name__}.backward called before forward"
             )
-        x_shape, dtype, y_shape, geom, fast, context = self._saved
-        grad_output = _checks.grad_like(grad_output, y_shape, dtype)
-        if fast:
-            return self._backward_fast(grad_output, x_shape, geom, context)
-        return self._backward_generic(grad_output, x_shape, geom, context)
+        grad_output = _checks.grad_like(grad_output, state.out_shape, state.dtype)
+        if state.tier == "kernel":
+            return self.backward_kernel(grad_output, state)
+        return self._backward_numpy(grad_output, state)
 
     # ------------------------------------------------------------ generic path
     def gather_windows(self, x: np.ndarray, geom: PoolGeometry | None = None) -> np.ndarray:
@@ -335,10 +453,11 @@ class Pool2d(Layer):
         )
         return grad_x.reshape(x_shape)
 
-    def _forward_generic(self, x, geom):
+    def _forward_numpy(self, x, geom):
         windows = self.gather_windows(x, geom)
         windows.flags.writeable = False  # a strategy must not edit what backward reuses
-        pooled = self.pool(windows)
+        ctx = SimpleNamespace() if self._pool_ctx or self._route_ctx or self._grads_ctx else None
+        pooled = self.pool(windows, ctx=ctx) if self._pool_ctx else self.pool(windows)
         expected = windows.shape[:4]
         if not isinstance(pooled, np.ndarray) or pooled.shape != expected:
             got = getattr(pooled, "shape", type(pooled).__name__)
@@ -349,24 +468,30 @@ class Pool2d(Layer):
         pooled = np.array(pooled, dtype=x.dtype, copy=True)
         saved = pooled.copy()
         saved.flags.writeable = False
-        return pooled, (windows, saved)
+        return pooled, WindowsSaved(windows, saved, ctx)
 
-    def _backward_generic(self, grad_output, x_shape, geom, context):
-        windows, pooled = context
-        local = self.route(windows, pooled)
+    def _backward_numpy(self, grad_output, state):
+        windows, pooled, ctx = state.saved
+        self.geometry = state.geometry  # what pool saw, for route
+        if self._route_ctx:
+            local = self.route(windows, pooled, ctx=ctx)
+        else:
+            local = self.route(windows, pooled)
         if not isinstance(local, np.ndarray) or local.shape != windows.shape:
             got = getattr(local, "shape", type(local).__name__)
             raise ValueError(
                 f"{type(self).__name__}.route must return an array of the windows' "
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
-        grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # 0 * inf, set right just below
+            grad_windows = local * grad_output[..., None]
+        grad_windows = grad_windows.astype(grad_output.dtype, copy=False)
         if not np.isfinite(grad_output).all():
             # A zero route is no path at all: 0 * inf or 0 * nan must not
             # reach taps that do not affect the output (see the module notes).
             grad_windows[local == 0] = 0
-        grad_x = self.scatter_windows(grad_windows, x_shape, geom)
-        self._add_param_grads(windows, pooled, grad_output)
+        grad_x = self.scatter_windows(grad_windows, state.x_shape, state.geometry)
+        self._add_param_grads(windows, pooled, grad_output, ctx)
         return grad_x
 
     # -------------------------------------------------------------------- repr

@@ -23,11 +23,11 @@ builds a layer by name.
 
 from __future__ import annotations
 
-from .lp import LpPool2d
-from .max import MaxPool2d
-from .mean import MeanPool2d
-from .mixed import GatedPool2d, MixedPool2d
-from .stochastic import StochasticPool2d
+from .strategies.lp import LpPool2d
+from .strategies.max import MaxPool2d
+from .strategies.mean import MeanPool2d
+from .strategies.mixed import GatedPool2d, MixedPool2d
+from .strategies.stochastic import StochasticPool2d
 
 __all__ = ["POOLS", "available", "make_pool", "register"]
 

@@ -1,6 +1,6 @@
-"""Type stub of the compiled module ``cnnpool.pooling._lp`` (see ``_lp.pyx``)."""
+"""Type stub of the compiled module ``cnnpool.pooling.strategies._lp`` (see ``_lp.pyx``)."""
 
-from ._strategy import WindowStrategy
+from ..tiers._strategy import WindowStrategy
 
 class LpWindow(WindowStrategy):
     """Compiled Lp reduction for a finite, non-zero ``norm_type``."""

@@ -1,7 +1,7 @@
 """Strategies written in Cython: :class:`CompiledPool2d` and the window driver.
 
 The compiled twin of the ``pool``/``route`` contract.  A strategy is a
-``cdef class`` deriving from ``cnnpool.pooling._strategy.WindowStrategy``
+``cdef class`` deriving from ``cnnpool.pooling.tiers._strategy.WindowStrategy``
 (declared in ``_strategy.pxd``, shipped with the package) that reduces one
 window and routes its gradient, both ``nogil``; the driver in
 ``_strategy.pyx`` runs it over every window of a batch, OpenMP-parallel
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._parallel import threads_for
+from ..._parallel import threads_for
+from ..base import Pool2d
 from . import _strategy
 from ._strategy import WindowStrategy
-from .base import Pool2d
 
 __all__ = ["CompiledPool2d", "WindowStrategy", "strategy_forward", "strategy_backward"]
 
@@ -105,7 +105,7 @@ class CompiledPool2d(Pool2d):
     ----------
     strategy : WindowStrategy
         An instance of a ``cdef class`` derived from
-        ``cnnpool.pooling._strategy.WindowStrategy`` (your own ``.pyx``,
+        ``cnnpool.pooling.tiers._strategy.WindowStrategy`` (your own ``.pyx``,
         compiled against the ``_strategy.pxd`` installed with cnnpool).
     kernel_size, stride, padding, dilation, ceil_mode
         See :class:`Pool2d`.
@@ -122,7 +122,7 @@ class CompiledPool2d(Pool2d):
     Examples
     --------
     >>> import numpy as np, cnnpool as cp
-    >>> from cnnpool.pooling._lp import LpWindow
+    >>> from cnnpool.pooling.strategies._lp import LpWindow
     >>> layer = cp.CompiledPool2d(LpWindow(2.0), 2)
     >>> layer(np.full((1, 1, 2, 2), 3.0))[0, 0]
     array([[6.]])
@@ -154,8 +154,8 @@ class CompiledPool2d(Pool2d):
         )
         return local.reshape(windows.shape)
 
-    # The compiled path: the tap table of the input itself.
-    def _forward_fast(self, x, geom):
+    # The kernel tier: the tap table of the input itself.
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
         taps = geom.taps.reshape(-1, geom.taps.shape[-1])
@@ -165,13 +165,13 @@ class CompiledPool2d(Pool2d):
         planes.flags.writeable = False
         return out.reshape((n, c) + geom.out_size), (planes, saved)
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
-        planes, pooled = context
-        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
+    def backward_kernel(self, grad_output, state):
+        planes, pooled = state.saved
+        taps = state.geometry.taps.reshape(-1, state.geometry.taps.shape[-1])
         grad = strategy_backward(
             self.strategy, planes, taps, pooled, grad_output.reshape(pooled.shape)
         )
-        return grad.reshape(x_shape)
+        return grad.reshape(state.x_shape)
 
     def extra_repr(self):
         return f"{type(self.strategy).__name__}, " + super().extra_repr()

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _adaptive
-from .base import Pool2d
-from .geometry import AxisTaps, PoolGeometry
+from ..._parallel import threads_for
+from .._ext import _adaptive
+from ..base import Pool2d
+from ..geometry import AxisTaps, PoolGeometry
 from .max import MaxReduction
 
 
@@ -156,7 +156,7 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
            [22., 24.]])
     """
 
-    def _forward_fast(self, x, geom):
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         shape = (n * c,) + geom.out_size
         out = np.empty(shape, dtype=x.dtype)
@@ -172,8 +172,9 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
         indices.flags.writeable = False
         return out.reshape(indices.shape), indices
 
-    def _backward_fast(self, grad_output, x_shape, geom, indices):
-        n, c, h, w = x_shape
+    def backward_kernel(self, grad_output, state):
+        indices, geom = state.saved, state.geometry
+        n, c, h, w = x_shape = state.x_shape
         planes = n * c
         grad_x = np.zeros((planes, h * w), dtype=grad_output.dtype)
         size = geom.out_size[0] * geom.out_size[1]
@@ -217,7 +218,7 @@ class AdaptiveMeanPool2d(_Adaptive):
         share = np.ones(kh.shape, windows.dtype) / kh / kw
         return np.broadcast_to(share[..., None], windows.shape)
 
-    def _forward_fast(self, x, geom):
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         out = np.empty((n * c,) + geom.out_size, dtype=x.dtype)
         _adaptive.mean_forward(
@@ -225,8 +226,9 @@ class AdaptiveMeanPool2d(_Adaptive):
         )
         return out.reshape((n, c) + geom.out_size), None
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
-        n, c, h, w = x_shape
+    def backward_kernel(self, grad_output, state):
+        geom = state.geometry
+        n, c, h, w = x_shape = state.x_shape
         grad_x = np.zeros((n * c, h, w), dtype=grad_output.dtype)
         _adaptive.mean_backward(
             grad_output.reshape((n * c,) + geom.out_size),

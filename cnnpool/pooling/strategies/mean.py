@@ -6,9 +6,9 @@ import numbers
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _kernels
-from .base import Pool2d
+from ..._parallel import threads_for
+from .._ext import _kernels
+from ..base import Pool2d
 
 
 class MeanPool2d(Pool2d):
@@ -86,8 +86,8 @@ class MeanPool2d(Pool2d):
         share = (1.0 / self.divisor()).astype(windows.dtype)[..., None]
         return np.broadcast_to(share, windows.shape)
 
-    # The compiled path.
-    def _forward_fast(self, x, geom):
+    # The kernel tier.
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
@@ -100,8 +100,9 @@ class MeanPool2d(Pool2d):
         )
         return out.reshape(n, c, oh, ow), None
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
-        n, c, h, w = x_shape
+    def backward_kernel(self, grad_output, state):
+        geom = state.geometry
+        n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element.
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
         _kernels.mean_backward(
@@ -111,7 +112,7 @@ class MeanPool2d(Pool2d):
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
-        return grad_x.reshape(x_shape)
+        return grad_x.reshape(state.x_shape)
 
     def extra_repr(self):
         text = super().extra_repr() + f", count_include_pad={self.count_include_pad}"

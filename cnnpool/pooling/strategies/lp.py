@@ -7,9 +7,9 @@ import numbers
 
 import numpy as np
 
+from ..base import Pool2d
+from ..tiers.compiled import strategy_backward, strategy_forward
 from ._lp import LpWindow
-from .base import Pool2d
-from .compiled import strategy_backward, strategy_forward
 from .max import MaxPool2d, _winner
 
 
@@ -58,7 +58,7 @@ class LpPool2d(Pool2d):
       with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
 
     The compiled path, for integer ``p`` (and ``±inf``), is
-    :class:`~cnnpool.pooling._lp.LpWindow`, a ``WindowStrategy`` run by the
+    :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy`` run by the
     compiled window driver (the library's own example of the
     ``_strategy.pxd`` extension point); it computes in float64 and rounds
     once.  A fractional ``p`` runs the NumPy ``pool``/``route`` below, in the
@@ -96,7 +96,7 @@ class LpPool2d(Pool2d):
                 # Fractional p: the compiled window calls double pow() three times
                 # per tap, slower than NumPy's vectorised power here (see
                 # benchmarks/strategy_cost.py), so the NumPy strategy runs.
-                self._forward_fast = self._backward_fast = None
+                self.has_kernel = False
 
     # ------------------------------------------------------------ NumPy strategy
     def _terms(self, windows):
@@ -137,8 +137,8 @@ class LpPool2d(Pool2d):
         np.put_along_axis(onehot, self._inf_winner(windows)[..., None], 1, axis=-1)
         return onehot * np.sign(windows)
 
-    # ------------------------------------------------------------- compiled path
-    def _forward_fast(self, x, geom):
+    # --------------------------------------------------------------- kernel tier
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         if self._max is not None:
             y = self._max.forward(self._sign * np.abs(x))
@@ -151,15 +151,15 @@ class LpPool2d(Pool2d):
         planes.flags.writeable = False
         return out.reshape((n, c) + geom.out_size), (planes, saved)
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
+    def backward_kernel(self, grad_output, state):
         if self._max is not None:
-            return self._max.backward(grad_output) * context
-        planes, pooled = context
-        taps = geom.taps.reshape(-1, geom.window_size)
+            return self._max.backward(grad_output) * state.saved
+        planes, pooled = state.saved
+        taps = state.geometry.taps.reshape(-1, state.geometry.window_size)
         grad = strategy_backward(
             self._window, planes, taps, pooled, grad_output.reshape(pooled.shape)
         )
-        return grad.reshape(x_shape)
+        return grad.reshape(state.x_shape)
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):

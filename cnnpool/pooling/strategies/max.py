@@ -6,9 +6,9 @@ import weakref
 
 import numpy as np
 
-from .._parallel import threads_for
-from . import _kernels
-from .base import Pool2d
+from ..._parallel import threads_for
+from .._ext import _kernels
+from ..base import Pool2d
 
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
 
@@ -33,10 +33,10 @@ class MaxReduction:
 
     Mixed in before a :class:`Pool2d` subclass (``MaxPool2d``,
     ``AdaptiveMaxPool2d``).  ``pool``/``route`` are the NumPy reference that
-    the generic path runs; a compiled ``_forward_fast`` must return the winners'
-    flat indices as its saved context, which :attr:`indices` then reports,
-    unless the class sets ``_saves_taps``: then the context is each winner's
-    tap number in its window, turned into flat indices when asked for.
+    the NumPy tier runs; a ``forward_kernel`` must save the winners' flat
+    indices, which :attr:`indices` then reports, unless the class sets
+    ``_saves_taps``: then it saves each winner's tap number in its window,
+    turned into flat indices when asked for.
     """
 
     _saves_taps = False
@@ -56,24 +56,25 @@ class MaxReduction:
     @property
     def indices(self):
         """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64."""
-        saved = self._saved
-        if saved is None:
+        state = self._state
+        if state is None:
             return None
-        geom, fast, context = saved[3:6]
-        if fast and not self._saves_taps:
-            return context
+        kernel = state.tier == "kernel"
+        if kernel and not self._saves_taps:
+            return state.saved
         # Computed from the tap numbers once per forward: cached with a weak
-        # reference to the context it came from (a new forward replaces it).
+        # reference to the array it came from (a new forward replaces it).
+        source = state.saved if kernel else state.saved.windows
         cached = self._indices_cache
-        if cached is not None and cached[0]() is context:
+        if cached is not None and cached[0]() is source:
             return cached[1]
-        x_shape = saved[0]
-        if fast:
-            taps = context.reshape(x_shape[:2] + geom.out_size)
+        geom = state.geometry
+        if kernel:
+            taps = source.reshape(state.out_shape)
         else:
-            taps = _winner(context[0], geom.inside)
+            taps = _winner(source, geom.inside)
         indices = geom.flat_index(taps)
-        self._indices_cache = (weakref.ref(context if fast else context[0]), indices)
+        self._indices_cache = (weakref.ref(source), indices)
         return indices
 
     _indices_cache = None
@@ -112,12 +113,12 @@ class MaxPool2d(MaxReduction, Pool2d):
 
     _saves_taps = True
 
-    # The compiled path.  Its saved context is the winners' tap numbers, not
+    # The kernel tier.  It saves the winners' tap numbers, not
     # their flat indices: uint8 for windows of up to 255 taps, so that the
     # forward writes and the backward reads a byte per window instead of 8
     # (on W5, 0.5 MB instead of 4 MB each way).  ``indices`` turns them
     # into flat indices only when asked.
-    def _forward_fast(self, x, geom):
+    def forward_kernel(self, x, geom):
         n, c, h, w = x.shape
         oh, ow = geom.out_size
         shape = (n * c, oh, ow)
@@ -133,8 +134,9 @@ class MaxPool2d(MaxReduction, Pool2d):
         taps.setflags(write=False)  # backward trusts these: keep them ours
         return out.reshape(n, c, oh, ow), taps
 
-    def _backward_fast(self, grad_output, x_shape, geom, taps):
-        n, c, h, w = x_shape
+    def backward_kernel(self, grad_output, state):
+        taps, geom = state.saved, state.geometry
+        n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
@@ -145,4 +147,4 @@ class MaxPool2d(MaxReduction, Pool2d):
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
-        return grad_x.reshape(x_shape)
+        return grad_x.reshape(state.x_shape)

@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool.pooling._kernels`` (see ``_kernels.pyx``).
+"""Type stub of the compiled module ``cnnpool.pooling._ext._kernels`` (see ``_kernels.pyx``).
 
 Arrays are C-contiguous; ``x``/``out``/``grad_*`` are float32 or float64
 (one dtype per call), ``windows`` is intp, ``PoolGeometry.windows`` (the six window
@@ -71,3 +71,6 @@ def mean_backward(
     n_threads: int,
 ) -> None: ...
 def set_stream_min_bytes(nbytes: int) -> int: ...
+def stream_count() -> int: ...
+
+STREAM_STORES: bool

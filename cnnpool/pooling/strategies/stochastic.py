@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Pool2d
+from ..base import Pool2d
 
 
 class StochasticPool2d(Pool2d):
@@ -63,7 +63,6 @@ class StochasticPool2d(Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, rng=None):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self.rng = rng
-        self._drawn = None
 
     @property
     def rng(self):
@@ -98,23 +97,22 @@ class StochasticPool2d(Pool2d):
         nan = np.isnan(r)
         return np.where(nan.any(axis=-1), np.argmax(nan, axis=-1), drawn)
 
-    def pool(self, windows):
+    def pool(self, windows, ctx):
         r = self._activations(windows)
-        if self.training:
-            self._drawn = self._draw(r)
-            return np.take_along_axis(r, self._drawn[..., None], axis=-1)[..., 0]
-        self._drawn = None
+        ctx.drawn = self._draw(r) if self.training else None  # kept for route, per forward
+        if ctx.drawn is not None:
+            return np.take_along_axis(r, ctx.drawn[..., None], axis=-1)[..., 0]
         total = r.sum(axis=-1, dtype=np.float64)
         squares = np.sum(r.astype(np.float64) ** 2, axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, squares / total, np.where(np.isnan(total), total, 0))
 
-    def route(self, windows, pooled):
+    def route(self, windows, pooled, ctx):
         r = self._activations(windows)
         positive = r > 0
-        if self._drawn is not None:
+        if ctx.drawn is not None:
             onehot = np.zeros(windows.shape, dtype=windows.dtype)
-            np.put_along_axis(onehot, self._drawn[..., None], 1, axis=-1)
+            np.put_along_axis(onehot, ctx.drawn[..., None], 1, axis=-1)
             return onehot * positive
         r64 = r.astype(np.float64)
         total = r64.sum(axis=-1, keepdims=True)
@@ -123,24 +121,12 @@ class StochasticPool2d(Pool2d):
             local = (2 * r64 * total - squares) / total**2
         return np.where(positive & (total > 0), local, 0).astype(windows.dtype)
 
-    def forward(self, x):
-        """Pool ``x``; draws from :attr:`rng` in training mode only."""
-        self._drawn = None
-        y = super().forward(x)
-        self._saved_drawn = self._drawn
-        return y
-
-    def backward(self, grad_output):
-        """Gradient of the last forward (its draws, or the evaluation formula)."""
-        self._drawn = getattr(self, "_saved_drawn", None)
-        return super().backward(grad_output)
-
     @property
     def indices(self):
-        drawn = getattr(self, "_saved_drawn", None)
-        if drawn is None or self._saved is None:
+        state = self._state
+        if state is None or state.saved.ctx.drawn is None:
             return None
-        return self._saved[3].flat_index(drawn)
+        return state.geometry.flat_index(state.saved.ctx.drawn)
 
     def extra_repr(self):
         return super().extra_repr() + f", training={self.training}"

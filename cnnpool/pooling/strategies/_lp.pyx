@@ -14,7 +14,7 @@ for a fractional ``p``, and a negative ``s`` (odd ``p``) gives ``y = NaN``.
 
 from libc.math cimport pow, sqrt
 
-from cnnpool.pooling._strategy cimport WindowStrategy
+from cnnpool.pooling.tiers._strategy cimport WindowStrategy
 
 
 cdef inline double _ipow(double v, int n) noexcept nogil:

@@ -13,13 +13,14 @@ Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-from .. import _checks
-from ..layer import Parameter
-from .base import Pool2d
+from ... import _checks
+from ...layer import Parameter
+from ..base import Pool2d
 from .max import MaxPool2d, _winner
 from .mean import MeanPool2d
 
@@ -113,6 +114,8 @@ class MixedPool2d(_Blend):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
             raise TypeError(f"alpha must be a real number, got {alpha!r}")
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
         dtype = _checks.float_dtype(dtype)
         if channels is None:
             shape = (1,)  # a Parameter is at least 1-D
@@ -156,16 +159,16 @@ class MixedPool2d(_Blend):
             return weighted.sum().reshape(1)
         return weighted.sum(axis=(0, 2, 3))
 
-    # The compiled path: the built-in kernels, blended.
-    def _forward_fast(self, x, geom):
+    # The kernel tier: the built-in kernels, blended.
+    def forward_kernel(self, x, geom):
         a = self._blend_weight(x.dtype, x.shape[1])
         mx = self._max.forward(x)
         mean = self._mean.forward(x)
         return a * mx + (1 - a) * mean, (mx, mean)
 
-    def _backward_fast(self, grad_output, x_shape, geom, context):
-        mx, mean = context
-        a = self._blend_weight(grad_output.dtype, x_shape[1])
+    def backward_kernel(self, grad_output, state):
+        mx, mean = state.saved
+        a = self._blend_weight(grad_output.dtype, state.x_shape[1])
         grad_x = self._max.backward(grad_output * a)
         grad_x += self._mean.backward(grad_output * (1 - a))
         self.alpha.grad += self._alpha_grad(grad_output, mx, mean).astype(self.alpha.grad.dtype)

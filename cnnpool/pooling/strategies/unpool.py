@@ -6,8 +6,8 @@ import numbers
 
 import numpy as np
 
-from .. import _checks
-from ..layer import BackwardBeforeForwardError, Layer
+from ... import _checks
+from ...layer import BackwardBeforeForwardError, Layer
 
 
 class MaxUnpool2d(Layer):

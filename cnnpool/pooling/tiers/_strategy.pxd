@@ -24,7 +24,7 @@
 # nothing, raise nothing (return NaN for "undefined").
 #
 #     # my_strategy.pyx
-#     from cnnpool.pooling._strategy cimport WindowStrategy
+#     from cnnpool.pooling.tiers._strategy cimport WindowStrategy
 #
 #     cdef class Softmax(WindowStrategy):
 #         cdef double reduce(self, const double* values, Py_ssize_t n,

@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool.pooling._strategy`` (see ``_strategy.pyx``).
+"""Type stub of the compiled module ``cnnpool.pooling.tiers._strategy`` (see ``_strategy.pyx``).
 
 ``WindowStrategy`` is subclassed in Cython (its ``reduce`` and ``route``
 are ``cdef`` methods, invisible from Python; see ``_strategy.pxd``).

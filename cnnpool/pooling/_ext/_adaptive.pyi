@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool.pooling._adaptive`` (see ``_adaptive.pyx``).
+"""Type stub of the compiled module ``cnnpool.pooling._ext._adaptive`` (see ``_adaptive.pyx``).
 
 Arrays are C-contiguous; data arrays are float32 or float64 (one dtype per
 call), window ranges intp, max indices int64.
