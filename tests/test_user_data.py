@@ -405,3 +405,41 @@ def test_every_run_failed_on_a_folder_still_writes_every_file(tmp_path, monkeypa
     paths = write_outputs(res, tmp_path / "out")
     assert (tmp_path / "out" / "routing.png").stat().st_size > 1000
     assert set(paths) == {"json", "md", "curves", "routing"}
+
+
+def test_strict_from_the_command_line(tmp_path, capsys):
+    from cnnpool.experiments import cli
+
+    root = make_folder(tmp_path / "pics", per_class=4, side=16)
+    _corrupt(root / "coffee" / "broken.png")
+    with pytest.raises(SystemExit) as ex:
+        cli.main(["--data", str(root), "--strict", "--quiet", "--out", str(tmp_path / "o")])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    assert "broken.png' is not a readable image" in err and "Traceback" not in err
+
+
+def test_workers_match_one_process_on_a_folder_with_tuning(tmp_path):
+    """Seeds in joblib workers read the folder and rebuild 'lp(norm=3)' themselves: same numbers."""
+    from cnnpool.experiments import Settings, run_experiment
+
+    root = make_folder(tmp_path / "pics", per_class=8, side=16)
+    kw = dict(
+        dataset=str(root),
+        pools=("max", "lp(norm=3)"),
+        seeds=(0, 1),
+        epochs=1,
+        tune_lr=True,
+        lr_grid=(0.001, 0.01),
+        color="gray",
+        size=12,
+        fit="crop",
+    )
+    one, two = run_experiment(Settings(jobs=1, **kw)), run_experiment(Settings(jobs=2, **kw))
+    assert one["tuning"]["runs"] == two["tuning"]["runs"]
+    assert one["tuning"]["chosen"] == two["tuning"]["chosen"]
+    key = lambda r: (r["strategy"], r["seed"])  # noqa: E731
+    for a, b in zip(sorted(one["runs"], key=key), sorted(two["runs"], key=key), strict=True):
+        assert a["final_test_accuracy"] == b["final_test_accuracy"]
+        assert a["init_checksum"] == b["init_checksum"]
+    assert one["dataset"]["image_shape"] == [1, 12, 12] and one["dataset"]["fit"] == "crop"
