@@ -111,6 +111,8 @@ def test_run_at_chance_is_flagged_did_not_learn(tmp_path):
     assert res["summary"]["flat"]["did_not_learn"] == 2
     assert res["summary"]["flat"]["did_not_learn_seeds"] == [0, 1]
     assert res["summary"]["flat"]["test_accuracy"]["n"] == 2  # kept in the means
+    verdict = res["comparisons"][0]["test_accuracy"]["summary"]
+    assert verdict.endswith("2 run(s) of flat did not learn (accuracy at chance).")
     from cnnpool.experiments.report import results_table, text_table
 
     assert "did not learn" in text_table(res)

@@ -147,6 +147,16 @@ def summarize(results):
         {"a": a, "b": b, "test_accuracy": ca.to_dict(), "final_train_loss": cl.to_dict()}
         for (a, b), ca, cl in zip(pairs, acc, loss, strict=True)
     ]
+    for c in comparisons:  # a verdict between runs at chance says so
+        stuck = [
+            f"{summary[n]['did_not_learn']} run(s) of {n}"
+            for n in (c["a"], c["b"])
+            if summary[n]["did_not_learn"]
+        ]
+        if stuck:
+            c["test_accuracy"]["summary"] += (
+                f" {' and '.join(stuck)} did not learn (accuracy at chance)."
+            )
     return {"summary": summary, "comparisons": comparisons}
 
 
