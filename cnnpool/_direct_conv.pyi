@@ -13,6 +13,7 @@ import numpy.typing as npt
 _Float = npt.NDArray[np.floating[Any]]
 
 SIMD: bool
+AVX512: bool
 MARGIN: int
 
 def forward(

@@ -40,6 +40,7 @@ cnp.import_array()
 
 cdef extern from "_direct_conv.h" nogil:
     bint CNNPOOL_CONV_SIMD
+    bint CNNPOOL_CONV_AVX512
     Py_ssize_t CNNPOOL_CONV_OB
     Py_ssize_t CNNPOOL_CONV_MARGIN
     void cnnpool_pad_f32(const float *x, float *xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -64,6 +65,8 @@ cdef extern from "_direct_conv.h" nogil:
 
 #: True when the kernels were compiled with AVX2 and FMA (the fast path).
 SIMD = bool(CNNPOOL_CONV_SIMD)
+#: True when the kernels use 512-bit vectors (the build had AVX-512F).
+AVX512 = bool(CNNPOOL_CONV_AVX512)
 #: Elements a padded buffer needs after its last image (vector over-reads).
 MARGIN = CNNPOOL_CONV_MARGIN
 

@@ -392,6 +392,55 @@ def test_matches_torch_on_a_realistic_layer():
     np.testing.assert_allclose(conv.bias.grad, tgb, rtol=1e-4, atol=1e-3)
 
 
+# Shapes of real networks, scaled down: many channels on small maps (the
+# batch-wide GEMM: output planes under 256 pixels), and more than 432 taps on
+# rows of at least 16 pixels (direct on an AVX-512 build, im2col elsewhere).
+# (N, C, H, W, O, kernel, stride, padding, expected path on AVX-512)
+MANY_CHANNELS = [
+    (3, 40, 4, 4, 6, 3, 1, 1, "direct"),  # 360 taps: direct on any SIMD build
+    (3, 64, 4, 5, 6, 3, 1, 1, "merged"),  # 576 taps on 4x5 maps
+    (2, 64, 2, 2, 5, 3, 1, 1, "merged"),  # 2x2 maps, as ResNet-18's last stage
+    (3, 20, 9, 7, 7, 3, 2, 1, "merged"),  # stride 2 on an odd size
+    (2, 16, 6, 6, 5, 1, 2, 0, "merged"),  # a strided 1x1 shortcut
+    (2, 50, 6, 20, 5, 3, 1, 1, "direct"),  # 450 taps on 20-pixel rows
+    (1, 64, 4, 4, 3, 3, 1, 1, "per-image"),  # one image: no batch to merge
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", MANY_CHANNELS, ids=[str(g[:8]) for g in MANY_CHANNELS])
+def test_many_channel_paths_match_torch(dtype, geom):
+    _torch()
+    n, c, h, w, o, k, s, p, path = geom
+    conv = cp.Conv2d(c, o, k, s, p, dtype=dtype, rng=1)
+    rng = np.random.default_rng(2)
+    conv.bias.data[...] = rng.standard_normal(o)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    y = conv(x)
+    taken = conv._saved[0] if isinstance(conv._saved[0], str) else "per-image"
+    if path == "direct" and not (conv._direct and (c * k * k <= 432 or _direct_conv.AVX512)):
+        path = "merged" if n > 1 and y.shape[2] * y.shape[3] < 256 else "per-image"
+    assert taken == path
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = conv.backward(g)
+    ty, tgx, tgw, tgb = _torch_conv(conv, x, g)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(y, ty, **tol)
+    np.testing.assert_allclose(gx, tgx, **tol)
+    np.testing.assert_allclose(conv.weight.grad, tgw, **tol)
+    np.testing.assert_allclose(conv.bias.grad, tgb, **tol)
+    np.testing.assert_array_equal(conv.backward(g), gx)  # saved state untouched
+
+
+def test_im2col_refuses_rows_that_are_not_contiguous():
+    x = np.zeros((1, 1, 4, 4))
+    cols = np.zeros((1, 9, 32))[:, :, ::2]  # rows of stride 2 elements
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _im2col.im2col(x, cols, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _im2col.col2im(cols, x, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1)
+
+
 # ------------------------------------------------------------- the contract
 def test_backward_accumulates_parameter_grads_and_keeps_saved_state():
     conv, x = _layer_and_input(GEOMETRIES[1])
