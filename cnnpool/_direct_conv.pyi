@@ -35,8 +35,6 @@ def backward(
     grad_x: _Float,
     weight_grad: _Float,
     bias_grad: _Float | None,
-    weight_parts: _Float,
-    bias_parts: _Float,
     scratch: _Float,
     pad_h: int,
     pad_w: int,

@@ -395,7 +395,7 @@ class Conv2d(Layer):
         _, plan, weight = self._saved
         g = _checks.grad_like(grad_output, plan.out_shape, plan.dtype)
         threads = threads_for(plan.x_shape[0], plan.backward_work)
-        plan.backward_scratch(self.out_channels, weight[0].size, self.kernel_size, threads)
+        plan.backward_scratch(self.out_channels, self.kernel_size, threads)
         grad_x = self._outputs.empty("grad_x", plan.x_shape, plan.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
         _direct_conv.backward(
@@ -405,8 +405,6 @@ class Conv2d(Layer):
             grad_x,
             self.weight.grad,
             bias_grad,
-            plan.parts,
-            plan.bias_parts,
             plan.scratch,
             *plan.pads,
             threads,
@@ -450,9 +448,8 @@ class _DirectPlan:
 
     The padded input (each image followed by a margin of its own, see
     ``_direct_conv``), the output shape and work sizes, and, from the
-    first backward on, the scratch of the backward: per-image parameter
-    gradient sums (added in image order, so any thread count gives the same
-    bits) and, per thread, one zero-padded image of the output gradient.
+    first backward on, the scratch of the backward: per thread, one
+    zero-padded image of the output gradient.
     A layer keeps the plan of its last input shape: a tiny layer's call
     then costs little more than its kernel (W4 of the benchmark).
     """
@@ -465,8 +462,6 @@ class _DirectPlan:
         "xp",
         "forward_work",
         "backward_work",
-        "parts",
-        "bias_parts",
         "scratch",
     )
 
@@ -481,16 +476,14 @@ class _DirectPlan:
         # thread limit can change between calls: cnnpool.set_num_threads).
         self.forward_work = n * c * h * w * conv.out_channels
         self.backward_work = n * conv.out_channels * self.out_shape[2] * self.out_shape[3] * c
-        self.parts = self.bias_parts = self.scratch = None
+        self.scratch = None
 
-    def backward_scratch(self, out_channels, taps, kernel_size, threads):
+    def backward_scratch(self, out_channels, kernel_size, threads):
         """Allocate the backward's arrays if missing or too few for ``threads``."""
         if self.scratch is not None and self.scratch.shape[0] >= threads:
             return
-        n, o = self.x_shape[0], out_channels
+        o = out_channels
         (kh, kw), (ph, pw, dh, dw) = kernel_size, self.pads
         oh, ow = self.out_shape[2:]
         gh, gw = oh + 2 * (dh * (kh - 1) - ph), ow + 2 * (dw * (kw - 1) - pw)
-        self.parts = np.empty((n, o, taps), self.dtype)
-        self.bias_parts = np.empty((n, o), self.dtype)
         self.scratch = np.empty((threads, o * gh * gw + _MARGIN), self.dtype)

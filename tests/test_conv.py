@@ -250,9 +250,10 @@ def test_direct_path_keeps_non_finite_inputs_where_they_belong(dtype, padding, w
 
 @needs_direct
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype):
-    conv, x = _layer_and_input((5, 3, 9, 21, 6, 3, 1, 1, 1), dtype=dtype, seed=2)
-    g = np.random.default_rng(3).standard_normal((5, 6, 9, 21)).astype(dtype)
+@pytest.mark.parametrize("out_channels", [6, 21])  # 21: threads split the weight gradient
+def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype, out_channels):
+    conv, x = _layer_and_input((5, 3, 9, 21, out_channels, 3, 1, 1, 1), dtype=dtype, seed=2)
+    g = np.random.default_rng(3).standard_normal((5, out_channels, 9, 21)).astype(dtype)
     results = []
     for threads in (1, 2, 3):
         cp.set_num_threads(threads)
@@ -303,24 +304,21 @@ def test_direct_kernels_refuse_inconsistent_arrays():
 
     g, gx = np.zeros((1, 3, 4, 4), f32), np.zeros((1, 2, 4, 4), f32)
     gw, gb = np.zeros((3, 2, 3, 3), f32), np.zeros(3, f32)
-    parts, bparts = np.zeros((1, 3, 18), f32), np.zeros((1, 3), f32)
     scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), f32)
     bwd = _direct_conv.backward
-    bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)  # consistent: fine
+    bwd(xp, g, w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)  # consistent: fine
     with pytest.raises(ValueError, match="padding <= dilation"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 3, 3, 1, 1, 1)
+        bwd(xp, g, w, gx, gw, gb, scratch, 3, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="scratch needs one row per thread"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 2)
+        bwd(xp, g, w, gx, gw, gb, scratch, 1, 1, 1, 1, 2)
     with pytest.raises(ValueError, match="scratch must hold"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch[:, :10], 1, 1, 1, 1, 1)
+        bwd(xp, g, w, gx, gw, gb, scratch[:, :10], 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="does not match grad_x"):
-        bwd(xp, np.zeros((1, 3, 3, 3), f32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="weight_parts must have shape"):
-        bwd(xp, g, w, gx, gw, gb, parts[:, :2], bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, np.zeros((1, 3, 3, 3), f32), w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="weight_grad must have shape"):
-        bwd(xp, g, w, gx, gw[:2], gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, g, w, gx, gw[:2], gb, scratch, 1, 1, 1, 1, 1)
     with pytest.raises(TypeError, match="grad_out must be float32 or float64"):
-        bwd(xp, g.astype(np.int32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, g.astype(np.int32), w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)
 
 
 # ----------------------------------------------------------------- PyTorch
