@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnpool as cp
-from cnnpool import _direct_conv, _im2col
+from cnnpool.conv import _direct, _im2col
 
 # (N, C, H, W, O, kernel, stride, padding, dilation): every path of the kernels.
 GEOMETRIES = [
@@ -166,7 +166,7 @@ def test_matches_reference(geom, seed):
 
 # ------------------------------------------------- direct kernels vs im2col+GEMM
 needs_direct = pytest.mark.skipif(
-    not _direct_conv.SIMD, reason="this build has no AVX2/FMA: Conv2d uses im2col + GEMM only"
+    not _direct.SIMD, reason="this build has no AVX2/FMA: Conv2d uses im2col + GEMM only"
 )
 
 
@@ -274,9 +274,9 @@ def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype, out_channels
 def test_direct_kernels_refuse_inconsistent_arrays():
     f32 = np.float32
     x, w = np.zeros((1, 2, 4, 4), f32), np.zeros((3, 2, 3, 3), f32)
-    xp = np.zeros(2 * 6 * 6 + _direct_conv.MARGIN, f32)
+    xp = np.zeros(2 * 6 * 6 + _direct.MARGIN, f32)
     out = np.zeros((1, 3, 4, 4), f32)
-    fwd = _direct_conv.forward
+    fwd = _direct.forward
     with pytest.raises(ValueError, match="xp must hold"):
         fwd(x, xp[: 2 * 6 * 6], w, None, out, 1, 1, 1, 1, 1)  # no room for the margin
     with pytest.raises(ValueError, match="out must have shape"):
@@ -304,8 +304,8 @@ def test_direct_kernels_refuse_inconsistent_arrays():
 
     g, gx = np.zeros((1, 3, 4, 4), f32), np.zeros((1, 2, 4, 4), f32)
     gw, gb = np.zeros((3, 2, 3, 3), f32), np.zeros(3, f32)
-    scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), f32)
-    bwd = _direct_conv.backward
+    scratch = np.zeros((1, 3 * 6 * 6 + _direct.MARGIN), f32)
+    bwd = _direct.backward
     bwd(xp, g, w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)  # consistent: fine
     with pytest.raises(ValueError, match="padding <= dilation"):
         bwd(xp, g, w, gx, gw, gb, scratch, 3, 3, 1, 1, 1)
@@ -416,7 +416,7 @@ def test_many_channel_paths_match_torch(dtype, geom):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     y = conv(x)
     taken = conv._saved[0] if isinstance(conv._saved[0], str) else "per-image"
-    if path == "direct" and not (conv._direct and (c * k * k <= 432 or _direct_conv.AVX512)):
+    if path == "direct" and not (conv._direct and (c * k * k <= 432 or _direct.AVX512)):
         path = "merged" if n > 1 and y.shape[2] * y.shape[3] < 256 else "per-image"
     assert taken == path
     g = rng.standard_normal(y.shape).astype(dtype)

@@ -1,7 +1,7 @@
 """``Conv2d``: 2-D convolution, direct or as im2col + one batched GEMM.
 
 Unit stride (the common case) on a build with AVX2 and FMA runs the direct
-kernels of ``_direct_conv.pyx`` where they are the faster (see
+kernels of ``_direct.pyx`` where they are the faster (see
 ``Conv2d._direct_wins``): the zero-padded input is read in place by
 register-blocked loops, with no unrolled copy of it (see that module).
 Every other case is im2col + GEMM:
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, _direct_conv, _im2col
-from ._buffers import OutputBuffers
-from ._init import he_normal, make_rng
-from ._parallel import threads_for
-from .layer import BackwardBeforeForwardError, Layer, Parameter
+from .. import _checks
+from .._buffers import OutputBuffers
+from .._init import he_normal, make_rng
+from .._parallel import threads_for
+from ..layer import BackwardBeforeForwardError, Layer, Parameter
+from . import _direct, _im2col
 
-_MARGIN = _direct_conv.MARGIN
+_MARGIN = _direct.MARGIN
 
 # When the direct kernels beat im2col + BLAS, measured per instruction set
 # (forward + backward, one thread; see docs/performance.rst).  With AVX2,
@@ -41,7 +42,7 @@ _MARGIN = _direct_conv.MARGIN
 # rows of at least one full vector (16 floats); on narrower rows most lanes
 # are idle and only small tap counts stay direct.
 _DIRECT_MAX_TAPS = 432
-_DIRECT_WIDE_ROW = 16 if _direct_conv.AVX512 else None
+_DIRECT_WIDE_ROW = 16 if _direct.AVX512 else None
 
 # im2col + GEMM with fewer output pixels per image than this runs one GEMM
 # over the whole batch (columns of all images side by side) instead of one
@@ -158,7 +159,7 @@ class Conv2d(Layer):
         # dilation*(kernel-1) (the input gradient pads the output gradient by
         # the difference); 1x1 kernels keep the plain GEMM, which BLAS does well.
         self._direct = (
-            _direct_conv.SIMD
+            _direct.SIMD
             and self.stride == (1, 1)
             and not self._pointwise
             and all(
@@ -386,7 +387,7 @@ class Conv2d(Layer):
         # Our own padded copy of x goes to plan.xp: backward reads it, so
         # later edits of x change nothing.
         threads = threads_for(plan.x_shape[0], plan.forward_work)
-        _direct_conv.forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
+        _direct.forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
         # Backward uses the weights of this call even if an optimizer steps first.
         self._saved = ("direct", plan, weight.copy())
         return out
@@ -398,7 +399,7 @@ class Conv2d(Layer):
         plan.backward_scratch(self.out_channels, self.kernel_size, threads)
         grad_x = self._outputs.empty("grad_x", plan.x_shape, plan.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
-        _direct_conv.backward(
+        _direct.backward(
             plan.xp,
             g,
             weight,
@@ -447,7 +448,7 @@ class _DirectPlan:
     """What the direct path needs for one input shape, made once per shape.
 
     The padded input (each image followed by a margin of its own, see
-    ``_direct_conv``), the output shape and work sizes, and, from the
+    ``_direct``), the output shape and work sizes, and, from the
     first backward on, the scratch of the backward: per thread, one
     zero-padded image of the output gradient.
     A layer keeps the plan of its last input shape: a tiny layer's call

@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool._direct_conv`` (see ``_direct_conv.pyx``).
+"""Type stub of the compiled module ``cnnpool.conv._direct`` (see ``_direct.pyx``).
 
 Arrays are C-contiguous and float32 or float64 (one dtype per call); padded
 images are passed as flat buffers with :data:`MARGIN` spare elements at the

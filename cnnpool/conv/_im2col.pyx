@@ -11,7 +11,7 @@ matrix product once every receptive field is unrolled into a column:
 from.  Neighbouring receptive fields overlap whenever the stride is smaller
 than the dilated kernel, so col2im *accumulates*.
 
-The Python layer (``cnnpool/conv.py``) validates dtypes and geometry; these
+The Python layer (``cnnpool/conv/layer.py``) validates dtypes and geometry; these
 entry points re-check the shapes they are given (a few integer comparisons,
 with the GIL) because the loops then run with bounds checks off.  Images
 are split across threads, never one image between threads, so col2im's

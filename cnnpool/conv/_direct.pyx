@@ -7,7 +7,7 @@ the ``kh*kw`` taps of a run of neighbouring output pixels are runs of
 neighbouring inputs, so a register-blocked kernel can read the (padded)
 input directly: 4 output channels times 2 vectors of pixels per block (4
 vectors with AVX-512), one fused multiply-add per weight and vector
-(``_direct_conv.h``).  The input
+(``_direct.h``).  The input
 gradient is the same kernel run on the zero-padded output gradient with the
 weights transposed and flipped; the weight gradient is a blocked
 correlation of the output gradient with the padded input.
@@ -39,7 +39,7 @@ from cnnpool._arrays cimport checked, dims, float_type
 
 cnp.import_array()
 
-cdef extern from "_direct_conv.h" nogil:
+cdef extern from "_direct.h" nogil:
     bint CNNPOOL_CONV_SIMD
     bint CNNPOOL_CONV_AVX512
     Py_ssize_t CNNPOOL_CONV_OB

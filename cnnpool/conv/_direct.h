@@ -1,6 +1,6 @@
 /* Register-blocked micro-kernels of the direct (implicit-GEMM) convolution.
  *
- * Used by _direct_conv.pyx, which validates every size and pointer first:
+ * Used by _direct.pyx, which validates every size and pointer first:
  * nothing here checks bounds.  Each function handles ONE image on the
  * calling thread; the .pyx spreads images over OpenMP threads.
  *
@@ -44,8 +44,8 @@
  * functions available (and correct) there; the tests of the direct path
  * run only on SIMD builds, which include the sanitizer build of CI.
  */
-#ifndef CNNPOOL_DIRECT_CONV_H
-#define CNNPOOL_DIRECT_CONV_H
+#ifndef CNNPOOL_CONV_DIRECT_H
+#define CNNPOOL_CONV_DIRECT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -578,4 +578,4 @@ CNNPOOL_WGRAD_SCALAR(double, cnnpool_conv_wgrad_f64)
 
 #endif
 
-#endif /* CNNPOOL_DIRECT_CONV_H */
+#endif /* CNNPOOL_CONV_DIRECT_H */
