@@ -86,6 +86,9 @@ def main(argv=None):
         "--no-memory", action="store_true", help="skip the training-step memory measurement"
     )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument(
+        "--note", default="", help="a paragraph to put at the top of the report (e.g. the load)"
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

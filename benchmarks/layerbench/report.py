@@ -93,6 +93,9 @@ def render(results, memory, args):
         "so ratios are more trustworthy than absolute times on a shared machine."
     )
     md.append("")
+    if getattr(args, "note", ""):
+        md.append(f"**Note.** {args.note}")
+        md.append("")
     md.append("## Machine")
     md.append("")
     md.append(
