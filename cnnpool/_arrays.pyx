@@ -2,7 +2,7 @@
 
 Acquiring a typed memoryview costs about 0.1 us per array (measured on a
 Zen 5), a good part of a tiny layer's call; the entry points of
-``_direct_conv``, ``_elementwise`` and ``pooling._ext._kernels`` take ndarrays
+``conv._direct``, ``_elementwise`` and ``pooling._ext._kernels`` take ndarrays
 instead and check them here: that each is an ndarray of the expected rank
 and dtype (native byte order), aligned, C order, and writeable where it is
 an output.  Also
