@@ -1,0 +1,372 @@
+"""Compiled kernels of :class:`~cnnpool.pooling.StochasticPool2d` (its kernel tier).
+
+The arithmetic of ``stochastic.py``'s NumPy reference, window by window,
+with ``r = max(x, 0)`` over a window's input taps (NaN kept, -0.0 kept):
+
+* **Training** draws tap ``s``, the first whose running float64 sum of
+  ``r`` exceeds ``u * S`` (``S`` the window's sum, ``u`` the window's
+  uniform draw, passed in: the caller draws them from the layer's
+  generator, so the stream is the NumPy tier's); the last positive tap if
+  ``u * S`` rounded up to ``S``; the first input tap if no element is
+  positive; the first NaN if there is one.  The output is ``r_s`` and the
+  gradient goes to ``s`` alone, where ``r_s > 0`` (``live``).
+* **Evaluation** outputs ``sum(r**2) / S`` (0 when ``S == 0``, NaN with a
+  NaN) with gradient ``(2 r_i S - sum(r**2)) / S**2`` at positive taps.
+
+The running sums are the reference's bit for bit (sequential, in tap
+order; padded taps add +0.0, which changes no sum that can win a draw),
+so the drawn taps, the training output and its gradient are exactly the
+NumPy tier's.  Evaluation sums in the same order, where NumPy's
+``sum`` may pair its terms differently: equal to rounding.
+
+The Python layer (``stochastic.py``) builds the arrays; the entry points
+here check them (type, dtype, rank, layout, shapes, and the window table
+against the plane sizes) before the loops run with bounds checks off, in
+parallel over the N*C planes (each plane whole on one thread: the result
+never depends on the thread count).
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport memset
+
+cimport numpy as cnp
+
+from cnnpool._arrays cimport checked, dims, float_type
+from cnnpool.pooling.strategies._window_plan cimport (
+    WindowPlan,
+    check_planes,
+    cnnpool_pick_n,
+    first_inside,
+    pick,
+    plan_windows,
+    relu,
+    tap_position,
+    tap_t,
+    tap_type,
+)
+
+cnp.import_array()
+
+
+cdef int _bad_taps(Py_ssize_t bad) except -1:
+    if bad:
+        raise ValueError(
+            f"taps holds {bad} tap numbers that are not input taps of their windows "
+            f"(the taps of another call or geometry?)")
+    return 0
+
+
+# ------------------------------------------------------------------ training
+
+cdef void _train_plane(const floating* x, const double* u, floating* out, tap_t* taps,
+                       uint8_t* live, const WindowPlan* plan) noexcept nogil:
+    # A local copy: the byte stores to ``taps``/``live`` may alias anything,
+    # and would make gcc reload every field of ``plan`` after each of them.
+    cdef WindowPlan local = plan[0]
+    cdef const WindowPlan* g = &local
+    cdef Py_ssize_t oh, ow, i, j, t, pos, drawn, drawn_pos, last_positive, last_pos
+    cdef Py_ssize_t first_nan, nan_pos, o = 0
+    cdef double total, running, threshold
+    cdef floating v, r
+    cdef const floating* row
+    for oh in range(g.out_h):
+        for ow in range(g.out_w):
+            total = 0
+            last_positive = last_pos = first_nan = nan_pos = -1
+            for i in range(g.row_lo[oh], g.row_hi[oh]):
+                pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
+                for j in range(g.col_lo[ow], g.col_hi[ow]):
+                    v = x[pos + j * g.dw]
+                    last_positive = cnnpool_pick_n(v > 0, i * g.kw + j, last_positive)
+                    last_pos = cnnpool_pick_n(v > 0, pos + j * g.dw, last_pos)
+                    if v != v and first_nan < 0:  # rare: a predictable branch
+                        first_nan = i * g.kw + j
+                        nan_pos = pos + j * g.dw
+                    total = total + <double>relu(v)
+            if first_nan >= 0:
+                drawn, drawn_pos = first_nan, nan_pos
+            elif not total > 0:
+                drawn = first_inside(g, oh, ow)
+                drawn_pos = ((g.row_start[oh] + g.row_lo[oh] * g.dh) * g.width
+                             + g.col_start[ow] + g.col_lo[ow] * g.dw)
+            else:
+                # The first tap whose running sum exceeds u * S; the last
+                # positive one when u * S rounded up to S.  Every tap is
+                # visited (no early exit), so no branch depends on the data.
+                threshold = u[o] * total
+                running = 0
+                drawn = drawn_pos = -1
+                for i in range(g.row_lo[oh], g.row_hi[oh]):
+                    pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
+                    for j in range(g.col_lo[ow], g.col_hi[ow]):
+                        running = running + <double>relu(x[pos + j * g.dw])
+                        t = (drawn < 0) & (running > threshold)
+                        drawn = cnnpool_pick_n(t, i * g.kw + j, drawn)
+                        drawn_pos = cnnpool_pick_n(t, pos + j * g.dw, drawn_pos)
+                drawn_pos = cnnpool_pick_n(drawn < 0, last_pos, drawn_pos)
+                drawn = cnnpool_pick_n(drawn < 0, last_positive, drawn)
+            r = relu(x[drawn_pos])
+            out[o] = r
+            taps[o] = <tap_t>drawn
+            live[o] = r > 0
+            o += 1
+
+
+cdef void _train_forward(const floating* x, const double* u, floating* out, tap_t* taps,
+                         uint8_t* live, const WindowPlan* g, Py_ssize_t planes,
+                         int n_threads) noexcept nogil:
+    cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    for p in prange(planes, num_threads=n_threads, schedule="static"):
+        _train_plane(x + p * plane_in, u + p * plane_out, out + p * plane_out,
+                     taps + p * plane_out, live + p * plane_out, g)
+
+
+def train_forward(x, u, out, taps, live, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                  Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                  Py_ssize_t stride_w, int n_threads):
+    """Draw one element per window: training forward.
+
+    ``x`` is (P, H, W); ``u`` (P, OH, OW) float64 uniforms in [0, 1), one
+    per window; outputs ``out`` (P, OH, OW) of ``x``'s dtype (the drawn
+    element's activation), ``taps`` (P, OH, OW) uint8 (windows of <= 255
+    taps) or int64 (the drawn tap numbers ``i * kernel_w + j``) and
+    ``live`` (P, OH, OW) uint8, 1 where the drawn element is positive (it
+    takes the window's gradient).  ``windows, dil_h, ..., stride_w`` are
+    ``PoolGeometry.kernel_args``.  All C-contiguous.
+    """
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 3, typenum, False)
+    cdef int tap_typenum = tap_type(taps, kernel_h * kernel_w)
+    cdef cnp.ndarray au = checked(u, "u", 3, cnp.NPY_FLOAT64, False)
+    cdef cnp.ndarray ao = checked(out, "out", 3, typenum, True)
+    cdef cnp.ndarray at = checked(taps, "taps", 3, tap_typenum, True)
+    cdef cnp.ndarray al = checked(live, "live", 3, cnp.NPY_UINT8, True)
+    cdef Py_ssize_t planes = ax.shape[0], oh = ao.shape[1], ow = ao.shape[2]
+    check_planes(ao, planes, oh, ow, "out", "(P, OH, OW) with P from x")
+    for arr, name in ((au, "u"), (at, "taps"), (al, "live")):
+        check_planes(arr, planes, oh, ow, name, "(P, OH, OW) of out")
+    if planes == 0 or oh * ow == 0:
+        return
+    cdef WindowPlan g
+    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                 kernel_h, kernel_w, stride_h, stride_w)
+    cdef void* xp = cnp.PyArray_DATA(ax)
+    cdef const double* up = <const double*>cnp.PyArray_DATA(au)
+    cdef void* op = cnp.PyArray_DATA(ao)
+    cdef void* tp = cnp.PyArray_DATA(at)
+    cdef uint8_t* lp = <uint8_t*>cnp.PyArray_DATA(al)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            if tap_typenum == cnp.NPY_UINT8:
+                _train_forward(<const float*>xp, up, <float*>op, <uint8_t*>tp, lp, &g,
+                               planes, n_threads)
+            else:
+                _train_forward(<const float*>xp, up, <float*>op, <int64_t*>tp, lp, &g,
+                               planes, n_threads)
+        elif tap_typenum == cnp.NPY_UINT8:
+            _train_forward(<const double*>xp, up, <double*>op, <uint8_t*>tp, lp, &g,
+                           planes, n_threads)
+        else:
+            _train_forward(<const double*>xp, up, <double*>op, <int64_t*>tp, lp, &g,
+                           planes, n_threads)
+
+
+cdef Py_ssize_t _train_back_plane(const floating* grad, const tap_t* taps,
+                                  const uint8_t* live, floating* gin,
+                                  const WindowPlan* g) noexcept nogil:
+    """Each live window's gradient onto its drawn element, in window order; the
+    number of tap numbers that were not input taps (skipped)."""
+    cdef Py_ssize_t oh, ow, pos, o = 0, bad = 0
+    memset(gin, 0, g.height * g.width * sizeof(floating))
+    for oh in range(g.out_h):
+        for ow in range(g.out_w):
+            pos = tap_position(g, oh, ow, <Py_ssize_t>taps[o])
+            if pos < 0:
+                bad += 1
+            else:
+                # +0.0 for a window that routes nothing changes no sum.
+                gin[pos] += pick(live[o] != 0, grad[o], <floating>0)
+            o += 1
+    return bad
+
+
+cdef Py_ssize_t _train_backward(const floating* grad, const tap_t* taps, const uint8_t* live,
+                                floating* gin, const WindowPlan* g, Py_ssize_t planes,
+                                int n_threads) noexcept nogil:
+    cdef Py_ssize_t p, bad = 0, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    for p in prange(planes, num_threads=n_threads, schedule="static"):
+        bad += _train_back_plane(grad + p * plane_out, taps + p * plane_out,
+                                 live + p * plane_out, gin + p * plane_in, g)
+    return bad
+
+
+def train_backward(grad_out, taps, live, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                   Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                   Py_ssize_t stride_w, int n_threads):
+    """Training backward: ``grad_in`` (P, H, W) gets each window's ``grad_out``
+    (P, OH, OW) at its drawn tap where ``live``, summed over windows, zero
+    elsewhere.  ``taps`` and ``live`` are those :func:`train_forward` wrote."""
+    cdef int typenum = float_type(grad_out, "grad_out")
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 3, typenum, False)
+    cdef int tap_typenum = tap_type(taps, kernel_h * kernel_w)
+    cdef cnp.ndarray at = checked(taps, "taps", 3, tap_typenum, False)
+    cdef cnp.ndarray al = checked(live, "live", 3, cnp.NPY_UINT8, False)
+    cdef cnp.ndarray ai = checked(grad_in, "grad_in", 3, typenum, True)
+    cdef Py_ssize_t planes = ai.shape[0], oh = ag.shape[1], ow = ag.shape[2]
+    check_planes(ag, planes, oh, ow, "grad_out", "(P, OH, OW) with P from grad_in")
+    check_planes(at, planes, oh, ow, "taps", "(P, OH, OW) of grad_out")
+    check_planes(al, planes, oh, ow, "live", "(P, OH, OW) of grad_out")
+    if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
+        return
+    cdef WindowPlan g
+    keep = plan_windows(&g, windows, ai.shape[1], ai.shape[2], oh, ow, dil_h, dil_w,
+                 kernel_h, kernel_w, stride_h, stride_w)
+    cdef const void* gp = cnp.PyArray_DATA(ag)
+    cdef const void* tp = cnp.PyArray_DATA(at)
+    cdef const uint8_t* lp = <const uint8_t*>cnp.PyArray_DATA(al)
+    cdef void* ip = cnp.PyArray_DATA(ai)
+    cdef Py_ssize_t bad
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            if tap_typenum == cnp.NPY_UINT8:
+                bad = _train_backward(<const float*>gp, <const uint8_t*>tp, lp, <float*>ip, &g,
+                                      planes, n_threads)
+            else:
+                bad = _train_backward(<const float*>gp, <const int64_t*>tp, lp, <float*>ip, &g,
+                                      planes, n_threads)
+        elif tap_typenum == cnp.NPY_UINT8:
+            bad = _train_backward(<const double*>gp, <const uint8_t*>tp, lp, <double*>ip, &g,
+                                  planes, n_threads)
+        else:
+            bad = _train_backward(<const double*>gp, <const int64_t*>tp, lp, <double*>ip, &g,
+                                  planes, n_threads)
+    _bad_taps(bad)
+
+
+# ---------------------------------------------------------------- evaluation
+
+cdef inline void _sums(const floating* x, const WindowPlan* g, Py_ssize_t oh, Py_ssize_t ow,
+                       double* total, double* squares) noexcept nogil:
+    """``S = sum(r)`` and ``sum(r**2)`` of window (oh, ow), in float64, tap order."""
+    cdef Py_ssize_t i, j
+    cdef double s = 0, q = 0, r
+    cdef const floating* row
+    for i in range(g.row_lo[oh], g.row_hi[oh]):
+        row = x + (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
+        for j in range(g.col_lo[ow], g.col_hi[ow]):
+            r = relu(row[j * g.dw])
+            s = s + r
+            q = q + r * r
+    total[0] = s
+    squares[0] = q
+
+
+cdef void _eval_plane(const floating* x, floating* out, const WindowPlan* g) noexcept nogil:
+    cdef Py_ssize_t oh, ow
+    cdef double total, squares
+    for oh in range(g.out_h):
+        for ow in range(g.out_w):
+            _sums(x, g, oh, ow, &total, &squares)
+            # total > 0: squares / total; NaN: NaN; else 0 (as selects: a
+            # window without a positive element is common after a ReLU).
+            out[ow] = <floating>pick(total > 0, squares / total,
+                                     pick(total != total, total, <double>0))
+        out += g.out_w
+
+
+cdef void _eval_forward(const floating* x, floating* out, const WindowPlan* g,
+                        Py_ssize_t planes, int n_threads) noexcept nogil:
+    cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    for p in prange(planes, num_threads=n_threads, schedule="static"):
+        _eval_plane(x + p * plane_in, out + p * plane_out, g)
+
+
+def eval_forward(x, out, windows, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
+                 Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w, int n_threads):
+    """Evaluation forward: ``out`` (P, OH, OW) = ``sum(r**2) / sum(r)`` of each
+    window of ``x`` (P, H, W), 0 where no element is positive, NaN with a NaN."""
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 3, typenum, False)
+    cdef cnp.ndarray ao = checked(out, "out", 3, typenum, True)
+    cdef Py_ssize_t planes = ax.shape[0], oh = ao.shape[1], ow = ao.shape[2]
+    check_planes(ao, planes, oh, ow, "out", "(P, OH, OW) with P from x")
+    if planes == 0 or oh * ow == 0:
+        return
+    cdef WindowPlan g
+    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                 kernel_h, kernel_w, stride_h, stride_w)
+    cdef void* xp = cnp.PyArray_DATA(ax)
+    cdef void* op = cnp.PyArray_DATA(ao)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _eval_forward(<const float*>xp, <float*>op, &g, planes, n_threads)
+        else:
+            _eval_forward(<const double*>xp, <double*>op, &g, planes, n_threads)
+
+
+cdef void _eval_back_plane(const floating* x, const floating* grad, floating* gin,
+                           const WindowPlan* g) noexcept nogil:
+    """Every window's share onto its positive taps, in window order.
+
+    ``local`` is rounded to the gradient's type before it multiplies, as the
+    NumPy tier's route; a tap whose route is 0 receives nothing (not even
+    an inf or NaN ``grad``).
+    """
+    cdef Py_ssize_t oh, ow, i, j, pos
+    cdef double total, squares, r
+    cdef bint positive
+    cdef floating v, share
+    memset(gin, 0, g.height * g.width * sizeof(floating))
+    for oh in range(g.out_h):
+        for ow in range(g.out_w):
+            _sums(x, g, oh, ow, &total, &squares)
+            positive = total > 0
+            for i in range(g.row_lo[oh], g.row_hi[oh]):
+                pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
+                for j in range(g.col_lo[ow], g.col_hi[ow]):
+                    v = x[pos + j * g.dw]
+                    r = v
+                    share = <floating>((2 * r * total - squares) / (total * total))
+                    # Adding +0.0 changes no accumulated gradient (it is
+                    # never -0.0), so the select needs no branch.
+                    gin[pos + j * g.dw] += pick(positive & (v > 0) & (share != 0),
+                                                share * grad[ow], <floating>0)
+        grad += g.out_w
+
+
+cdef void _eval_backward(const floating* x, const floating* grad, floating* gin,
+                         const WindowPlan* g, Py_ssize_t planes, int n_threads) noexcept nogil:
+    cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    for p in prange(planes, num_threads=n_threads, schedule="static"):
+        _eval_back_plane(x + p * plane_in, grad + p * plane_out, gin + p * plane_in, g)
+
+
+def eval_backward(x, grad_out, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                  Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                  Py_ssize_t stride_w, int n_threads):
+    """Evaluation backward: ``grad_in`` (P, H, W) from ``grad_out`` (P, OH, OW)
+    through the gradient of ``sum(r**2) / sum(r)`` at the input ``x`` (P, H, W)."""
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 3, typenum, False)
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 3, typenum, False)
+    cdef cnp.ndarray ai = checked(grad_in, "grad_in", 3, typenum, True)
+    cdef Py_ssize_t planes = ax.shape[0], oh = ag.shape[1], ow = ag.shape[2]
+    check_planes(ai, planes, ax.shape[1], ax.shape[2], "grad_in", "(P, H, W) of x")
+    check_planes(ag, planes, oh, ow, "grad_out", "(P, OH, OW) with P from x")
+    if planes == 0 or ax.shape[1] * ax.shape[2] == 0:
+        return
+    cdef WindowPlan g
+    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                 kernel_h, kernel_w, stride_h, stride_w)
+    cdef void* xp = cnp.PyArray_DATA(ax)
+    cdef void* gp = cnp.PyArray_DATA(ag)
+    cdef void* ip = cnp.PyArray_DATA(ai)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _eval_backward(<const float*>xp, <const float*>gp, <float*>ip, &g, planes,
+                           n_threads)
+        else:
+            _eval_backward(<const double*>xp, <const double*>gp, <double*>ip, &g, planes,
+                           n_threads)
