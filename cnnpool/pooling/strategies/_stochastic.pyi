@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool.pooling.strategies._stochastic`` (see ``_stochastic.pyx``).
+"""Type stub of ``cnnpool.pooling.strategies._stochastic`` (see ``_stochastic.pyx``).
 
 Arrays are C-contiguous; ``x``/``out``/``grad_*`` are float32 or float64
 (one dtype per call), shaped (P, H, W) or (P, OH, OW) for P = N*C planes;

@@ -27,17 +27,18 @@ never depends on the thread count).
 """
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 
 cimport numpy as cnp
 
-from cnnpool._arrays cimport checked, dims, float_type
+from cnnpool._arrays cimport checked, float_type
 from cnnpool.pooling.strategies._window_plan cimport (
     WindowPlan,
     check_planes,
-    cnnpool_pick_n,
+    cnnpool_pick_d,
+    cnnpool_keep_v,
     first_inside,
     pick,
     plan_windows,
@@ -60,67 +61,99 @@ cdef int _bad_taps(Py_ssize_t bad) except -1:
 
 # ------------------------------------------------------------------ training
 
+# The forward loops run a row of windows at a time, tap by tap: for each
+# tap, one pass over the row's windows that have it inside the input (a
+# strided read of one input row) updates per-window running values kept in
+# scratch arrays.  Those passes vectorise; every window still sees its taps
+# in row-major order, so its sums are the per-window loop's bit for bit.
+# Tap numbers ride in doubles there (exact), beside the float64 sums: gcc
+# vectorises selects between operands of one width only.
+
+cdef enum:
+    TRAIN_ROWS = 6  # scratch rows of out_w doubles the training forward uses
+    EVAL_ROWS = 2
+
+
 cdef void _train_plane(const floating* x, const double* u, floating* out, tap_t* taps,
-                       uint8_t* live, const WindowPlan* plan) noexcept nogil:
+                       uint8_t* live, const WindowPlan* plan, double* work) noexcept nogil:
     # A local copy: the byte stores to ``taps``/``live`` may alias anything,
     # and would make gcc reload every field of ``plan`` after each of them.
     cdef WindowPlan local = plan[0]
     cdef const WindowPlan* g = &local
-    cdef Py_ssize_t oh, ow, i, j, t, pos, drawn, drawn_pos, last_positive, last_pos
-    cdef Py_ssize_t first_nan, nan_pos, o = 0
-    cdef double total, running, threshold
-    cdef floating v, r
-    cdef const floating* row
+    cdef Py_ssize_t n = g.out_w, sw = g.sw
+    cdef double* total = work
+    cdef double* last_positive = work + n
+    cdef double* first_nan = work + 2 * n
+    cdef double* threshold = work + 3 * n
+    cdef double* running = work + 4 * n
+    cdef double* drawn = work + 5 * n
+    cdef Py_ssize_t oh, ow, i, j, lo, hi, t, pos
+    cdef double v, tap
+    cdef const floating* xr
+    cdef floating r
     for oh in range(g.out_h):
-        for ow in range(g.out_w):
-            total = 0
-            last_positive = last_pos = first_nan = nan_pos = -1
-            for i in range(g.row_lo[oh], g.row_hi[oh]):
-                pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
-                for j in range(g.col_lo[ow], g.col_hi[ow]):
-                    v = x[pos + j * g.dw]
-                    last_positive = cnnpool_pick_n(v > 0, i * g.kw + j, last_positive)
-                    last_pos = cnnpool_pick_n(v > 0, pos + j * g.dw, last_pos)
-                    if v != v and first_nan < 0:  # rare: a predictable branch
-                        first_nan = i * g.kw + j
-                        nan_pos = pos + j * g.dw
-                    total = total + <double>relu(v)
-            if first_nan >= 0:
-                drawn, drawn_pos = first_nan, nan_pos
-            elif not total > 0:
-                drawn = first_inside(g, oh, ow)
-                drawn_pos = ((g.row_start[oh] + g.row_lo[oh] * g.dh) * g.width
-                             + g.col_start[ow] + g.col_lo[ow] * g.dw)
+        for ow in range(n):
+            total[ow] = 0
+            last_positive[ow] = -1
+            first_nan[ow] = -1
+        for i in range(g.row_lo[oh], g.row_hi[oh]):
+            for j in range(g.kw):
+                xr = x + (g.row_start[oh] + i * g.dh) * g.width + g.col0 + j * g.dw
+                tap = i * g.kw + j
+                lo, hi = g.ow_lo[j], g.ow_hi[j]
+                for ow in range(lo, hi):
+                    v = xr[ow * sw]
+                    total[ow] = total[ow] + cnnpool_keep_v(v)
+                    last_positive[ow] = cnnpool_pick_d(v > 0, tap, last_positive[ow])
+                    first_nan[ow] = cnnpool_pick_d((v != v) & (first_nan[ow] < 0), tap,
+                                                   first_nan[ow])
+        # The first tap whose running sum exceeds u * S.
+        for ow in range(n):
+            threshold[ow] = u[ow] * total[ow]
+            running[ow] = 0
+            drawn[ow] = -1
+        for i in range(g.row_lo[oh], g.row_hi[oh]):
+            for j in range(g.kw):
+                xr = x + (g.row_start[oh] + i * g.dh) * g.width + g.col0 + j * g.dw
+                tap = i * g.kw + j
+                lo, hi = g.ow_lo[j], g.ow_hi[j]
+                for ow in range(lo, hi):
+                    running[ow] = running[ow] + cnnpool_keep_v(<double>xr[ow * sw])
+                    drawn[ow] = cnnpool_pick_d((drawn[ow] < 0) & (running[ow] > threshold[ow]),
+                                               tap, drawn[ow])
+        for ow in range(n):
+            if first_nan[ow] >= 0:  # the first NaN
+                t = <Py_ssize_t>first_nan[ow]
+            elif not total[ow] > 0:  # no positive element: the first input tap
+                t = first_inside(g, oh, ow)
+            elif drawn[ow] < 0:  # u * S rounded up to S: the last positive tap
+                t = <Py_ssize_t>last_positive[ow]
             else:
-                # The first tap whose running sum exceeds u * S; the last
-                # positive one when u * S rounded up to S.  Every tap is
-                # visited (no early exit), so no branch depends on the data.
-                threshold = u[o] * total
-                running = 0
-                drawn = drawn_pos = -1
-                for i in range(g.row_lo[oh], g.row_hi[oh]):
-                    pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
-                    for j in range(g.col_lo[ow], g.col_hi[ow]):
-                        running = running + <double>relu(x[pos + j * g.dw])
-                        t = (drawn < 0) & (running > threshold)
-                        drawn = cnnpool_pick_n(t, i * g.kw + j, drawn)
-                        drawn_pos = cnnpool_pick_n(t, pos + j * g.dw, drawn_pos)
-                drawn_pos = cnnpool_pick_n(drawn < 0, last_pos, drawn_pos)
-                drawn = cnnpool_pick_n(drawn < 0, last_positive, drawn)
-            r = relu(x[drawn_pos])
-            out[o] = r
-            taps[o] = <tap_t>drawn
-            live[o] = r > 0
-            o += 1
+                t = <Py_ssize_t>drawn[ow]
+            pos = g.row_start[oh] * g.width + g.col_start[ow] + g.tap_offset[t]
+            r = relu(x[pos])
+            out[ow] = r
+            taps[ow] = <tap_t>t
+            live[ow] = r > 0
+        u += n
+        out += n
+        taps += n
+        live += n
 
 
 cdef void _train_forward(const floating* x, const double* u, floating* out, tap_t* taps,
                          uint8_t* live, const WindowPlan* g, Py_ssize_t planes,
-                         int n_threads) noexcept nogil:
+                         double* work, int n_threads) noexcept nogil:
     cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
     for p in prange(planes, num_threads=n_threads, schedule="static"):
         _train_plane(x + p * plane_in, u + p * plane_out, out + p * plane_out,
-                     taps + p * plane_out, live + p * plane_out, g)
+                     taps + p * plane_out, live + p * plane_out, g,
+                     work + threadid() * TRAIN_ROWS * g.out_w)
+
+
+cdef cnp.ndarray _scratch(Py_ssize_t rows, int n_threads):
+    """Per-thread scratch of ``rows`` float64 values, one block per thread."""
+    return cnp.PyArray_EMPTY(1, [max(n_threads, 1) * rows], cnp.NPY_FLOAT64, 0)
 
 
 def train_forward(x, u, out, taps, live, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
@@ -150,8 +183,10 @@ def train_forward(x, u, out, taps, live, windows, Py_ssize_t dil_h, Py_ssize_t d
     if planes == 0 or oh * ow == 0:
         return
     cdef WindowPlan g
-    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
-                 kernel_h, kernel_w, stride_h, stride_w)
+    _tables = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                           kernel_h, kernel_w, stride_h, stride_w)
+    cdef cnp.ndarray scratch = _scratch(TRAIN_ROWS * ow, n_threads)
+    cdef double* work = <double*>cnp.PyArray_DATA(scratch)
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef const double* up = <const double*>cnp.PyArray_DATA(au)
     cdef void* op = cnp.PyArray_DATA(ao)
@@ -161,16 +196,16 @@ def train_forward(x, u, out, taps, live, windows, Py_ssize_t dil_h, Py_ssize_t d
         if typenum == cnp.NPY_FLOAT32:
             if tap_typenum == cnp.NPY_UINT8:
                 _train_forward(<const float*>xp, up, <float*>op, <uint8_t*>tp, lp, &g,
-                               planes, n_threads)
+                               planes, work, n_threads)
             else:
                 _train_forward(<const float*>xp, up, <float*>op, <int64_t*>tp, lp, &g,
-                               planes, n_threads)
+                               planes, work, n_threads)
         elif tap_typenum == cnp.NPY_UINT8:
             _train_forward(<const double*>xp, up, <double*>op, <uint8_t*>tp, lp, &g,
-                           planes, n_threads)
+                           planes, work, n_threads)
         else:
             _train_forward(<const double*>xp, up, <double*>op, <int64_t*>tp, lp, &g,
-                           planes, n_threads)
+                           planes, work, n_threads)
 
 
 cdef Py_ssize_t _train_back_plane(const floating* grad, const tap_t* taps,
@@ -221,8 +256,8 @@ def train_backward(grad_out, taps, live, grad_in, windows, Py_ssize_t dil_h, Py_
     if planes == 0 or ai.shape[1] * ai.shape[2] == 0:
         return
     cdef WindowPlan g
-    keep = plan_windows(&g, windows, ai.shape[1], ai.shape[2], oh, ow, dil_h, dil_w,
-                 kernel_h, kernel_w, stride_h, stride_w)
+    _tables = plan_windows(&g, windows, ai.shape[1], ai.shape[2], oh, ow, dil_h, dil_w,
+                           kernel_h, kernel_w, stride_h, stride_w)
     cdef const void* gp = cnp.PyArray_DATA(ag)
     cdef const void* tp = cnp.PyArray_DATA(at)
     cdef const uint8_t* lp = <const uint8_t*>cnp.PyArray_DATA(al)
@@ -247,40 +282,49 @@ def train_backward(grad_out, taps, live, grad_in, windows, Py_ssize_t dil_h, Py_
 
 # ---------------------------------------------------------------- evaluation
 
-cdef inline void _sums(const floating* x, const WindowPlan* g, Py_ssize_t oh, Py_ssize_t ow,
-                       double* total, double* squares) noexcept nogil:
-    """``S = sum(r)`` and ``sum(r**2)`` of window (oh, ow), in float64, tap order."""
-    cdef Py_ssize_t i, j
-    cdef double s = 0, q = 0, r
-    cdef const floating* row
+cdef void _eval_row(const floating* x, const WindowPlan* g, Py_ssize_t oh, double* total,
+                    double* squares) noexcept nogil:
+    """``S = sum(r)`` and ``sum(r**2)`` of each window of row ``oh``, float64, tap order."""
+    cdef Py_ssize_t ow, i, j, lo, hi, sw = g.sw
+    cdef const floating* xr
+    cdef double r
+    for ow in range(g.out_w):
+        total[ow] = 0
+        squares[ow] = 0
     for i in range(g.row_lo[oh], g.row_hi[oh]):
-        row = x + (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
-        for j in range(g.col_lo[ow], g.col_hi[ow]):
-            r = relu(row[j * g.dw])
-            s = s + r
-            q = q + r * r
-    total[0] = s
-    squares[0] = q
+        for j in range(g.kw):
+            xr = x + (g.row_start[oh] + i * g.dh) * g.width + g.col0 + j * g.dw
+            lo, hi = g.ow_lo[j], g.ow_hi[j]
+            for ow in range(lo, hi):
+                r = cnnpool_keep_v(<double>xr[ow * sw])
+                total[ow] = total[ow] + r
+                squares[ow] = squares[ow] + r * r
 
 
-cdef void _eval_plane(const floating* x, floating* out, const WindowPlan* g) noexcept nogil:
+cdef void _eval_plane(const floating* x, floating* out, const WindowPlan* plan,
+                      double* work) noexcept nogil:
+    cdef WindowPlan local = plan[0]
+    cdef const WindowPlan* g = &local
     cdef Py_ssize_t oh, ow
-    cdef double total, squares
+    cdef double* total = work
+    cdef double* squares = work + g.out_w
     for oh in range(g.out_h):
+        _eval_row(x, g, oh, total, squares)
+        # total > 0: squares / total; NaN: NaN; else 0 (selects: a window
+        # without a positive element is common after a ReLU).
         for ow in range(g.out_w):
-            _sums(x, g, oh, ow, &total, &squares)
-            # total > 0: squares / total; NaN: NaN; else 0 (as selects: a
-            # window without a positive element is common after a ReLU).
-            out[ow] = <floating>pick(total > 0, squares / total,
-                                     pick(total != total, total, <double>0))
+            out[ow] = <floating>cnnpool_pick_d(
+                total[ow] > 0, squares[ow] / total[ow],
+                cnnpool_pick_d(total[ow] != total[ow], total[ow], 0))
         out += g.out_w
 
 
 cdef void _eval_forward(const floating* x, floating* out, const WindowPlan* g,
-                        Py_ssize_t planes, int n_threads) noexcept nogil:
+                        Py_ssize_t planes, double* work, int n_threads) noexcept nogil:
     cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
     for p in prange(planes, num_threads=n_threads, schedule="static"):
-        _eval_plane(x + p * plane_in, out + p * plane_out, g)
+        _eval_plane(x + p * plane_in, out + p * plane_out, g,
+                    work + threadid() * EVAL_ROWS * g.out_w)
 
 
 def eval_forward(x, out, windows, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
@@ -295,52 +339,63 @@ def eval_forward(x, out, windows, Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t
     if planes == 0 or oh * ow == 0:
         return
     cdef WindowPlan g
-    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
-                 kernel_h, kernel_w, stride_h, stride_w)
+    _tables = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                           kernel_h, kernel_w, stride_h, stride_w)
+    cdef cnp.ndarray scratch = _scratch(EVAL_ROWS * ow, n_threads)
+    cdef double* work = <double*>cnp.PyArray_DATA(scratch)
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef void* op = cnp.PyArray_DATA(ao)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            _eval_forward(<const float*>xp, <float*>op, &g, planes, n_threads)
+            _eval_forward(<const float*>xp, <float*>op, &g, planes, work, n_threads)
         else:
-            _eval_forward(<const double*>xp, <double*>op, &g, planes, n_threads)
+            _eval_forward(<const double*>xp, <double*>op, &g, planes, work, n_threads)
 
 
 cdef void _eval_back_plane(const floating* x, const floating* grad, floating* gin,
-                           const WindowPlan* g) noexcept nogil:
-    """Every window's share onto its positive taps, in window order.
+                           const WindowPlan* plan, double* work) noexcept nogil:
+    """Every window's share onto its positive taps, a row of windows at a time.
 
     ``local`` is rounded to the gradient's type before it multiplies, as the
     NumPy tier's route; a tap whose route is 0 receives nothing (not even
-    an inf or NaN ``grad``).
+    an inf or NaN ``grad``): adding +0.0 instead changes no accumulated
+    gradient (it is never -0.0), so the select needs no branch.  Where
+    windows overlap, an element's shares add up tap by tap within a row of
+    windows, not window by window: equal to rounding.
     """
-    cdef Py_ssize_t oh, ow, i, j, pos
-    cdef double total, squares, r
-    cdef bint positive
-    cdef floating v, share
+    cdef WindowPlan local = plan[0]
+    cdef const WindowPlan* g = &local
+    cdef Py_ssize_t oh, ow, i, j, lo, hi, sw = g.sw
+    cdef double* total = work
+    cdef double* squares = work + g.out_w
+    cdef floating* xr
+    cdef floating* gr
+    cdef double v, s
+    cdef floating share
     memset(gin, 0, g.height * g.width * sizeof(floating))
     for oh in range(g.out_h):
-        for ow in range(g.out_w):
-            _sums(x, g, oh, ow, &total, &squares)
-            positive = total > 0
-            for i in range(g.row_lo[oh], g.row_hi[oh]):
-                pos = (g.row_start[oh] + i * g.dh) * g.width + g.col_start[ow]
-                for j in range(g.col_lo[ow], g.col_hi[ow]):
-                    v = x[pos + j * g.dw]
-                    r = v
-                    share = <floating>((2 * r * total - squares) / (total * total))
-                    # Adding +0.0 changes no accumulated gradient (it is
-                    # never -0.0), so the select needs no branch.
-                    gin[pos + j * g.dw] += pick(positive & (v > 0) & (share != 0),
-                                                share * grad[ow], <floating>0)
+        _eval_row(x, g, oh, total, squares)
+        for i in range(g.row_lo[oh], g.row_hi[oh]):
+            for j in range(g.kw):
+                xr = <floating*>x + (g.row_start[oh] + i * g.dh) * g.width + g.col0 + j * g.dw
+                gr = gin + (xr - <floating*>x)
+                lo, hi = g.ow_lo[j], g.ow_hi[j]
+                for ow in range(lo, hi):
+                    v = xr[ow * sw]
+                    s = total[ow]
+                    share = <floating>((2 * v * s - squares[ow]) / (s * s))
+                    gr[ow * sw] += pick((s > 0) & (v > 0) & (share != 0), share * grad[ow],
+                                        <floating>0)
         grad += g.out_w
 
 
 cdef void _eval_backward(const floating* x, const floating* grad, floating* gin,
-                         const WindowPlan* g, Py_ssize_t planes, int n_threads) noexcept nogil:
+                         const WindowPlan* g, Py_ssize_t planes, double* work,
+                         int n_threads) noexcept nogil:
     cdef Py_ssize_t p, plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
     for p in prange(planes, num_threads=n_threads, schedule="static"):
-        _eval_back_plane(x + p * plane_in, grad + p * plane_out, gin + p * plane_in, g)
+        _eval_back_plane(x + p * plane_in, grad + p * plane_out, gin + p * plane_in, g,
+                         work + threadid() * EVAL_ROWS * g.out_w)
 
 
 def eval_backward(x, grad_out, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
@@ -358,15 +413,17 @@ def eval_backward(x, grad_out, grad_in, windows, Py_ssize_t dil_h, Py_ssize_t di
     if planes == 0 or ax.shape[1] * ax.shape[2] == 0:
         return
     cdef WindowPlan g
-    keep = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
-                 kernel_h, kernel_w, stride_h, stride_w)
+    _tables = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
+                           kernel_h, kernel_w, stride_h, stride_w)
+    cdef cnp.ndarray scratch = _scratch(EVAL_ROWS * ow, n_threads)
+    cdef double* work = <double*>cnp.PyArray_DATA(scratch)
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef void* gp = cnp.PyArray_DATA(ag)
     cdef void* ip = cnp.PyArray_DATA(ai)
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            _eval_backward(<const float*>xp, <const float*>gp, <float*>ip, &g, planes,
+            _eval_backward(<const float*>xp, <const float*>gp, <float*>ip, &g, planes, work,
                            n_threads)
         else:
             _eval_backward(<const double*>xp, <const double*>gp, <double*>ip, &g, planes,
-                           n_threads)
+                           work, n_threads)

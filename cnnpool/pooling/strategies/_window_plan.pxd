@@ -59,11 +59,15 @@ cdef extern from *:
         memcpy(&b, &ub, 4);
         return b;
     }
+    /* max(v, 0) as a bit-mask select, for loops that vectorise: gcc cannot
+       vectorise the intrinsic, and keeps a conditional expression a branch. */
+    static inline double cnnpool_keep_v(double v) { return cnnpool_pick_d(v < 0, 0.0, v); }
     """
     double cnnpool_keep_d(double v) noexcept nogil
     float cnnpool_keep_f(float v) noexcept nogil
     Py_ssize_t cnnpool_pick_n(int c, Py_ssize_t a, Py_ssize_t b) noexcept nogil
     double cnnpool_pick_d(int c, double a, double b) noexcept nogil
+    double cnnpool_keep_v(double v) noexcept nogil
     float cnnpool_pick_f(int c, float a, float b) noexcept nogil
 
 
@@ -107,6 +111,11 @@ ctypedef struct WindowPlan:
     const Py_ssize_t* tap_i
     const Py_ssize_t* tap_j
     const Py_ssize_t* tap_offset
+    # Row-wise loops: window ow's column tap j is input column
+    # col0 + ow * sw + j * dw, inside the input for ow in [ow_lo[j], ow_hi[j]).
+    Py_ssize_t col0, sw
+    const Py_ssize_t* ow_lo
+    const Py_ssize_t* ow_hi
 
 
 cdef inline int _check_axis(const Py_ssize_t* start, const Py_ssize_t* lo, const Py_ssize_t* hi,
@@ -125,10 +134,10 @@ cdef inline int _check_axis(const Py_ssize_t* start, const Py_ssize_t* lo, const
 
 
 cdef inline object plan_windows(WindowPlan* g, object windows, Py_ssize_t height,
-                             Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
-                             Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
-                             Py_ssize_t kernel_w, Py_ssize_t stride_h,
-                             Py_ssize_t stride_w):
+                                Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
+                                Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t kernel_h,
+                                Py_ssize_t kernel_w, Py_ssize_t stride_h,
+                                Py_ssize_t stride_w):
     """Fill ``g`` after checking the window table against the plane sizes.
 
     Unlike the max/mean kernels these loops index the input through the
@@ -156,20 +165,39 @@ cdef inline object plan_windows(WindowPlan* g, object windows, Py_ssize_t height
     g.kh, g.kw, g.dh, g.dw = kernel_h, kernel_w, dil_h, dil_w
     g.k = kernel_h * kernel_w
     g.row_start, g.row_lo, g.row_hi = w, w + out_h, w + 2 * out_h
-    g.col_start, g.col_lo, g.col_hi = w + 3 * out_h, w + 3 * out_h + out_w, w + 3 * out_h + 2 * out_w
+    g.col_start = w + 3 * out_h
+    g.col_lo = g.col_start + out_w
+    g.col_hi = g.col_start + 2 * out_w
     _check_axis(g.row_start, g.row_lo, g.row_hi, out_h, kernel_h, dil_h, height, "height")
     _check_axis(g.col_start, g.col_lo, g.col_hi, out_w, kernel_w, dil_w, width, "width")
     # Window starts increase by the stride, so consecutive windows share no
     # input element when one's last tap comes before the next one's first.
     g.disjoint = (stride_h > (kernel_h - 1) * dil_h and stride_w > (kernel_w - 1) * dil_w)
-    cdef cnp.ndarray tables = cnp.PyArray_EMPTY(1, [3 * g.k], cnp.NPY_INTP, 0)
+    g.col0, g.sw = g.col_start[0], stride_w
+    cdef Py_ssize_t o, j, tap
+    for o in range(out_w):
+        if g.col_start[o] != g.col0 + o * stride_w:
+            raise ValueError(
+                f"windows does not describe windows {stride_w} columns apart: window "
+                f"{o} starts at column {g.col_start[o]}, window 0 at {g.col0}")
+    cdef cnp.ndarray tables = cnp.PyArray_EMPTY(1, [3 * g.k + 2 * kernel_w], cnp.NPY_INTP, 0)
     cdef Py_ssize_t* t = <Py_ssize_t*>cnp.PyArray_DATA(tables)
-    cdef Py_ssize_t tap
     for tap in range(g.k):
         t[tap] = tap // kernel_w
         t[g.k + tap] = tap % kernel_w
         t[2 * g.k + tap] = (tap // kernel_w) * dil_h * width + (tap % kernel_w) * dil_w
     g.tap_i, g.tap_j, g.tap_offset = t, t + g.k, t + 2 * g.k
+    cdef Py_ssize_t* lo = t + 3 * g.k
+    cdef Py_ssize_t* hi = lo + kernel_w
+    for j in range(kernel_w):
+        # The windows whose column tap j is inside: one run (window starts increase).
+        lo[j] = hi[j] = 0
+        for o in range(out_w):
+            if g.col_lo[o] <= j < g.col_hi[o]:
+                if hi[j] == 0:
+                    lo[j] = o
+                hi[j] = o + 1
+    g.ow_lo, g.ow_hi = lo, hi
     return tables
 
 
