@@ -462,7 +462,18 @@ def test_strategy_kernels_check_their_arrays():
         (
             ValueError,
             lambda: _mixed.gated_backward(
-                x, out, weight, gate, out, out, out.copy(), x.copy(), wg[:, :3].copy(), div, *args, 1
+                x,
+                out,
+                weight,
+                gate,
+                out,
+                out,
+                out.copy(),
+                x.copy(),
+                wg[:, :3].copy(),
+                div,
+                *args,
+                1,
             ),
             "weight_grad must have shape (P, K) = (3, 4)",
         ),
