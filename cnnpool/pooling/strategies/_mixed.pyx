@@ -31,7 +31,6 @@ parallel over the N*C planes, each plane whole on one thread.
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp
 from libc.string cimport memset
 
 cimport numpy as cnp
@@ -158,9 +157,61 @@ def mixed_split(grad_out, alpha, mx, mean, to_max, to_mean, alpha_grad, int n_th
 
 # --------------------------------------------------------------------- gated
 
+# exp without a branch or a libm call, so that the gate's loop vectorises
+# (libm's exp is a scalar call, most of the gated forward on 2x2 windows):
+# exp(x) = 2**k * exp(r), k = round(x / ln 2), r = x - k ln 2 with ln 2 split
+# in two (Cody and Waite), |r| <= ln(2) / 2, and exp(r) by its Taylor
+# polynomial of degree 13 (truncation below 2e-17 relative), scaled by 2**k
+# in two normal factors: within a few ulps of libm's (checked over the whole
+# range by tests/test_mixed.py).  Overflow gives inf, underflow 0, NaN stays
+# NaN.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    static inline double cnnpool_exp(double x)
+    {
+        const double shift = 0x1.8p52;  /* adding it rounds to an integer */
+        double xc = x > 709.79 ? 709.79 : x;
+        xc = xc < -745.2 ? -745.2 : xc;
+        double kd = xc * 0x1.71547652b82fep0 + shift;
+        uint64_t kbits;
+        memcpy(&kbits, &kd, 8);
+        kd = kd - shift;
+        double r = xc - kd * 0x1.62e42fee00000p-1;
+        r = r - kd * 0x1.a39ef35793c76p-33;
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        /* 2**k as two normal factors: k runs from -1075 to 1024 here. */
+        int64_t k = (int32_t)kbits, k1 = k / 2, k2 = k - k / 2;
+        uint64_t b1 = (uint64_t)(k1 + 1023) << 52, b2 = (uint64_t)(k2 + 1023) << 52;
+        double s1, s2;
+        memcpy(&s1, &b1, 8);
+        memcpy(&s2, &b2, 8);
+        double e = (p * s1) * s2;
+        e = x > 709.78 ? __builtin_inf() : e;
+        e = x < -745.2 ? 0.0 : e;
+        return x != x ? x : e;
+    }
+    """
+    double cnnpool_exp(double x) noexcept nogil
+
+
 cdef inline double _sigmoid(double z) noexcept nogil:
     """``1 / (1 + exp(-z))``: 0 for very negative z (exp overflows to inf), NaN for NaN."""
-    return 1 / (1 + exp(-z))
+    return 1 / (1 + cnnpool_exp(-z))
 
 
 cdef void _gate_row(const floating* x, const floating* w, const WindowPlan* g, Py_ssize_t oh,
@@ -184,23 +235,39 @@ cdef void _gate_row(const floating* x, const floating* w, const WindowPlan* g, P
                 z[ow] = z[ow] + wt * <double>xr[ow * sw]
 
 
+cdef void _gate_row_2x2(const floating* x, const floating* w, const WindowPlan* g,
+                        Py_ssize_t oh, double* z) noexcept nogil:
+    """``_gate_row`` for 2x2 stride 2 windows inside the input, unrolled (the
+    same sum, tap by tap from 0)."""
+    cdef const floating* r0 = x + 2 * oh * g.width
+    cdef const floating* r1 = r0 + g.width
+    cdef double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], s
+    cdef Py_ssize_t ow
+    for ow in range(g.out_w):
+        s = w0 * <double>r0[2 * ow]
+        s = s + w1 * <double>r0[2 * ow + 1]
+        s = s + w2 * <double>r1[2 * ow]
+        z[ow] = s + w3 * <double>r1[2 * ow + 1]
+
+
 cdef void _gated_plane(const floating* x, const floating* w, const floating* mx,
                        const floating* mean, floating* out, double* gate,
                        const WindowPlan* plan, double* z) noexcept nogil:
+    """One plane: every window's gate into ``z`` (scratch of OH * OW), then the
+    sigmoid and the blend in one pass over the plane (a loop that vectorises)."""
     cdef WindowPlan local = plan[0]
     cdef const WindowPlan* g = &local
-    cdef Py_ssize_t oh, ow
+    cdef Py_ssize_t oh, o
     cdef double a
     for oh in range(g.out_h):
-        _gate_row(x, w, g, oh, z)
-        for ow in range(g.out_w):
-            a = _sigmoid(z[ow])
-            out[ow] = <floating>(a * <double>mx[ow] + (1 - a) * <double>mean[ow])
-            gate[ow] = a
-        mx += g.out_w
-        mean += g.out_w
-        out += g.out_w
-        gate += g.out_w
+        if g.direct2x2:
+            _gate_row_2x2(x, w, g, oh, z + oh * g.out_w)
+        else:
+            _gate_row(x, w, g, oh, z + oh * g.out_w)
+    for o in range(g.out_h * g.out_w):
+        a = _sigmoid(z[o])
+        out[o] = <floating>(a * <double>mx[o] + (1 - a) * <double>mean[o])
+        gate[o] = a
 
 
 cdef void _gated_forward(const floating* x, const floating* w, const floating* mx,
@@ -211,7 +278,7 @@ cdef void _gated_forward(const floating* x, const floating* w, const floating* m
     for p in prange(planes, num_threads=n_threads, schedule="static"):
         _gated_plane(x + p * plane_in, w, mx + p * plane_out, mean + p * plane_out,
                      out + p * plane_out, gate + p * plane_out, g,
-                     work + threadid() * g.out_w)
+                     work + threadid() * plane_out)
 
 
 def gated_forward(x, weight, mx, mean, out, gate, windows, Py_ssize_t dil_h, Py_ssize_t dil_w,
@@ -244,7 +311,7 @@ def gated_forward(x, weight, mx, mean, out, gate, windows, Py_ssize_t dil_h, Py_
     cdef WindowPlan g
     _tables = plan_windows(&g, windows, ax.shape[1], ax.shape[2], oh, ow, dil_h, dil_w,
                            kernel_h, kernel_w, stride_h, stride_w)
-    cdef cnp.ndarray scratch = _scratch(ow, n_threads)
+    cdef cnp.ndarray scratch = _scratch(oh * ow, n_threads)
     cdef double* work = <double*>cnp.PyArray_DATA(scratch)
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef void* wp = cnp.PyArray_DATA(aw)
@@ -259,6 +326,32 @@ def gated_forward(x, weight, mx, mean, out, gate, windows, Py_ssize_t dil_h, Py_
         else:
             _gated_forward(<const double*>xp, <const double*>wp, <const double*>mp,
                            <const double*>ep, <double*>op, gp, &g, planes, work, n_threads)
+
+
+cdef void _gated_back_row_2x2(const floating* x, const floating* w, const WindowPlan* g,
+                              Py_ssize_t oh, const double* c_mean, const double* c_slope,
+                              floating* gin, double* acc) noexcept nogil:
+    """The tap loops of ``_gated_back_plane`` for 2x2 stride 2 windows inside the
+    input, unrolled: each input element is a tap of one window."""
+    cdef Py_ssize_t n = g.out_w, ow, k0, k1
+    cdef const floating* r0 = x + 2 * oh * g.width
+    cdef const floating* r1 = r0 + g.width
+    cdef floating* o0 = gin + 2 * oh * g.width
+    cdef floating* o1 = o0 + g.width
+    cdef double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], cm, cs
+    for ow in range(n):
+        k0 = 2 * ow
+        k1 = k0 + 1
+        cm = c_mean[ow]
+        cs = c_slope[ow]
+        o0[k0] = <floating>(cm + cs * w0)
+        o0[k1] = <floating>(cm + cs * w1)
+        o1[k0] = <floating>(cm + cs * w2)
+        o1[k1] = <floating>(cm + cs * w3)
+        acc[ow] += cs * <double>r0[k0]
+        acc[n + ow] += cs * <double>r0[k1]
+        acc[2 * n + ow] += cs * <double>r1[k0]
+        acc[3 * n + ow] += cs * <double>r1[k1]
 
 
 cdef void _gated_back_plane(const floating* x, const floating* grad, const floating* w,
@@ -295,6 +388,9 @@ cdef void _gated_back_plane(const floating* x, const floating* grad, const float
             to_max[o] = <floating>(a * gv)
             c_mean[ow] = (1 - a) * share * gv
             c_slope[ow] = (<double>mx[o] - <double>mean[o]) * a * (1 - a) * gv
+        if g.direct2x2:
+            _gated_back_row_2x2(x, w, g, oh, c_mean, c_slope, gin, acc)
+            continue
         for i in range(g.row_lo[oh], g.row_hi[oh]):
             for j in range(g.kw):
                 t = i * g.kw + j

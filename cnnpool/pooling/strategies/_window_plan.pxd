@@ -100,6 +100,10 @@ ctypedef struct WindowPlan:
     Py_ssize_t k  # taps per window, kh * kw
     # Windows never overlap: no input element is a tap of two windows.
     bint disjoint
+    # 2x2 stride 2, no padding or dilation, every window inside the input
+    # (the most common layer): window (oh, ow) reads rows 2oh, 2oh + 1 and
+    # columns 2ow, 2ow + 1, and the kernels run an unrolled loop.
+    bint direct2x2
     const Py_ssize_t* row_start
     const Py_ssize_t* row_lo
     const Py_ssize_t* row_hi
@@ -175,6 +179,12 @@ cdef inline object plan_windows(WindowPlan* g, object windows, Py_ssize_t height
     g.disjoint = (stride_h > (kernel_h - 1) * dil_h and stride_w > (kernel_w - 1) * dil_w)
     g.col0, g.sw = g.col_start[0], stride_w
     cdef Py_ssize_t o, j, tap
+    g.direct2x2 = (kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2
+                   and dil_h == 1 and dil_w == 1 and g.col0 == 0)
+    for o in range(out_h):
+        g.direct2x2 = g.direct2x2 and g.row_start[o] == 2 * o and g.row_hi[o] - g.row_lo[o] == 2
+    for o in range(out_w):
+        g.direct2x2 = g.direct2x2 and g.col_hi[o] - g.col_lo[o] == 2
     for o in range(out_w):
         if g.col_start[o] != g.col0 + o * stride_w:
             raise ValueError(
