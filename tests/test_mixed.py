@@ -350,3 +350,28 @@ def test_gated_kernels_across_thread_counts(dtype):
         results.append((out, gate, to_max, rest, wg))
     for a, b in zip(*results, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_gate_sigmoid_is_within_a_few_ulps_over_the_whole_range():
+    """The gate's branch-free exp (vectorised) against NumPy's sigmoid, 1x1
+    windows with weight 1 so that the gate is the input: overflow, underflow,
+    the edges of exp's range, signed zeros, infinities and NaN."""
+    from cnnpool.pooling.strategies import _mixed
+
+    edges = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, 708.5, 709.7, 709.79, -745.1, -745.3]
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.linspace(-800, 800, 100001), edges, rng.standard_normal(50000) * 30])
+    planes = z.reshape(-1, 1, 1)
+    geom = cp.GatedPool2d(1).geometry_for(1, 1)
+    out, gate = np.empty_like(planes), np.empty_like(planes)
+    ones, zeros = np.ones_like(planes), np.zeros_like(planes)
+    _mixed.gated_forward(planes, np.ones(1), ones, zeros, out, gate, *geom.kernel_args, 1)
+    with np.errstate(over="ignore"):
+        ref = 1 / (1 + np.exp(-z))
+    a = gate.ravel()
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(ref))
+    finite = ~np.isnan(ref)
+    ulps = np.abs(a[finite] - ref[finite]) / np.maximum(ref[finite], np.finfo(float).tiny)
+    assert ulps.max() <= 4 * np.finfo(float).eps
+    assert np.all(a[z == 0] == 0.5) and np.all(a[z > 745] == 1) and np.all(a[z < -746] == 0)
+    np.testing.assert_array_equal(out.ravel(), a)  # a * 1 + (1 - a) * 0
