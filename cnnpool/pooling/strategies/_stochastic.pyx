@@ -74,6 +74,55 @@ cdef enum:
     EVAL_ROWS = 2
 
 
+cdef void _train_row_2x2(const floating* x, const double* u, floating* out, tap_t* taps,
+                         uint8_t* live, const WindowPlan* g, Py_ssize_t oh,
+                         double* work) noexcept nogil:
+    """Row ``oh`` of 2x2 stride-2 windows inside the input: the same rule and
+    sums as the general loops, unrolled, every choice a select; results go
+    through doubles in ``work`` (2 * OW) so that the loop vectorises."""
+    cdef double* drawn = work
+    cdef double* value = work + g.out_w
+    cdef const floating* r0 = x + 2 * oh * g.width
+    cdef const floating* r1 = r0 + g.width
+    cdef Py_ssize_t ow
+    cdef double v0, v1, v2, v3, k0, k1, k2, k3, s1, s2, s3, s4, threshold, t, last, nan
+    for ow in range(g.out_w):
+        v0 = r0[2 * ow]
+        v1 = r0[2 * ow + 1]
+        v2 = r1[2 * ow]
+        v3 = r1[2 * ow + 1]
+        k0 = cnnpool_keep_v(v0)
+        k1 = cnnpool_keep_v(v1)
+        k2 = cnnpool_keep_v(v2)
+        k3 = cnnpool_keep_v(v3)
+        s1 = 0 + k0
+        s2 = s1 + k1
+        s3 = s2 + k2
+        s4 = s3 + k3
+        threshold = u[ow] * s4
+        # The first running sum above u * S (they never decrease), else the
+        # last positive tap; the first tap without a positive element; the
+        # first NaN before all.
+        t = cnnpool_pick_d(s4 > threshold, 3, -1)
+        t = cnnpool_pick_d(s3 > threshold, 2, t)
+        t = cnnpool_pick_d(s2 > threshold, 1, t)
+        t = cnnpool_pick_d(s1 > threshold, 0, t)
+        last = cnnpool_pick_d(v3 > 0, 3, cnnpool_pick_d(v2 > 0, 2, cnnpool_pick_d(v1 > 0, 1, 0)))
+        t = cnnpool_pick_d(t < 0, last, t)
+        t = cnnpool_pick_d(s4 > 0, t, 0)
+        nan = cnnpool_pick_d(v2 != v2, 2, 3)
+        nan = cnnpool_pick_d(v1 != v1, 1, nan)
+        nan = cnnpool_pick_d(v0 != v0, 0, nan)
+        t = cnnpool_pick_d((v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3), nan, t)
+        drawn[ow] = t
+        value[ow] = cnnpool_pick_d(t == 0, k0,
+                                   cnnpool_pick_d(t == 1, k1, cnnpool_pick_d(t == 2, k2, k3)))
+    for ow in range(g.out_w):
+        out[ow] = <floating>value[ow]
+        taps[ow] = <tap_t>drawn[ow]
+        live[ow] = value[ow] > 0
+
+
 cdef void _train_plane(const floating* x, const double* u, floating* out, tap_t* taps,
                        uint8_t* live, const WindowPlan* plan, double* work) noexcept nogil:
     # A local copy: the byte stores to ``taps``/``live`` may alias anything,
@@ -91,6 +140,11 @@ cdef void _train_plane(const floating* x, const double* u, floating* out, tap_t*
     cdef double v, tap
     cdef const floating* xr
     cdef floating r
+    if g.direct2x2:
+        for oh in range(g.out_h):
+            _train_row_2x2(x, u + oh * n, out + oh * n, taps + oh * n, live + oh * n, g, oh,
+                           work)
+        return
     for oh in range(g.out_h):
         for ow in range(n):
             total[ow] = 0
