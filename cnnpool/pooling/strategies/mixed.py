@@ -26,6 +26,7 @@ from ..base import Pool2d
 from . import _mixed
 from .max import MaxPool2d, _winner
 from .mean import MeanPool2d
+from .stochastic import _saved_slot
 
 
 class MixedSaved(NamedTuple):
@@ -230,7 +231,8 @@ class MixedPool2d(_Blend):
     def backward_kernel(self, grad_output, state):
         saved = state.saved
         grad = grad_output.reshape(saved.mx.shape)
-        to_max, to_mean = np.empty_like(grad), np.empty_like(grad)
+        to_max = self._outputs.empty("to_max", grad.shape, grad.dtype)
+        to_mean = self._outputs.empty("to_mean", grad.shape, grad.dtype)
         alpha_grad = np.empty(grad.shape[0])
         threads = threads_for(grad.shape[0], 4 * grad.size)
         _mixed.mixed_split(
@@ -337,7 +339,8 @@ class GatedPool2d(_Blend):
         weight = np.array(self.weight.data, dtype=x.dtype)  # this forward's, kept
         taps, mx, mean = self._max_mean_kernel(x, geom)
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
-        gate = np.empty((n * c, oh, ow))
+        saved = _saved_slot(self)
+        gate = saved("gate", (n * c, oh, ow), np.float64)
         _mixed.gated_forward(
             planes,
             weight,
@@ -348,15 +351,16 @@ class GatedPool2d(_Blend):
             *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
-        saved_x = planes.copy()  # the caller may edit x before backward
+        saved_x = saved("x", planes.shape, x.dtype)
+        np.copyto(saved_x, planes)  # the caller may edit x before backward
         _frozen(saved_x, weight, mx, mean, gate)
         return out.reshape(n, c, oh, ow), GatedSaved(saved_x, weight, taps, mx, mean, gate)
 
     def backward_kernel(self, grad_output, state):
         saved, geom = state.saved, state.geometry
         grad = grad_output.reshape(saved.mx.shape)
-        to_max = np.empty_like(grad)
-        rest = np.empty_like(saved.x)
+        to_max = self._outputs.empty("to_max", grad.shape, grad.dtype)
+        rest = self._outputs.empty("rest", saved.x.shape, grad.dtype)
         weight_grad = np.empty((grad.shape[0], geom.window_size))
         _mixed.gated_backward(
             saved.x,

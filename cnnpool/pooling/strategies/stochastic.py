@@ -13,6 +13,19 @@ from . import _stochastic
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
 
 
+def _saved_slot(layer):
+    """``empty(name, shape, dtype)`` for the state one forward saves.
+
+    Two buffers per name, taken in turn by successive forwards: the previous
+    forward's state is still held while the next forward runs, so its buffer
+    is never handed out; the one before is reused once nothing refers to it
+    (:class:`~cnnpool._buffers.OutputBuffers`), sparing large saved arrays
+    the page faults of a fresh allocation on every call.
+    """
+    layer._saved_slot = slot = 1 - getattr(layer, "_saved_slot", 1)
+    return lambda name, shape, dtype: layer._outputs.empty(f"{name}{slot}", shape, dtype)
+
+
 class StochasticSaved(NamedTuple):
     """What the kernel tier keeps for its backward (:attr:`PoolState.saved`).
 
@@ -157,16 +170,18 @@ class StochasticPool2d(Pool2d):
         planes = x.reshape(n * c, h, w)
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
         threads = threads_for(n * c, x.size + out.size)
+        saved = _saved_slot(self)
         if not self.training:
             _stochastic.eval_forward(planes, out, *geom.kernel_args, threads)
-            saved_x = planes.copy()  # the caller may edit x before backward
+            saved_x = saved("x", planes.shape, x.dtype)
+            np.copyto(saved_x, planes)  # the caller may edit x before backward
             saved_x.flags.writeable = False
             return out.reshape(n, c, oh, ow), StochasticSaved(None, None, saved_x)
         # One uniform per window in row-major (N, C, OH, OW) order, as the
         # NumPy tier draws them: the same seed draws the same elements.
-        u = self.rng.random((n * c, oh, ow))
-        taps = np.empty((n * c, oh, ow), _U8 if geom.window_size <= 255 else _I64)
-        live = np.empty((n * c, oh, ow), _U8)
+        u = self.rng.random(out=self._outputs.empty("u", (n * c, oh, ow), np.float64))
+        taps = saved("taps", (n * c, oh, ow), _U8 if geom.window_size <= 255 else _I64)
+        live = saved("live", (n * c, oh, ow), _U8)
         _stochastic.train_forward(planes, u, out, taps, live, *geom.kernel_args, threads)
         taps.flags.writeable = False  # backward trusts these: keep them ours
         live.flags.writeable = False
