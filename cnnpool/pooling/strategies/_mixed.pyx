@@ -49,7 +49,7 @@ cdef cnp.ndarray _vector(object a, str name, Py_ssize_t n, int typenum, bint wri
     return arr
 
 
-cdef int _same(cnp.ndarray a, cnp.ndarray b, str name_a, str name_b) except -1:
+cdef Py_ssize_t _same(cnp.ndarray a, cnp.ndarray b, str name_a, str name_b) except -1:
     if dims(a) != dims(b):
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {dims(a)} "
                          f"and {dims(b)}")

@@ -51,7 +51,7 @@ from cnnpool.pooling.strategies._window_plan cimport (
 cnp.import_array()
 
 
-cdef int _bad_taps(Py_ssize_t bad) except -1:
+cdef Py_ssize_t _bad_taps(Py_ssize_t bad) except -1:
     if bad:
         raise ValueError(
             f"taps holds {bad} tap numbers that are not input taps of their windows "

@@ -65,10 +65,10 @@ cdef extern from *:
     """
     double cnnpool_keep_d(double v) noexcept nogil
     float cnnpool_keep_f(float v) noexcept nogil
-    Py_ssize_t cnnpool_pick_n(int c, Py_ssize_t a, Py_ssize_t b) noexcept nogil
-    double cnnpool_pick_d(int c, double a, double b) noexcept nogil
+    Py_ssize_t cnnpool_pick_n(bint c, Py_ssize_t a, Py_ssize_t b) noexcept nogil
+    double cnnpool_pick_d(bint c, double a, double b) noexcept nogil
     double cnnpool_keep_v(double v) noexcept nogil
-    float cnnpool_pick_f(int c, float a, float b) noexcept nogil
+    float cnnpool_pick_f(bint c, float a, float b) noexcept nogil
 
 
 cdef inline floating relu(floating v) noexcept nogil:
@@ -122,9 +122,9 @@ ctypedef struct WindowPlan:
     const Py_ssize_t* ow_hi
 
 
-cdef inline int _check_axis(const Py_ssize_t* start, const Py_ssize_t* lo, const Py_ssize_t* hi,
-                            Py_ssize_t n_out, Py_ssize_t kernel, Py_ssize_t dil,
-                            Py_ssize_t size, str axis) except -1:
+cdef inline Py_ssize_t _check_axis(const Py_ssize_t* start, const Py_ssize_t* lo,
+                                   const Py_ssize_t* hi, Py_ssize_t n_out, Py_ssize_t kernel,
+                                   Py_ssize_t dil, Py_ssize_t size, str axis) except -1:
     """Every window's input taps along one axis are a non-empty run inside ``[0, size)``."""
     cdef Py_ssize_t o
     for o in range(n_out):
@@ -211,8 +211,8 @@ cdef inline object plan_windows(WindowPlan* g, object windows, Py_ssize_t height
     return tables
 
 
-cdef inline int check_planes(cnp.ndarray a, Py_ssize_t planes, Py_ssize_t rows,
-                             Py_ssize_t cols, str name, str what) except -1:
+cdef inline Py_ssize_t check_planes(cnp.ndarray a, Py_ssize_t planes, Py_ssize_t rows,
+                                    Py_ssize_t cols, str name, str what) except -1:
     """``a`` must have shape (planes, rows, cols) (``what`` names that shape)."""
     if a.shape[0] != planes or a.shape[1] != rows or a.shape[2] != cols:
         raise ValueError(f"{name} must have shape {what} = ({planes}, {rows}, {cols}), "
@@ -220,7 +220,7 @@ cdef inline int check_planes(cnp.ndarray a, Py_ssize_t planes, Py_ssize_t rows,
     return 0
 
 
-cdef inline int check_divisor(object divisor, Py_ssize_t out_h, Py_ssize_t out_w) except -1:
+cdef inline Py_ssize_t check_divisor(object divisor, Py_ssize_t out_h, Py_ssize_t out_w) except -1:
     """The (OH, OW) float64 divisors of the mean, shape-checked."""
     cdef cnp.ndarray d = checked(divisor, "divisor", 2, cnp.NPY_FLOAT64, False)
     if d.shape[0] != out_h or d.shape[1] != out_w:
@@ -229,7 +229,7 @@ cdef inline int check_divisor(object divisor, Py_ssize_t out_h, Py_ssize_t out_w
     return 0
 
 
-cdef inline int tap_type(object taps, Py_ssize_t k) except -1:
+cdef inline Py_ssize_t tap_type(object taps, Py_ssize_t k) except -1:
     """The NumPy type number of ``taps``: uint8 (windows of <= 255 taps) or int64."""
     if not cnp.PyArray_Check(taps):
         raise TypeError(f"taps must be a NumPy array, got {type(taps).__name__}")
