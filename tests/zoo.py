@@ -31,7 +31,7 @@ def _pool(cls, *args, fast=True, **kwargs):
 def _gated(*args):
     """A GatedPool2d whose gate differs between windows (its weight starts at 0)."""
     layer = cp.pooling.GatedPool2d(*args)
-    layer.weight.data[:] = np.linspace(-0.5, 0.5, layer.weight.size)
+    layer.weight.data[:] = np.linspace(-0.5, 0.5, layer.weight.data.size)
     return layer
 
 
