@@ -152,7 +152,7 @@ def train_one(settings, strategy, data, seed, report=None):
                 }
             )
             if report is not None:
-                report(("epoch", strategy.name, seed, epoch, total / seen, test_acc))
+                report(("epoch", strategy.name, seed, epoch, total / seen, test_acc, seconds))
         record["model"] = model
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
         record["status"] = "failed"
