@@ -458,9 +458,14 @@ def _single_threaded_workers(parallel_config):
 
 def _seed_task(settings, seed, strategies, report=None, save_models=False, driver=None):
     if driver is not None and os.getpid() != driver:
-        # A worker process: Ctrl-C is the driver's to handle (it stops the workers).
+        # A worker process: Ctrl-C is the driver's to handle (it stops the workers),
+        # and the seeds are the parallelism, so the kernels get one thread each (as
+        # loky's inner_max_num_threads=1 gives local workers; this covers Dask and Ray).
         with contextlib.suppress(ValueError):  # not the main thread: nothing to do
             _ignore_sigint()
+        from .. import set_num_threads
+
+        set_num_threads(1)
     return run_seed(
         settings, seed, [resolve_strategy(s) for s in strategies], report, save_models=save_models
     )
