@@ -14,7 +14,7 @@ import html
 import json
 import os
 
-__all__ = ["report_html"]
+__all__ = ["report_html", "summary_html"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -53,7 +53,7 @@ def report_html(results, figures):
         ``{file name: path of the PNG}`` (``curves.png``, ``paired.png``,
         ``routing.png``); each is embedded.
     """
-    from .report import count_text, interval_text
+    from .report import interval_text
 
     e = html.escape
     s = results["settings"]
@@ -91,23 +91,7 @@ def report_html(results, figures):
         out.append("<p>One strategy ran: nothing to compare.</p>")
 
     out.append('<h2 id="summary">Per strategy</h2>')
-    out.append(
-        "<table><thead><tr><th>strategy</th><th>test accuracy (%)</th>"
-        "<th>final training loss</th><th>test loss</th><th>time / epoch (s)</th>"
-        "<th>runs</th><th>diverged</th><th>failed</th></tr></thead><tbody>"
-    )
-    for name, row in results["summary"].items():
-        out.append(
-            f"<tr><td>{e(name)}</td>"
-            f"<td>{e(interval_text(row['test_accuracy'], 100, 1))}</td>"
-            f"<td>{e(interval_text(row['final_train_loss'], 1, 3))}</td>"
-            f"<td>{e(interval_text(row['final_test_loss'], 1, 3))}</td>"
-            f"<td>{e(interval_text(row['seconds_per_epoch'], 1, 3))}</td>"
-            f"<td>{row['runs']}</td>"
-            f"<td>{e(count_text(row['diverged'], row['diverged_seeds']))}</td>"
-            f"<td>{e(count_text(row['failed'], row['failed_seeds']))}</td></tr>"
-        )
-    out.append("</tbody></table>")
+    out.append(summary_html(results))
     out.append(
         "<p>Mean ± 95% confidence interval over seeds (Student t); diverged or failed runs "
         "are counted and left out of the means.</p>"
@@ -190,6 +174,34 @@ def report_html(results, figures):
     out.append("</body>")
     out.append("</html>")
     return "\n".join(out) + "\n"
+
+
+def summary_html(results):
+    """The per-strategy table as an HTML ``<table>`` (what a notebook displays).
+
+    In Jupyter: ``IPython.display.HTML(summary_html(results))``.
+    """
+    from .report import count_text, interval_text
+
+    e = html.escape
+    rows = [
+        "<table><thead><tr><th>strategy</th><th>test accuracy (%)</th>"
+        "<th>final training loss</th><th>test loss</th><th>time / epoch (s)</th>"
+        "<th>runs</th><th>diverged</th><th>failed</th></tr></thead><tbody>"
+    ]
+    for name, row in results["summary"].items():
+        rows.append(
+            f"<tr><td>{e(name)}</td>"
+            f"<td>{e(interval_text(row['test_accuracy'], 100, 1))}</td>"
+            f"<td>{e(interval_text(row['final_train_loss'], 1, 3))}</td>"
+            f"<td>{e(interval_text(row['final_test_loss'], 1, 3))}</td>"
+            f"<td>{e(interval_text(row['seconds_per_epoch'], 1, 3))}</td>"
+            f"<td>{row['runs']}</td>"
+            f"<td>{e(count_text(row['diverged'], row['diverged_seeds']))}</td>"
+            f"<td>{e(count_text(row['failed'], row['failed_seeds']))}</td></tr>"
+        )
+    rows.append("</tbody></table>")
+    return "".join(rows)
 
 
 def _kv(d):
