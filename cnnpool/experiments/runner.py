@@ -378,16 +378,26 @@ def _run_parallel(settings, todo, jobs, channel, save_models):
             listener = threading.Thread(target=_listen, args=(queue, channel), daemon=True)
             listener.start()
         report = queue.put if queue is not None else None
-        tasks = (
-            delayed(_seed_task)(
-                settings, seed, [s.origin or s for s in missing], report, save_models, driver
+
+        def tasks(part):
+            return (
+                delayed(_seed_task)(
+                    settings, seed, [s.origin or s for s in missing], report, save_models, driver
+                )
+                for seed, missing in part
             )
-            for seed, missing in todo
-        )
+
         out = []
         try:
-            parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            for result in parallel(tasks):
+            if _yields_results():
+                results = Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks(todo))
+            else:  # e.g. Ray's backend returns lists only: seeds in rounds of `jobs`
+                results = (
+                    r
+                    for i in range(0, len(todo), jobs)
+                    for r in Parallel(n_jobs=jobs)(tasks(todo[i : i + jobs]))
+                )
+            for result in results:
                 out.append(result)
                 if queue is None:  # no live channel: replay the runs
                     for r in result["runs"]:
@@ -414,6 +424,17 @@ def _run_parallel(settings, todo, jobs, channel, save_models):
                 with contextlib.suppress(Exception):
                     manager.shutdown()
     return out
+
+
+def _yields_results():
+    """Whether the active joblib backend hands results back one by one as they finish."""
+    try:
+        from joblib.parallel import get_active_backend
+
+        backend, _ = get_active_backend()
+    except Exception:  # noqa: BLE001 - joblib internals moved: assume the common case
+        return True
+    return bool(getattr(backend, "supports_return_generator", True))
 
 
 def _ignore_sigint():
