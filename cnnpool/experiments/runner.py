@@ -377,7 +377,11 @@ def _run_parallel(settings, todo, jobs, channel, save_models):
             queue = manager.Queue()
             listener = threading.Thread(target=_listen, args=(queue, channel), daemon=True)
             listener.start()
-        report = queue.put if queue is not None else None
+        report = None
+        if queue is not None:
+            # without bars to move, only finished runs cross the process boundary
+            live = channel.bars is not None and getattr(channel.bars, "mode", None) != "log"
+            report = queue.put if live else _Finished(queue)
 
         def tasks(part):
             return (
@@ -435,6 +439,17 @@ def _yields_results():
     except Exception:  # noqa: BLE001 - joblib internals moved: assume the common case
         return True
     return bool(getattr(backend, "supports_return_generator", True))
+
+
+class _Finished:
+    """A worker's report that forwards only the end of each run (with its record)."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def __call__(self, msg):
+        if msg[0] == "end":
+            self.queue.put(msg)
 
 
 def _ignore_sigint():
