@@ -624,3 +624,15 @@ def test_ray_matches_the_serial_run_bit_for_bit(tmp_path):
         cp.set_num_threads(threads)
     assert without_times(remote) == without_times(local)
     assert len(list((tmp_path / "ray" / "runs").glob("*-seed*.json"))) == 8
+
+
+def test_log_progress_takes_the_times_from_the_record_when_no_epoch_came():
+    stream = io.StringIO()
+    bar = SweepProgress(1, 2, mode="log", stream=stream)
+    record = {
+        "epochs": [{"train_loss": 0.5, "seconds": 0.01}, {"train_loss": 0.4, "seconds": 0.03}]
+    }
+    bar(("start", "max", 0, 2))
+    bar(("end", "max", 0, "ok", record))
+    assert bar.seconds_per_epoch == pytest.approx(0.02)
+    assert "0.020 s/epoch" in stream.getvalue()

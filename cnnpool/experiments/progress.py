@@ -3,7 +3,7 @@
 One overall bar counts the runs (strategy x seed) done and estimates the
 time left; it is fed with the tuples :func:`~cnnpool.experiments.runner.run_seed`
 reports: ``("start", name, seed, epochs)``, ``("epoch", name, seed, epoch,
-loss, accuracy, seconds)`` and ``("end", name, seed, status)``.
+loss, accuracy, seconds)`` and ``("end", name, seed, status[, record])``.
 
 In a terminal
     One line, redrawn in place: runs done, a bar, elapsed and remaining
@@ -132,6 +132,12 @@ class SweepProgress:
             self._advance(1)
         elif kind == "end":
             finished = self.in_flight.pop(key, 0)
+            if not finished and len(msg) > 4 and isinstance(msg[4], dict):
+                # no epoch message came (a log, or a cluster): the record has the times
+                for e in msg[4].get("epochs", ()):
+                    if e.get("train_loss") is not None and e.get("seconds") is not None:
+                        self._seconds += float(e["seconds"])
+                        self._epochs_timed += 1
             self.done += 1
             status = msg[3]
             if status != "ok":

@@ -336,7 +336,6 @@ class _Channel:
     def __call__(self, msg):
         if msg[0] == "end" and len(msg) > 4:
             self.keep(msg[4])
-            msg = msg[:4]
         if self.bars is not None:
             self.bars(msg)
 
