@@ -636,3 +636,24 @@ def test_log_progress_takes_the_times_from_the_record_when_no_epoch_came():
     bar(("end", "max", 0, "ok", record))
     assert bar.seconds_per_epoch == pytest.approx(0.02)
     assert "0.020 s/epoch" in stream.getvalue()
+
+
+def test_resume_takes_the_options_not_given_from_the_sweep(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r"
+    args = ["--dataset", "faces", "--epochs", "1", "--seeds", "3", "--pool", "max", "--pool", "lp"]
+    real = runner_mod.train_one
+    started = []
+
+    def stop_at_3(*a, **k):
+        started.append(1)
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "train_one", stop_at_3)
+    assert cli.main(args + ["--quiet", "--jobs", "1", "--out", str(out)]) == 130
+    monkeypatch.setattr(runner_mod, "train_one", real)
+    assert cli.main(["--out", str(out), "--resume", "--quiet", "--jobs", "1"]) == 0
+    d = read_json(out / "results.json")
+    assert d["settings"]["pools"] == ["max", "lp"] and d["settings"]["seeds"] == [0, 1, 2]
+    assert d["timing"]["runs_resumed"] == 2 and d["timing"]["runs_trained"] == 4

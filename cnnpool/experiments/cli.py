@@ -161,8 +161,9 @@ def _add_sweep_options(p):
     g.add_argument(
         "--resume",
         action="store_true",
-        help="continue the sweep in --out (same settings; --jobs may differ): runs it already "
-        "holds are kept, only the missing ones are trained",
+        help="continue the sweep in --out: runs it already holds are kept, only the missing "
+        "ones are trained; options not given are taken from the sweep (given ones must "
+        "match it; --jobs may differ)",
     )
     g.add_argument(
         "--force",
@@ -206,6 +207,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.replot is not None:
         return _replot(args)
+    if args.resume:
+        _fill_from_sweep(args, argv)
     pools = args.pool or list(DEFAULTS.pools)
     try:
         strategies = [resolve_strategy(p) for p in pools]
@@ -293,6 +296,41 @@ def main(argv=None):
     return 1 if failed and len(failed) == len(results["runs"]) else 0
 
 
+#: The options --resume takes from the sweep when they are not given, by Settings field.
+_RESUMED = {
+    "dataset": "dataset",
+    "pool": "pools",
+    "seeds": "seeds",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "optimizer": "optimizer",
+}
+
+
+def _fill_from_sweep(args, argv):
+    """With --resume, the options not given on the command line come from the sweep."""
+    from .store import RunStore
+
+    store = RunStore(args.out if args.out is not None else "results")
+    try:
+        stored = store.read_sweep()["settings"]
+    except (ValueError, KeyError, TypeError):
+        return  # no readable sweep: check_out_dir says so, in one line
+    given = _given_options(argv)
+    for dest, key in _RESUMED.items():
+        if dest not in given and key in stored:
+            setattr(args, dest, list(stored[key]) if key in ("pools", "seeds") else stored[key])
+
+
+def _given_options(argv):
+    """The destinations of the options written on the command line (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public way to drop every default
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def _fail(message):
     """A one-line error on stderr; exit status 2, as argparse's own errors."""
     print(f"cnnpool-compare: error: {message}", file=sys.stderr)
@@ -311,7 +349,8 @@ def _interrupted(store, settings, names, out):
     print(
         f"Interrupted: {len(done)} of {total} runs finished and are kept in "
         f"{os.path.join(out, 'runs')}/ ({per}); the results files were not written "
-        f"(an earlier set in {out}/ is unchanged). Continue with the same options and --resume.",
+        f"(an earlier set in {out}/ is unchanged). Continue with: cnnpool-compare --out {out} "
+        "--resume",
         file=sys.stderr,
     )
 
