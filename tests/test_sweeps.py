@@ -657,3 +657,10 @@ def test_resume_takes_the_options_not_given_from_the_sweep(tmp_path, monkeypatch
     d = read_json(out / "results.json")
     assert d["settings"]["pools"] == ["max", "lp"] and d["settings"]["seeds"] == [0, 1, 2]
     assert d["timing"]["runs_resumed"] == 2 and d["timing"]["runs_trained"] == 4
+
+
+def test_a_store_with_runs_is_not_restarted_by_accident(tmp_path):
+    s = Settings(dataset="faces", seeds=(0,), epochs=1, channels=(2, 4))
+    run_experiment(s, store=tmp_path / "r")
+    with pytest.raises(ValueError, match="already holds 2 runs; pass resume=True"):
+        run_experiment(s, store=tmp_path / "r")

@@ -117,9 +117,8 @@ def write_outputs(results, out_dir, *, routing=None):
         What :func:`~cnnpool.experiments.run_experiment` returned, or the
         content of a ``results.json``.
     out_dir : str or path-like
-        The folder; created if missing (its parent must exist).  Its
-        ``runs/``, ``models/`` and any file that is not part of the set are
-        kept.
+        The folder; created (with its parents) if missing.  Its ``runs/``,
+        ``models/`` and any file that is not part of the set are kept.
     routing : sequence of two str, optional
         The strategies ``routing.png`` compares (default: the ones the
         results name, else the first two).

@@ -177,6 +177,11 @@ def run_experiment(
         if resume and store.exists():
             store.check_same(settings)
             done = store.load_runs(names, settings.seeds)
+        elif store.count_runs():
+            raise ValueError(
+                f"{store.runs_dir} already holds {store.count_runs()} runs; pass resume=True "
+                "to continue that sweep, or use another folder"
+            )
         else:
             store.start(settings)
     todo = [
