@@ -664,3 +664,12 @@ def test_a_store_with_runs_is_not_restarted_by_accident(tmp_path):
     run_experiment(s, store=tmp_path / "r")
     with pytest.raises(ValueError, match="already holds 2 runs; pass resume=True"):
         run_experiment(s, store=tmp_path / "r")
+
+
+def test_one_strategy_is_shown_beside_max(tmp_path):
+    res = run_experiment(Settings(dataset="faces", seeds=(0,), epochs=1, pools=("lp",)))
+    assert res["routing"]["compare"] == ["lp", "max"]
+    from cnnpool.experiments import write_outputs
+
+    paths = write_outputs(res, tmp_path / "r")
+    assert os.path.getsize(paths["routing"]) > 10_000

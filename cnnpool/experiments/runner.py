@@ -166,7 +166,8 @@ def run_experiment(
     names = [s.name for s in strategies]
     if len(set(names)) != len(names):
         raise ValueError(f"two strategies share a name: {names}")
-    routing = check_routing(routing, names)
+    if routing is not None:
+        routing = check_routing(routing, names)
     if store is not None and not isinstance(store, RunStore):
         store = RunStore(store)
     if save_models and store is None:
@@ -295,10 +296,14 @@ def assemble(settings, strategies, records, timing, routing=None):
         rin = dict(source["routing_input"])
         rin["strategy"] = source["strategy"]
         rin["seed"] = source["seed"]
+        shown = list(strategies)
+        if len(names) < 2:  # one strategy ran: show it beside max (or mean)
+            shown.append(resolve_strategy("mean" if names[0] == "max" else "max"))
         rin["routes"] = routing_routes(
-            rin["feature_map"], strategies, settings.kernel_size, seed=source["seed"]
+            rin["feature_map"], shown, settings.kernel_size, seed=source["seed"]
         )
-        rin["compare"] = [n for n in check_routing(routing, names) if n in rin["routes"]]
+        compare = check_routing(routing, [s.name for s in shown])
+        rin["compare"] = [n for n in compare if n in rin["routes"]]
         results["routing"] = jsonable(rin)
     return results
 
