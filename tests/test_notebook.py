@@ -19,8 +19,10 @@ def test_notebook_runs_and_shows_table_and_figures(tmp_path, monkeypatch):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "the notebook is stored without outputs"
     )
-    root = str(NOTEBOOK.parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    import cnnpool
+
+    home = str(Path(cnnpool.__file__).resolve().parents[1])  # the kernel imports this cnnpool
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([home, os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     client = nbclient.NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

@@ -28,7 +28,9 @@ from cnnpool.experiments.outputs import OUTPUT_SET  # noqa: E402
 from cnnpool.experiments.progress import SweepProgress  # noqa: E402
 from cnnpool.experiments.store import RunStore, settings_hash  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+#: Where this process imported cnnpool from (the tree, or site-packages in CI):
+#: subprocesses must import the same one.
+CNNPOOL_HOME = str(Path(cp.__file__).resolve().parents[1])
 TINY = ["--dataset", "faces", "--epochs", "1", "--quiet", "--jobs", "1"]
 FIGURES = ("curves.png", "paired.png", "routing.png")
 
@@ -254,7 +256,7 @@ def _set_state(out):
 
 def _cli(*args):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([CNNPOOL_HOME, env.get("PYTHONPATH", "")])
     return subprocess.Popen(
         [sys.executable, "-m", "cnnpool.experiments.cli", *args],
         env=env,
@@ -499,7 +501,7 @@ def test_cli_in_a_terminal_with_60_runs_writes_no_cursor_up(tmp_path):
 
     out = tmp_path / "r"
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", COLUMNS="120")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([CNNPOOL_HOME, env.get("PYTHONPATH", "")])
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real size
     proc = subprocess.Popen(
