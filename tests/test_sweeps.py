@@ -340,6 +340,10 @@ def test_replot_redraws_the_same_figures_and_report(tmp_path, capsys):
     for f in OUTPUT_SET:
         assert (out / f).read_bytes() == before[f], f
     assert (out / "runs" / "max-seed0.json").exists()  # the sweep stays beside the set
+    (out / ".notes").write_text("mine")
+    (out / "extra").mkdir()
+    assert cli.main(["--replot", str(out / "results.json")]) == 0
+    assert (out / ".notes").read_text() == "mine" and (out / "extra").is_dir()
 
     # elsewhere, and with another routing pair: only routing.png (and what shows it) changes
     other = tmp_path / "other"

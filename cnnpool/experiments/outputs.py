@@ -190,7 +190,7 @@ def clear_out_dir(out_dir):
 def _carry_over(old, new, skip=()):
     """Hard-link (or copy) every entry of ``old`` that the new set does not replace."""
     for entry in os.listdir(old):
-        if entry in OUTPUT_SET or entry in skip or entry.startswith("."):
+        if entry in OUTPUT_SET or entry in skip:
             continue
         src, dst = os.path.join(old, entry), os.path.join(new, entry)
         if os.path.isdir(src) and not os.path.islink(src):
