@@ -110,7 +110,6 @@ def test_out_holding_other_files_is_refused_even_with_force(tmp_path, capsys, no
     [
         (["--routing", "max,lp"], ["--routing", "lp", "did not run"]),
         (["--routing", "max"], ["--routing", "two different"]),
-        (["--resume"], ["--resume", "does not exist"]),
         (["--resume", "--force"], ["--resume and --force"]),
     ],
 )
@@ -217,6 +216,13 @@ def test_resume_with_other_settings_names_the_differing_keys(tmp_path, capsys, n
     )
 
 
+def test_resume_into_a_new_folder_starts_the_sweep(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert cli.main(TINY[:-3] + ["--jobs", "1", "--seeds", "1", "--out", str(out), "--resume"]) == 0
+    assert "Nothing to resume" in capsys.readouterr().out
+    assert read_json(out / "results.json")["timing"]["runs_trained"] == 2
+
+
 def test_resume_of_a_finished_sweep_trains_nothing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r"
     assert cli.main(TINY + ["--seeds", "2", "--out", str(out)]) == 0
@@ -275,7 +281,7 @@ def _wait_for(cond, proc, timeout=60):
 
 
 @pytest.mark.parametrize("moment", ["sweep started", "after 3 runs", "while writing the set"])
-def test_ctrl_c_never_leaves_a_mixed_set(tmp_path, moment):
+def test_ctrl_c_never_leaves_a_mixed_set(tmp_path, moment, capsys):
     out = tmp_path / "r"
     assert cli.main(TINY + ["--seeds", "2", "--out", str(out)]) == 0  # the earlier set
     assert _set_state(out) == 2
@@ -306,7 +312,13 @@ def test_ctrl_c_never_leaves_a_mixed_set(tmp_path, moment):
         assert state == 6
     assert not list(tmp_path.glob(".r.*")), "a temporary folder was left beside OUT"
     # whatever finished is kept, and --resume completes the sweep
-    assert cli.main(TINY + ["--seeds", "6", "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    assert cli.main(TINY + ["--seeds", "6", "--out", str(out), "--resume"]) == 0, (
+        proc.returncode,
+        stderr,
+        capsys.readouterr().err,
+        sorted(os.listdir(out)) if out.exists() else None,
+    )
     assert _set_state(out) == 6
 
 

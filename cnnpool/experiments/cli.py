@@ -163,7 +163,7 @@ def _add_sweep_options(p):
         action="store_true",
         help="continue the sweep in --out: runs it already holds are kept, only the missing "
         "ones are trained; options not given are taken from the sweep (given ones must "
-        "match it; --jobs may differ)",
+        "match it; --jobs may differ); a new or empty --out just starts the sweep",
     )
     g.add_argument(
         "--force",
@@ -248,6 +248,8 @@ def main(argv=None):
         return _fail(str(exc).replace("routing", "--routing", 1) if args.routing else str(exc))
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.resume and mode == "new" and not args.quiet:
+        print(f"Nothing to resume in {out}/: starting the sweep.")
     t0 = time.perf_counter()
     try:
         if mode == "replace":

@@ -52,11 +52,13 @@ SWEEP_PARTS = ("runs", "models")
 def check_out_dir(path, *, resume=False, force=False):
     """Check ``--out`` before any training; raise ValueError with a one-line reason.
 
-    The folder may be new (its parent must exist and be writable), or a
-    folder of a previous sweep: then ``resume`` continues it, ``force``
-    replaces it, and otherwise it is refused (results are never replaced
-    by accident).  A folder holding anything else is refused: the tool
-    replaces a whole folder, and never deletes files it did not write.
+    The folder may be new or empty (its parent must exist and be
+    writable; ``resume`` then simply starts the sweep, so a job that always
+    says ``--resume`` can be restarted blindly), or a folder of a previous
+    sweep: then ``resume`` continues it, ``force`` replaces it, and
+    otherwise it is refused (results are never replaced by accident).  A
+    folder holding anything else is refused: the tool replaces a whole
+    folder, and never deletes files it did not write.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
@@ -66,16 +68,12 @@ def check_out_dir(path, *, resume=False, force=False):
         raise ValueError(f"--out {path}: its parent folder {parent} does not exist")
     _probe_writable(parent, "--out", path)
     if not os.path.isdir(path):
-        if resume:
-            raise ValueError(f"--resume: {path} does not exist, so there is no sweep to resume")
-        return "new"
+        return "new"  # with --resume too: nothing to resume, so the sweep starts
     _probe_writable(path, "--out", path)
     entries = [e for e in os.listdir(path) if not e.startswith(".")]
     ours = set(OUTPUT_SET) | set(SWEEP_PARTS)
     store = RunStore(path)
     if not entries:
-        if resume:
-            raise ValueError(f"--resume: {path} is empty, so there is no sweep to resume")
         return "new"
     if not any(e in ours for e in entries):
         raise ValueError(
