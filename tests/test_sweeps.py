@@ -144,12 +144,14 @@ def test_each_run_is_on_disk_as_soon_as_it_finishes(tmp_path, monkeypatch):
     seen = []
     real = runner_mod.train_one
 
-    def spy(settings, strategy, data, seed, report=None):
+    def spy(*a, **k):
         seen.append(sorted(p.name for p in Path(store.runs_dir).glob("*-seed*.json")))
-        return real(settings, strategy, data, seed, report)
+        return real(*a, **k)
 
     monkeypatch.setattr(runner_mod, "train_one", spy)
-    run_experiment(Settings(dataset="faces", seeds=(0, 1), epochs=1, channels=(2, 4)), store=store)
+    run_experiment(
+        Settings(dataset="faces", seeds=(0, 1), epochs=1, arch="c2-p-c4-p-fc"), store=store
+    )
     assert seen == [
         [],
         ["max-seed0.json"],
@@ -234,7 +236,7 @@ def test_resume_of_a_finished_sweep_trains_nothing(tmp_path, monkeypatch, capsys
 
 def test_unreadable_run_file_is_trained_again(tmp_path):
     store = RunStore(tmp_path / "r")
-    s = Settings(dataset="faces", seeds=(0,), epochs=1, channels=(2, 4))
+    s = Settings(dataset="faces", seeds=(0,), epochs=1, arch="c2-p-c4-p-fc")
     first = run_experiment(s, store=store)
     Path(store.run_path("mean", 0)).write_text('{"strategy": "mean", "se')  # torn by a crash
     again = run_experiment(s, store=store, resume=True)
@@ -381,7 +383,7 @@ def test_replot_of_a_bad_file_is_one_line(tmp_path, capsys, content, words):
 
 def test_routing_shows_the_strategies_that_ran(tmp_path):
     res = run_experiment(
-        Settings(dataset="faces", seeds=(0,), epochs=1, channels=(2, 4), pools=("lp", "mean"))
+        Settings(dataset="faces", seeds=(0,), epochs=1, arch="c2-p-c4-p-fc", pools=("lp", "mean"))
     )
     routing = res["routing"]
     assert routing["compare"] == ["lp", "mean"] and routing["strategy"] == "lp"
@@ -590,7 +592,7 @@ def test_dask_local_cluster_matches_the_serial_run_bit_for_bit(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     from joblib import parallel_config
 
-    settings = dict(dataset="faces", seeds=(0, 1, 2, 3), epochs=1, channels=(2, 4))
+    settings = dict(dataset="faces", seeds=(0, 1, 2, 3), epochs=1, arch="c2-p-c4-p-fc")
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -626,7 +628,7 @@ def test_ray_matches_the_serial_run_bit_for_bit(tmp_path):
     from joblib import parallel_config
     from ray.util.joblib import register_ray
 
-    settings = dict(dataset="faces", seeds=(0, 1, 2, 3), epochs=1, channels=(2, 4))
+    settings = dict(dataset="faces", seeds=(0, 1, 2, 3), epochs=1, arch="c2-p-c4-p-fc")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         register_ray()
@@ -678,7 +680,7 @@ def test_resume_takes_the_options_not_given_from_the_sweep(tmp_path, monkeypatch
 
 
 def test_a_store_with_runs_is_not_restarted_by_accident(tmp_path):
-    s = Settings(dataset="faces", seeds=(0,), epochs=1, channels=(2, 4))
+    s = Settings(dataset="faces", seeds=(0,), epochs=1, arch="c2-p-c4-p-fc")
     run_experiment(s, store=tmp_path / "r")
     with pytest.raises(ValueError, match="already holds 2 runs; pass resume=True"):
         run_experiment(s, store=tmp_path / "r")

@@ -324,9 +324,13 @@ def draw_figures(results, folder):
             f"{routing['strategy']}-pooling model (seed {routing['seed']})",
         )
     else:  # no run finished (or the routing failed): the routing of the raw image
-        from ..datasets import load
+        from .data import load_dataset
+        from .settings import Settings
 
-        img = load(ds["name"], seed=seeds[0]).x_test[0, 0]
+        # the settings' data set (a built-in name or your folder/file), not ds["name"]
+        img = load_dataset(Settings(**results["settings"]), seeds[0]).x_test[0, 0]
+        if img.ndim == 3:  # RGB: show the first channel
+            img = img[0]
         plot_routing(
             img,
             path,

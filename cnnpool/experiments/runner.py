@@ -27,6 +27,7 @@ import logging
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 
@@ -37,7 +38,7 @@ from .arch import describe
 from .data import dataset_info, load_dataset
 from .settings import Settings
 from .store import RunStore, jsonable, settings_hash
-from .strategies import resolve_strategy
+from .strategies import resolve_strategies, resolve_strategy
 from .summary import run_summary, summarize
 from .training import routing_input, train_one
 
@@ -49,7 +50,7 @@ __all__ = ["SCHEMA", "run_seed", "run_experiment", "assemble", "check_routing", 
 SCHEMA = "cnnpool-compare/1"
 
 
-def run_seed(settings, seed, strategies=None, report=None, *, save_models=False):
+def run_seed(settings, seed, strategies=None, report=None, lrs=None, *, save_models=False):
     """Train every strategy on one seed: same data, weights and batch order.
 
     Parameters
@@ -64,6 +65,9 @@ def run_seed(settings, seed, strategies=None, report=None, *, save_models=False)
         and at the end of each run (the end message carries the run's
         record); what the progress bars show and how finished runs reach
         the run store.  Must not raise.
+    lrs : dict, optional
+        A learning rate per strategy name (``--tune-lr``'s choice); others
+        train at ``settings.lr``.
     save_models : bool
         Put each trained network, as the bytes of its ``.npz`` file
         (:meth:`cnnpool.Sequential.save`), in its record as ``"model_npz"``.
@@ -83,7 +87,8 @@ def run_seed(settings, seed, strategies=None, report=None, *, save_models=False)
     for strategy in strategies:
         if report is not None:
             report(("start", strategy.name, seed, settings.epochs))
-        record = train_one(settings, strategy, data, seed, report)
+        lr = (lrs or {}).get(strategy.name)
+        record = train_one(settings, strategy, data, seed, report, lr=lr)
         model = record.pop("model", None)
         record["dataset"] = dataset_info(data)
         if model is not None and record["status"] == "ok":
@@ -162,10 +167,8 @@ def run_experiment(
         settings = Settings(**overrides)
     elif overrides:
         raise TypeError("pass either settings or keyword overrides, not both")
-    strategies = [resolve_strategy(p) for p in settings.pools]
+    strategies = resolve_strategies(settings.pools)
     names = [s.name for s in strategies]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two strategies share a name: {names}")
     if routing is not None:
         routing = check_routing(routing, names)
     if store is not None and not isinstance(store, RunStore):
@@ -210,15 +213,31 @@ def run_experiment(
     started = time.time()
     t0 = time.perf_counter()
     jobs = max(1, min(settings.jobs, len(todo)))
+    tuning = lrs = None
+    if settings.tune_lr:  # before the final runs, on validation splits of the training data
+        tuning = store.read_tuning() if store is not None and resume else None
+        if tuning is None:  # a resumed sweep does not search again
+            from .tuning import tune_learning_rates
+
+            bar = progress is True and sys.stderr.isatty()  # the search's own tqdm bar
+            tuning = tune_learning_rates(
+                settings, strategies, min(settings.jobs, len(settings.seeds)), bar
+            )
+            tuning = json.loads(json.dumps(jsonable(tuning), allow_nan=False))
+            if store is not None:
+                store.save_tuning(tuning)
+        lrs = {name: c["lr"] for name, c in tuning["chosen"].items()}
     bars = _progress(progress, n_todo, settings.epochs, jobs)
     channel = _Channel(bars, keep)
     per_seed = []
     try:
         if todo and jobs == 1:
             for seed, missing in todo:
-                per_seed.append(run_seed(settings, seed, missing, channel, save_models=save_models))
+                per_seed.append(
+                    run_seed(settings, seed, missing, channel, lrs, save_models=save_models)
+                )
         elif todo:
-            per_seed = _run_parallel(settings, todo, jobs, channel, save_models)
+            per_seed = _run_parallel(settings, todo, jobs, channel, save_models, lrs)
         for result in per_seed:
             for r in result["runs"]:
                 keep(r)
@@ -238,6 +257,8 @@ def run_experiment(
             "runs_resumed": len(records) - n_todo,
         },
         routing=routing,
+        lrs=lrs,
+        tuning=tuning,
     )
 
 
@@ -257,7 +278,7 @@ def check_routing(routing, names):
     return routing
 
 
-def assemble(settings, strategies, records, timing, routing=None):
+def assemble(settings, strategies, records, timing, routing=None, lrs=None, tuning=None):
     """The ``results.json`` dict from the finished run records (JSON-clean dicts)."""
     names = [s.name for s in strategies]
     seeds = list(settings.seeds)
@@ -275,7 +296,12 @@ def assemble(settings, strategies, records, timing, routing=None):
         "settings": settings.to_dict(),
         "settings_hash": settings_hash(settings),
         "strategies": [
-            {"name": s.name, "spec": s.spec, "class": f"{s.cls.__module__}.{s.cls.__qualname__}"}
+            {
+                "name": s.name,
+                "spec": s.spec,
+                "class": f"{s.cls.__module__}.{s.cls.__qualname__}",
+                "lr": (lrs or {}).get(s.name, settings.lr),
+            }
             for s in strategies
         ],
         "dataset": dataset,
@@ -289,6 +315,10 @@ def assemble(settings, strategies, records, timing, routing=None):
         },
         "runs": runs,
     }
+    if tuning is not None:
+        results["tuning"] = tuning
+    if tuning is not None:
+        results["tuning"] = tuning
     results.update(summarize(results))
     source = next((r for r in ordered if r.get("routing_input")), None)
     results["routing"] = None
@@ -360,7 +390,7 @@ def _progress(progress, total_runs, epochs, jobs):
     return SweepProgress(total_runs, epochs, jobs)
 
 
-def _run_parallel(settings, todo, jobs, channel, save_models):
+def _run_parallel(settings, todo, jobs, channel, save_models, lrs=None):
     """Seeds in joblib workers, each worker single-threaded.
 
     Inside a worker the compiled kernels and BLAS get one thread each
@@ -374,7 +404,7 @@ def _run_parallel(settings, todo, jobs, channel, save_models):
     from joblib import Parallel, delayed, parallel_config
 
     driver = os.getpid()
-    with _single_threaded_workers(parallel_config) as local:
+    with single_threaded_workers(parallel_config) as local:
         queue = listener = manager = None
         if local:
             from multiprocessing.managers import SyncManager
@@ -395,7 +425,13 @@ def _run_parallel(settings, todo, jobs, channel, save_models):
         def tasks(part):
             return (
                 delayed(_seed_task)(
-                    settings, seed, [s.origin or s for s in missing], report, save_models, driver
+                    settings,
+                    seed,
+                    [s.origin or s for s in missing],
+                    report,
+                    save_models,
+                    driver,
+                    lrs,
                 )
                 for seed, missing in part
             )
@@ -480,7 +516,7 @@ def _listen(queue, channel):
 
 
 @contextlib.contextmanager
-def _single_threaded_workers(parallel_config):
+def single_threaded_workers(parallel_config):
     """One thread per loky worker, unless the user chose another joblib backend.
 
     Yields True when the workers are local loky processes (so that a
@@ -501,7 +537,7 @@ def _single_threaded_workers(parallel_config):
         yield False
 
 
-def _seed_task(settings, seed, strategies, report=None, save_models=False, driver=None):
+def _seed_task(settings, seed, strategies, report=None, save_models=False, driver=None, lrs=None):
     if driver is not None and os.getpid() != driver:
         # A worker process: Ctrl-C is the driver's to handle (it stops the workers),
         # and the seeds are the parallelism, so the kernels get one thread each (as
@@ -511,9 +547,8 @@ def _seed_task(settings, seed, strategies, report=None, save_models=False, drive
         from .. import set_num_threads
 
         set_num_threads(1)
-    return run_seed(
-        settings, seed, [resolve_strategy(s) for s in strategies], report, save_models=save_models
-    )
+    strategies = [resolve_strategy(s) for s in strategies]
+    return run_seed(settings, seed, strategies, report, lrs, save_models=save_models)
 
 
 def _versions():

@@ -199,13 +199,31 @@ class RunStore:
                     done[(name, seed)] = record
         return done
 
+    @property
+    def tuning_path(self):
+        return os.path.join(self.runs_dir, "tuning.json")
+
+    def save_tuning(self, tuning):
+        """Keep ``--tune-lr``'s search, so that a resumed sweep does not search again."""
+        atomic_write(self.tuning_path, json.dumps(tuning, allow_nan=False) + "\n")
+
+    def read_tuning(self):
+        """The kept ``--tune-lr`` search, or None."""
+        try:
+            with open(self.tuning_path, encoding="utf-8") as fh:
+                tuning = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        return tuning if isinstance(tuning, dict) and "chosen" in tuning else None
+
     def count_runs(self):
         """How many run files the folder holds (any settings)."""
         try:
             names = os.listdir(self.runs_dir)
         except OSError:
             return 0
-        return sum(1 for n in names if n.endswith(".json") and n != "sweep.json")
+        kept = ("sweep.json", "tuning.json")
+        return sum(1 for n in names if n.endswith(".json") and n not in kept)
 
 
 def _short(value):

@@ -376,6 +376,8 @@ class Pool2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
         x = _checks.as_float_array(x, "x", 4)
+        if x.shape[1] == 0:  # PyTorch refuses it too (N = 0 is a batch, and allowed)
+            raise ValueError(f"x has no channels, shape {x.shape}: pooling needs C >= 1")
         # The cache of geometry_for, looked up inline (this runs on every call).
         geom = self._geometries.get(x.shape[2:])
         if geom is None:
@@ -481,7 +483,9 @@ class Pool2d(Layer):
                 f"{type(self).__name__}.route must return an array of the windows' "
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
-        grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # 0 * inf, set right just below
+            grad_windows = local * grad_output[..., None]
+        grad_windows = grad_windows.astype(grad_output.dtype, copy=False)
         if not np.isfinite(grad_output).all():
             # A zero route is no path at all: 0 * inf or 0 * nan must not
             # reach taps that do not affect the output (see the module notes).

@@ -229,6 +229,7 @@ cdef extern from *:
     }
     """
     void cnnpool_stream_fence() noexcept nogil
+    const bint CNNPOOL_STREAM
     void cnnpool_flat3_row_starts_f(const float* x, float* hv, float* ho, Py_ssize_t rows,
                                     Py_ssize_t n_out) noexcept nogil
     void cnnpool_flat3_row_starts_d(const double* x, double* hv, double* ho, Py_ssize_t rows,
@@ -273,6 +274,19 @@ cdef enum:
 # Streaming stores for tiled-backward outputs from this many bytes on
 # (set from Python: cnnpool.pooling.base.STREAM_MIN_BYTES).
 cdef Py_ssize_t stream_min_bytes = 4 << 20
+
+#: Whether this build has the streaming-store loops (AVX); without them the
+#: scalar loops write every output.
+STREAM_STORES = bool(CNNPOOL_STREAM)
+
+# Backward calls that chose streaming stores, for the tests to see that the
+# path ran (the bits are the same either way).
+cdef Py_ssize_t streamed_calls = 0
+
+
+def stream_count():
+    """How many tiled backward calls have written with streaming stores (a test hook)."""
+    return streamed_calls
 
 
 def set_stream_min_bytes(Py_ssize_t nbytes):
@@ -419,8 +433,12 @@ cdef bint _plan_call(Plan* g, cnp.ndarray planes_in, cnp.ndarray planes_out, str
 cdef bint _streams(const Plan* g, Py_ssize_t planes, const void* gin,
                    size_t itemsize) noexcept:
     """Whether a tiled backward writes its (P, H, W) output with streaming stores."""
-    return (g.tiled and planes * g.height * g.width * <Py_ssize_t>itemsize >= stream_min_bytes
-            and cnnpool_can_stream(gin, g.width * itemsize))
+    global streamed_calls
+    cdef bint stream = (g.tiled
+                        and planes * g.height * g.width * <Py_ssize_t>itemsize >= stream_min_bytes
+                        and cnnpool_can_stream(gin, g.width * itemsize))
+    streamed_calls += stream
+    return stream
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,
