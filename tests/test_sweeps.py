@@ -693,3 +693,21 @@ def test_one_strategy_is_shown_beside_max(tmp_path):
 
     paths = write_outputs(res, tmp_path / "r")
     assert os.path.getsize(paths["routing"]) > 10_000
+
+
+def test_resume_keeps_the_learning_rate_search(tmp_path, monkeypatch):
+    import cnnpool.experiments.tuning as tuning
+
+    s = Settings(dataset="faces", seeds=(0, 1), epochs=1, arch="c2-p-c4-p-fc", tune_lr=True)
+    store = RunStore(tmp_path / "r")
+    first = run_experiment(s, store=store)
+    assert Path(store.tuning_path).is_file() and "tuning" in first
+    Path(store.run_path("mean", 1)).unlink()
+
+    def no_search(*a, **k):
+        raise AssertionError("the learning rates were searched again")
+
+    monkeypatch.setattr(tuning, "tune_learning_rates", no_search)
+    again = run_experiment(s, store=store, resume=True)
+    assert again["timing"]["runs_trained"] == 1
+    assert without_times(again) == without_times(first)
