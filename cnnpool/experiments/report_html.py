@@ -101,7 +101,8 @@ def report_html(results, figures):
         out.append('<h2 id="paired">Paired differences</h2>')
         out.append(
             "<table><thead><tr><th>pair</th><th>metric</th><th>mean difference ± 95% CI</th>"
-            "<th>wins / ties / losses</th><th>paired t-test p</th><th>Wilcoxon p</th></tr>"
+            "<th>wins / ties / losses</th><th>effect size d<sub>z</sub></th>"
+            "<th>paired t-test p</th><th>Wilcoxon p</th><th>Holm-adjusted p</th></tr>"
             "</thead><tbody>"
         )
         for c in results["comparisons"]:
@@ -116,8 +117,10 @@ def report_html(results, figures):
                     f"<td>{e(interval_text(diff, scale, digits)) if diff else '–'}</td>"
                     f"<td>{_num(d.get('wins'))} / {_num(d.get('ties'))} / "
                     f"{_num(d.get('losses'))}</td>"
+                    f"<td>{_num(d.get('effect_size'))}</td>"
                     f"<td>{_num(d.get('t_pvalue'))}</td>"
-                    f"<td>{_num(d.get('wilcoxon_pvalue'))}</td></tr>"
+                    f"<td>{_num(d.get('wilcoxon_pvalue'))}</td>"
+                    f"<td>{_num(d.get('p_holm'))}</td></tr>"
                 )
         out.append("</tbody></table>")
 
