@@ -409,7 +409,7 @@ def main(argv=None):
             pool_size=settings.kernel_size,
         )
     except ValueError as exc:  # DataError is a ValueError
-        return _fail(str(exc))
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     except KeyboardInterrupt:
         print("\nInterrupted before the first run: nothing was written.", file=sys.stderr)
         return 130
