@@ -137,7 +137,9 @@ def _try_compile(flags, source="int main(void){return 0;}\n"):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "check.c")
         src.write_text(source)
-        cmd = [cc, *flags, str(src), "-o", str(Path(tmp, "check"))]
+        # ARCHFLAGS: macOS cross-compiles (cibuildwheel) name the target there.
+        archflags = os.environ.get("ARCHFLAGS", "").split()
+        cmd = [cc, *archflags, *flags, str(src), "-o", str(Path(tmp, "check"))]
         try:
             return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
         except (OSError, subprocess.SubprocessError):
@@ -219,6 +221,8 @@ class build_ext(_build_ext):
             levels = {ext.cnnpool_level for ext in self.extensions}
             level_flags = {level: _unix_level_flags(level) for level in sorted(levels)}
             macros = []
+        if level_flags.get("baseline", []) is None:  # no -march=x86-64: its default
+            level_flags["baseline"] = []
         kept = []
         for ext in self.extensions:
             flags = level_flags[ext.cnnpool_level]
