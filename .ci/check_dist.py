@@ -30,15 +30,15 @@ def fail(problems):
     sys.exit(1)
 
 
-def dispatched_patterns():
-    """setup.py's DISPATCHED: the glob patterns of the modules built per CPU level."""
+def setup_constant(name):
+    """A literal tuple of setup.py (DISPATCHED, NOT_DISPATCHED: glob patterns)."""
     tree = ast.parse((ROOT / "setup.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "DISPATCHED" for t in node.targets
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
         ):
             return ast.literal_eval(node.value)
-    raise SystemExit("check_dist: setup.py has no DISPATCHED")
+    raise SystemExit(f"check_dist: setup.py has no {name}")
 
 
 def main(dist_dir):
@@ -120,11 +120,15 @@ def main(dist_dir):
             problems.append(f"wheel carries source or build debris: {name}")
 
     if re.search(r"(x86_64|amd64)\.whl$", wheels[0].name):
-        patterns = dispatched_patterns()
+        patterns, excluded = setup_constant("DISPATCHED"), setup_constant("NOT_DISPATCHED")
         wanted = set()
         for source in pyx:
             stem = source[: -len(".pyx")]
-            if f"{stem}.pxd" in have or not any(fnmatch.fnmatch(source, p) for p in patterns):
+            if (
+                f"{stem}.pxd" in have
+                or any(fnmatch.fnmatch(source, p) for p in excluded)
+                or not any(fnmatch.fnmatch(source, p) for p in patterns)
+            ):
                 continue
             folder, _, leaf = stem.rpartition("/")
             for level in ("avx2", "avx512"):
