@@ -96,10 +96,12 @@ LEVELS = {
     # Loops the compiler vectorises use 256-bit vectors on AVX-512 too: the
     # pooling loops (strided pairs) ran 1.2-1.5x faster so on a Zen 5.  The
     # hand-written AVX-512 kernels (intrinsics) are not affected.
-    "avx2": ((["-march=x86-64-v3", "-mtune=generic"], _V3), ["/arch:AVX2"]),
+    # MSVC's /arch:AVX2 implies FMA but does not define __FMA__, which the
+    # direct convolution's header tests with __AVX2__.
+    "avx2": ((["-march=x86-64-v3", "-mtune=generic"], _V3), ["/arch:AVX2", "/D__FMA__"]),
     "avx512": (
         (["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=256"], _V4),
-        ["/arch:AVX512"],
+        ["/arch:AVX512", "/D__FMA__"],
     ),
 }
 

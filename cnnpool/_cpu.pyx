@@ -8,41 +8,45 @@ cnnpool._dispatch uses it to pick each kernel module's CPU variant.  This
 module is always compiled for the baseline of the target, never as a variant.
 """
 
+from libc.stdint cimport uint32_t, uint64_t
+
+
 cdef extern from *:
     """
+    #include <stdint.h>
     #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
     #define CNNPOOL_X86 1
     #if defined(_MSC_VER)
     #include <intrin.h>
-    static void cnnpool_cpuid(unsigned leaf, unsigned sub, unsigned r[4])
+    static void cnnpool_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
     {
         int v[4];
         __cpuidex(v, (int)leaf, (int)sub);
-        r[0] = (unsigned)v[0]; r[1] = (unsigned)v[1]; r[2] = (unsigned)v[2]; r[3] = (unsigned)v[3];
+        r[0] = (uint32_t)v[0]; r[1] = (uint32_t)v[1]; r[2] = (uint32_t)v[2]; r[3] = (uint32_t)v[3];
     }
-    static unsigned long long cnnpool_xgetbv0(void) { return _xgetbv(0); }
+    static uint64_t cnnpool_xgetbv0(void) { return _xgetbv(0); }
     #else
     #include <cpuid.h>
-    static void cnnpool_cpuid(unsigned leaf, unsigned sub, unsigned r[4])
+    static void cnnpool_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
     {
         __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
     }
     /* The instruction itself: the _xgetbv intrinsic needs -mxsave, which
        a baseline build does not pass. */
-    static unsigned long long cnnpool_xgetbv0(void)
+    static uint64_t cnnpool_xgetbv0(void)
     {
-        unsigned lo, hi;
+        uint32_t lo, hi;
         __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
-        return ((unsigned long long)hi << 32) | lo;
+        return ((uint64_t)hi << 32) | lo;
     }
     #endif
     #else
     #define CNNPOOL_X86 0
-    static void cnnpool_cpuid(unsigned leaf, unsigned sub, unsigned r[4])
+    static void cnnpool_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
     {
         (void)leaf; (void)sub; r[0] = r[1] = r[2] = r[3] = 0;
     }
-    static unsigned long long cnnpool_xgetbv0(void) { return 0; }
+    static uint64_t cnnpool_xgetbv0(void) { return 0; }
     #endif
 
     #define CNNPOOL_STR_(x) #x
@@ -71,8 +75,8 @@ cdef extern from *:
     const char *CNNPOOL_MODE_NAME
     const char *CNNPOOL_COMPILER
     int CNNPOOL_OPENMP_VERSION
-    void cnnpool_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) noexcept nogil
-    unsigned long long cnnpool_xgetbv0() noexcept nogil
+    void cnnpool_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) noexcept nogil
+    uint64_t cnnpool_xgetbv0() noexcept nogil
 
 
 # (name, CPUID leaf, subleaf, register 0-3 = eax..edx, bit)
@@ -118,8 +122,8 @@ def x86_features():
     count only when the OS saves the AVX state, AVX-512 ones only when it
     also saves the AVX-512 state (XCR0).  Empty on other architectures.
     """
-    cdef unsigned r[4]
-    cdef unsigned max_leaf, max_ext
+    cdef uint32_t r[4]
+    cdef uint32_t max_leaf, max_ext
     if not CNNPOOL_X86:
         return frozenset()
     cnnpool_cpuid(0, 0, r)
