@@ -20,10 +20,9 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
         "'pytest' (not 'python -m pytest', which imports the unbuilt source folder)."
     ) from exc
 
-# Before any kernel module is imported: each loads its best CPU variant.
-from . import _dispatch
-
-_dispatch.install()
+# Before any kernel module is imported: importing _dispatch installs the
+# finder that gives each kernel module its best CPU variant.
+from . import _dispatch  # noqa: F401
 
 # datasets and experiments (the max-vs-mean comparison) are light to import:
 # scikit-image, scipy, matplotlib and joblib load only when they are used.

@@ -65,10 +65,12 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     if cpu["x86_features"]:
         lines.append(f"  features (CPU and OS): {' '.join(cpu['x86_features'])}")
     if report["modules"]:
-        lines.append("  kernel modules (CPU variant, why):")
+        lines.append("  kernel modules (CPU variant):")
         width = max(len(name) for name in report["modules"])
         for name, entry in report["modules"].items():
-            lines.append(f"    {name:<{width}}  {entry['level']:<8} {entry['why']}")
+            # The reason is the CPU's (above) unless this module differs.
+            why = "" if entry["why"] == cpu["why"] else f" ({entry['why']})"
+            lines.append(f"    {name:<{width}}  {entry['level']}{why}")
     else:
         lines.append("  kernel modules: one build each (no CPU variants)")
     print("\n".join(lines))

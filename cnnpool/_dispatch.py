@@ -4,10 +4,10 @@ On x86-64 the default build compiles every hot kernel module three times
 from the same C (``setup.py``, ``DISPATCHED``): the baseline keeps the
 module's name and place (``pooling/_ext/_kernels.*.so``), the AVX2/FMA and
 AVX-512 builds sit in ``_avx2/`` and ``_avx512/`` folders beside it under the
-same file name.  :func:`install` (called by ``import cnnpool``, before any
-kernel module is imported) puts a finder first on ``sys.meta_path``; when a
-``cnnpool`` module that has such variants is imported, by any import
-statement, it loads the best one the CPU and its OS support *under the
+same file name.  Importing this module (``cnnpool/__init__.py`` does, before
+any kernel module) runs :func:`install`, which puts a finder first on
+``sys.meta_path``; when a ``cnnpool`` module that has such variants is
+imported, by any import statement, it loads the best one the CPU and its OS support *under the
 module's own name*, so the rest of the package (and a test, or a user's
 code) imports kernel modules as usual and gets the chosen variant.
 :func:`cnnpool.show_config` reports each choice and why.
@@ -196,3 +196,7 @@ def best_level() -> tuple[str, str]:
     if _finder is None:
         return "baseline", "cnnpool._dispatch.install() has not run"
     return _finder.allowed[-1], _finder.reason
+
+
+# cnnpool/__init__.py imports this module before any kernel module.
+install()
