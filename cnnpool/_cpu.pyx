@@ -156,6 +156,6 @@ def build_info():
     """
     return {
         "mode": CNNPOOL_MODE_NAME.decode(),
-        "compiler": CNNPOOL_COMPILER.decode(),
+        "compiler": CNNPOOL_COMPILER.decode().strip(),
         "openmp": CNNPOOL_OPENMP_VERSION,
     }
