@@ -6,10 +6,15 @@ The sdist must carry every source a build needs (Cython .pyx/.pxd, C headers, st
 setup.py, pyproject.toml, MANIFEST.in) plus README, LICENSE, CHANGELOG and
 the tests, and no generated C, compiled objects or build debris.  The wheel
 must carry one compiled module per .pyx, the .pyi stubs, py.typed, the .pxd
-headers and the licence, and nothing else: no .c, no .pyx, no tests.
+headers and the licence, and nothing else: no .c, no .pyx, no tests.  An
+x86-64 wheel must be the dispatched build: every module setup.py lists in
+DISPATCHED (and that has no .pxd) also compiled for the avx2 and avx512
+levels, in the _avx2/ and _avx512/ folders beside it, and no other variant.
 Both must carry the version of cnnpool/_version.py.
 """
 
+import ast
+import fnmatch
 import re
 import sys
 import tarfile
@@ -23,6 +28,17 @@ def fail(problems):
     for p in problems:
         print(f"check_dist: {p}", file=sys.stderr)
     sys.exit(1)
+
+
+def setup_constant(name):
+    """A literal tuple of setup.py (DISPATCHED, NOT_DISPATCHED: glob patterns)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise SystemExit(f"check_dist: setup.py has no {name}")
 
 
 def main(dist_dir):
@@ -102,6 +118,32 @@ def main(dist_dir):
             problems.append(f"wheel carries a file outside the package: {name}")
         elif re.search(r"\.(c|cpp|pyx|o|pyc|html)$|__pycache__|(^|/)tests?/", name):
             problems.append(f"wheel carries source or build debris: {name}")
+
+    if re.search(r"(x86_64|amd64)\.whl$", wheels[0].name):
+        patterns, excluded = setup_constant("DISPATCHED"), setup_constant("NOT_DISPATCHED")
+        wanted = set()
+        for source in pyx:
+            stem = source[: -len(".pyx")]
+            if (
+                f"{stem}.pxd" in have
+                or any(fnmatch.fnmatch(source, p) for p in excluded)
+                or not any(fnmatch.fnmatch(source, p) for p in patterns)
+            ):
+                continue
+            folder, _, leaf = stem.rpartition("/")
+            for level in ("avx2", "avx512"):
+                wanted.add(f"{folder}/_{level}/{leaf}")
+        if not wanted:
+            problems.append("x86-64 wheel: setup.py's DISPATCHED matches no module")
+        variants = {
+            re.sub(r"\.[^/]*\.(so|pyd)$", "", n)
+            for n in wnames
+            if re.search(r"/_avx(2|512)/[^/]+\.(so|pyd)$", n)
+        }
+        for name in sorted(wanted - variants):
+            problems.append(f"x86-64 wheel lacks the CPU variant {name}")
+        for name in sorted(variants - wanted):
+            problems.append(f"x86-64 wheel carries an unexpected CPU variant {name}")
 
     if problems:
         fail(problems)

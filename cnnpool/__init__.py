@@ -20,10 +20,15 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
         "'pytest' (not 'python -m pytest', which imports the unbuilt source folder)."
     ) from exc
 
+# Before any kernel module is imported: importing _dispatch installs the
+# finder that gives each kernel module its best CPU variant.
+from . import _dispatch  # noqa: F401
+
 # datasets and experiments (the max-vs-mean comparison) are light to import:
 # scikit-image, scipy, matplotlib and joblib load only when they are used.
 from . import datasets as datasets
 from . import experiments as experiments
+from ._config import show_config
 from ._parallel import get_num_threads, set_num_threads
 from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
@@ -92,6 +97,7 @@ __all__ = [
     "ReLU",
     "Sequential",
     "set_num_threads",
+    "show_config",
     "SGD",
     "Sigmoid",
     "SoftmaxCrossEntropy",

@@ -23,11 +23,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_report_header(config):
     import cnnpool
-    from cnnpool import _parallel
+    from cnnpool import _dispatch, _parallel
 
     where = Path(cnnpool.__file__).parent
     return (
         f"cnnpool {cnnpool.__version__} from {where} "
         f"(compiled: {_parallel.__file__.rsplit('/', 1)[-1]}, "
-        f"OpenMP: {_parallel.openmp_enabled()}, threads: {_parallel.max_threads()})"
+        f"OpenMP: {_parallel.openmp_enabled()}, threads: {_parallel.max_threads()}, "
+        f"CPU level: {_dispatch.best_level()[0]})"
     )

@@ -95,6 +95,9 @@ ALLOWED = {
     "failed",  # a flag: a thread could not allocate its scratch
     "failed_p",  # ... and a pointer to it
     "mode",  # an enum-like selector of the loop to run
+    "_cpu.pyx:CNNPOOL_MODE_NAME",  # C strings and a version date describing the build
+    "_cpu.pyx:CNNPOOL_COMPILER",
+    "_cpu.pyx:CNNPOOL_OPENMP_VERSION",
     "_lp.pyx:whole",  # the Lp norm exponent as an int when it is one (|p| <= 16)
     "_lp.pyx:n",  # _ipow's argument: the same small exponent
     "typenum",  # a NumPy dtype number (NPY_FLOAT32, NPY_FLOAT64)

@@ -1,7 +1,8 @@
 """Library code never prints: it logs through ``logging`` or warns through ``warnings``.
 
-Only the command-line tool (``cnnpool/experiments/cli.py``) talks to the
-terminal.  The check reads the syntax tree of every module of the
+Only the command-line tool (``cnnpool/experiments/cli.py``) and
+``cnnpool.show_config()`` (``_config.py``, a report for the terminal) talk to
+the terminal.  The check reads the syntax tree of every module of the
 *installed* package, so it covers what users get, and (from a source
 checkout) the Cython sources too.
 """
@@ -18,7 +19,8 @@ PACKAGE = Path(cnnpool.__file__).parent
 SOURCE = Path(__file__).resolve().parents[1] / "cnnpool"
 
 #: Modules allowed to print, relative to the package folder.
-ALLOWED = {Path("experiments/cli.py")}
+#: show_config() prints a report on purpose, as numpy.show_config() does.
+ALLOWED = {Path("experiments/cli.py"), Path("_config.py")}
 
 #: ``sys.stdout.write(...)`` and friends count as printing too.
 STREAMS = {"stdout", "stderr", "__stdout__", "__stderr__"}

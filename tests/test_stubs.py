@@ -16,8 +16,13 @@ from pathlib import Path
 import pytest
 
 import cnnpool
+from cnnpool._dispatch import LEVELS
 
 PACKAGE = Path(cnnpool.__file__).parent
+# A module's CPU variants (_avx2/, _avx512/ beside it) are the same C as the
+# module, loaded under its name: its stub covers them (test_dispatch.py checks
+# that every variant defines the same names).
+VARIANT_FOLDERS = {"_" + level for level in LEVELS if level != "baseline"}
 
 
 def _compiled_modules():
@@ -25,7 +30,7 @@ def _compiled_modules():
     found = {}
     for path in PACKAGE.rglob("*"):
         suffix = next((s for s in suffixes if path.name.endswith(s)), None)
-        if suffix is None or not path.is_file():
+        if suffix is None or not path.is_file() or path.parent.name in VARIANT_FOLDERS:
             continue
         stem = path.name[: -len(suffix)]
         name = ".".join(("cnnpool", *path.relative_to(PACKAGE).parent.parts, stem))
