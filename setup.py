@@ -71,7 +71,7 @@ PORTABLE = _flag("CNNPOOL_PORTABLE")
 # modules whose loops are scalar gathers and scatters stay single
 # (NOT_DISPATCHED).  A module with a .pxd is never a variant, even if
 # listed: other modules cimport its types and functions from the one module
-# of that name. 
+# of that name.
 DISPATCHED = (
     "cnnpool/pooling/_ext/*.pyx",
     "cnnpool/pooling/strategies/*.pyx",
