@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on how it was installed
 # scikit-image, scipy, matplotlib and joblib load only when they are used.
 from . import datasets as datasets
 from . import experiments as experiments
+from . import registry as registry
 from ._parallel import get_num_threads, set_num_threads
 from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
@@ -31,7 +32,7 @@ from .gradcheck import gradcheck
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 from .linear import Flatten, Linear
 from .losses import MSELoss, SoftmaxCrossEntropy
-from .model import Sequential, load, register_layer
+from .model import Sequential, load
 from .optim import SGD, Adam
 from .pooling import (
     AdaptiveAvgPool2d,
@@ -53,6 +54,7 @@ from .pooling import (
     StochasticPool2d,
     make_pool,
 )
+from .registry import register, unregister
 
 __all__ = [
     "__version__",
@@ -84,7 +86,7 @@ __all__ = [
     "Parameter",
     "Pool2d",
     "PoolGeometry",
-    "register_layer",
+    "register",
     "ReLU",
     "Sequential",
     "set_num_threads",
@@ -93,4 +95,5 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StochasticPool2d",
     "Tanh",
+    "unregister",
 ]

@@ -261,7 +261,7 @@ def test_save_uses_the_path_as_given(tmp_path):
     assert len(cp.load(str(tmp_path / "weights.bin"))) == 1
 
 
-def test_unregistered_layers_are_refused_then_accepted_once_registered(tmp_path):
+def test_a_user_layer_saves_and_loads_once_defined(tmp_path):
     class Scale(cp.Layer):
         def __init__(self, factor=2.0):
             self.factor = factor
@@ -275,18 +275,24 @@ def test_unregistered_layers_are_refused_then_accepted_once_registered(tmp_path)
         def get_config(self):
             return {"factor": self.factor}
 
-    with pytest.raises(ValueError, match=r"not registered.*register_layer\(Scale\)"):
-        cp.Sequential(Scale()).save(tmp_path / "s.npz")
-    cp.register_layer(Scale)
-    try:
-        cp.Sequential(Scale(3.5)).save(tmp_path / "s.npz")
-        assert cp.load(tmp_path / "s.npz")[0].factor == 3.5
-        with pytest.raises(ValueError, match="already registered"):
-            cp.register_layer(type("Scale", (cp.Layer,), {}))
-    finally:
-        del model_module._REGISTRY["Scale"]
-    with pytest.raises(ValueError, match="unknown type 'Scale'"):
-        cp.load(tmp_path / "s.npz")
+    cp.Sequential(Scale(3.5)).save(tmp_path / "s.npz")
+    loaded = cp.load(tmp_path / "s.npz")[0]
+    assert type(loaded) is Scale and loaded.factor == 3.5
+
+
+def test_a_file_naming_an_undefined_class_is_refused(tmp_path):
+    cp.Sequential(cp.ReLU()).save(tmp_path / "m.npz")
+    entries = _entries(tmp_path / "m.npz")
+    arch = _arch(entries)
+    arch["layers"][0]["type"] = "NeverDefinedLayer"
+    entries["__architecture__"] = np.array(json.dumps(arch))
+    np.savez(tmp_path / "m.npz", **entries)
+    with pytest.raises(
+        ValueError,
+        match=r"layer 0: unknown layer type 'NeverDefinedLayer'.*"
+        r"never imports.*define the class NeverDefinedLayer",
+    ):
+        cp.load(tmp_path / "m.npz")
 
 
 # ------------------------------------------------------- tampered files
@@ -345,8 +351,8 @@ def test_weights_replaced_without_updating_the_checksum(saved):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda a: a["layers"][0].update(type="os.system"), "unknown type 'os.system'"),
-        (lambda a: a["layers"][0].update(type="__import__"), "unknown type"),
+        (lambda a: a["layers"][0].update(type="os.system"), "unknown layer type 'os.system'"),
+        (lambda a: a["layers"][0].update(type="__import__"), "unknown layer type"),
         (
             lambda a: a["layers"][0]["config"].update(kernel_size=[1, 1]),
             r"built from its config has parameters",

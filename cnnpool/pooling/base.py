@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _checks
+from .. import registry as _registry
 from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
@@ -244,7 +245,9 @@ class Pool2d(Layer):
     has_kernel = False
     _pool_ctx = _route_ctx = _grads_ctx = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, name: str | None = None, defaults: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if cls.forward_kernel is not Pool2d.forward_kernel:
             if cls.backward_kernel is Pool2d.backward_kernel:
@@ -253,6 +256,12 @@ class Pool2d(Layer):
         cls._pool_ctx = _takes_ctx(cls.pool)
         cls._route_ctx = _takes_ctx(cls.route)
         cls._grads_ctx = _takes_ctx(cls.param_grads)
+        if name is not None:
+            # ``class SoftmaxPool2d(Pool2d, name="softmax")``: a short name for
+            # make_pool and cnnpool-compare, through the one registry.
+            _registry.register(cls, name, defaults=defaults)
+        elif defaults is not None:
+            raise TypeError(f"{cls.__name__}: defaults= needs a short name (name=...)")
 
     # ------------------------------------------------------------------ geometry
     def geometry_for(self, height: int, width: int) -> PoolGeometry:

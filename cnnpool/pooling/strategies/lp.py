@@ -13,7 +13,7 @@ from ._lp import LpWindow
 from .max import MaxPool2d, _winner
 
 
-class LpPool2d(Pool2d):
+class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     """2-D power-average pooling, ``torch.nn.LPPool2d`` to float tolerance.
 
     For each window, with ``p = norm_type``, ``K = kh * kw`` and ``n`` the

@@ -175,3 +175,19 @@ class CompiledPool2d(Pool2d):
 
     def extra_repr(self):
         return f"{type(self.strategy).__name__}, " + super().extra_repr()
+
+    def get_config(self):
+        """Constructor arguments, for saved models.
+
+        A bare ``CompiledPool2d(strategy, ...)`` cannot be saved (a compiled
+        strategy object is not a configuration); subclass it with a
+        constructor that builds its strategy from plain arguments, and
+        extend this dict with them.
+        """
+        if type(self) is CompiledPool2d:
+            raise ValueError(
+                f"a bare CompiledPool2d({type(self.strategy).__name__}(...)) cannot be "
+                f"saved: subclass CompiledPool2d with a constructor that builds the "
+                f"strategy from plain arguments (and a get_config returning them)"
+            )
+        return super().get_config()
