@@ -74,7 +74,15 @@ API_MODULES = [
     "cnnpool.datasets",
     "cnnpool.experiments.stats",
     "cnnpool.experiments.plots",
-    "cnnpool.experiments.run",
+    "cnnpool.experiments.settings",
+    "cnnpool.experiments.strategies",
+    "cnnpool.experiments.data",
+    "cnnpool.experiments.arch",
+    "cnnpool.experiments.training",
+    "cnnpool.experiments.runner",
+    "cnnpool.experiments.summary",
+    "cnnpool.experiments.report",
+    "cnnpool.experiments.progress",
     "cnnpool.experiments.cli",
 ]
 

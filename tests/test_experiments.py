@@ -19,10 +19,10 @@ pytest.importorskip("joblib")
 import matplotlib.image  # noqa: E402
 
 import cnnpool as cp  # noqa: E402
-from cnnpool.experiments import cli  # noqa: E402
-from cnnpool.experiments.run import (  # noqa: E402
+from cnnpool.experiments import (  # noqa: E402
     SCHEMA,
     Settings,
+    cli,
     resolve_strategy,
     results_table,
     run_experiment,
@@ -277,7 +277,7 @@ class BrokenPool(cp.Pool2d):
 
 
 def test_diverged_and_failed_runs_are_recorded_not_dropped(tmp_path):
-    from cnnpool.experiments.run import write_outputs
+    from cnnpool.experiments import write_outputs
 
     # batch 16: 10 batches per epoch, so each pool's 8th forward falls in epoch 1
     res = run_experiment(
@@ -409,3 +409,33 @@ def test_console_script_is_registered():
         meta = tomllib.load(fh)
     assert meta["project"]["scripts"]["cnnpool-compare"] == "cnnpool.experiments.cli:main"
     assert callable(cli.main) and math.isfinite(cli.DEFAULT_LR["adam"])
+
+
+# ------------------------------------------------------------ module layout
+def test_public_names_import_from_the_package():
+    """README and docs import the experiment's public names from ``cnnpool.experiments``."""
+    import cnnpool.experiments as ex
+
+    for name in ex.__all__:
+        assert getattr(ex, name) is not None, name
+    from cnnpool.experiments import Settings as S
+    from cnnpool.experiments.settings import Settings as S2
+
+    assert S is S2
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ex.nope  # noqa: B018
+
+
+def test_cli_uses_no_private_helper_of_another_module():
+    """The command uses the modules' public names only (one idea per module)."""
+    import ast
+
+    tree = ast.parse((ROOT / "cnnpool" / "experiments" / "cli.py").read_text())
+    private = [
+        (node.module, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert private == []

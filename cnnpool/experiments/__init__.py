@@ -1,27 +1,91 @@
-"""The max-vs-mean pooling comparison: training runs, statistics and plots.
+"""The pooling comparison behind ``cnnpool-compare``: runs, statistics, reports.
 
-Submodules, each imported on first use so that ``import cnnpool`` stays
-light (scipy, matplotlib and joblib are optional dependencies, installed by
-``pip install "cnnpool[examples]"``):
+The paired design: one small CNN, trained once per pooling strategy and
+seed; for a given seed every strategy gets the same data split, the same
+initial weights and the same batch order, so that differences on one seed
+are due to pooling.  Nothing is dropped: diverged and failed runs are
+counted and reported.
 
+Submodules, one idea each, imported on first use so that ``import cnnpool``
+stays light (scipy, matplotlib and joblib are optional dependencies,
+installed by ``pip install "cnnpool[examples]"``):
+
+``settings``
+    :class:`Settings`, everything that defines an experiment.
+``strategies``
+    ``--pool`` specs (short names, ``module:Class``, ``file.py:Class``)
+    resolved to pooling classes.
+``data``
+    The data set of one seed.
+``arch``
+    The network: the same CNN for every strategy, only the pooling differs.
+``training``
+    One run: one strategy on one seed, recorded epoch by epoch.
+``runner``
+    Every strategy on every seed, seeds in parallel joblib workers.
+``progress``
+    Progress bars, one per run.
+``summary``
+    Per-strategy intervals and paired comparisons of a finished run.
 ``stats``
     Mean ± 95% confidence interval over seeds; paired differences and tests.
+``report``
+    The results tables and the output files (``results.json``,
+    ``results.md``, the plots).
 ``plots``
     ``curves.png`` (loss and accuracy per epoch) and ``routing.png`` (where
     the gradient flows back through max versus mean pooling).
-``run``
-    The paired training experiment: same architecture, same initial weights,
-    same batch order per seed; only the pooling layer changes.
 ``cli``
     The ``cnnpool-compare`` command.
+
+The names most scripts need are importable from here::
+
+    from cnnpool.experiments import Settings, run_experiment, write_outputs
 """
 
 import importlib
 
-__all__ = ["stats", "plots", "run", "cli"]
+_SUBMODULES = (
+    "settings",
+    "strategies",
+    "data",
+    "arch",
+    "training",
+    "runner",
+    "progress",
+    "summary",
+    "stats",
+    "report",
+    "plots",
+    "cli",
+)
+
+#: Public names, by the submodule that defines them.
+_NAMES = {
+    "Settings": "settings",
+    "Strategy": "strategies",
+    "resolve_strategy": "strategies",
+    "load_dataset": "data",
+    "build_model": "arch",
+    "train_one": "training",
+    "SCHEMA": "runner",
+    "run_seed": "runner",
+    "run_experiment": "runner",
+    "summarize": "summary",
+    "results_table": "report",
+    "write_outputs": "report",
+}
+
+__all__ = [*_NAMES, *_SUBMODULES]
 
 
 def __getattr__(name):
-    if name in __all__:
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

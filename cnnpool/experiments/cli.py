@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from ..pooling.registry import available
-from .run import Settings, resolve_strategy
+from .settings import Settings
+from .strategies import available, resolve_strategy
 
 DEFAULTS = Settings()
 
@@ -154,46 +154,6 @@ def default_jobs(n_seeds):
     return max(1, min(os.cpu_count() or 1, n_seeds))
 
 
-def _text_table(results):
-    """The per-strategy table, aligned for a terminal."""
-    from .run import _count_text, _iv
-
-    header = [
-        "strategy",
-        "test accuracy %",
-        "final train loss",
-        "test loss",
-        "s / epoch",
-        "diverged",
-        "failed",
-    ]
-    rows = [header]
-    for name, row in results["summary"].items():
-        rows.append(
-            [
-                name,
-                _iv(row["test_accuracy"], 100, 1),
-                _iv(row["final_train_loss"], 1, 3),
-                _iv(row["final_test_loss"], 1, 3),
-                _iv(row["seconds_per_epoch"], 1, 3),
-                _count_text(row["diverged"], row["diverged_seeds"]),
-                _count_text(row["failed"], row["failed_seeds"]),
-            ]
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main(argv=None):
     """Entry point of ``cnnpool-compare``; returns the exit status."""
     parser = build_parser()
@@ -223,7 +183,8 @@ def main(argv=None):
     if not args.quiet:
         _print_settings(settings, strategies, args.out)
 
-    from .run import run_experiment, write_outputs
+    from .report import text_table, write_outputs
+    from .runner import run_experiment
 
     t0 = time.perf_counter()
     results = run_experiment(settings, progress=progress)
@@ -231,7 +192,7 @@ def main(argv=None):
     wall = time.perf_counter() - t0
 
     print()
-    print(_text_table(results))
+    print(text_table(results))
     print()
     print(
         "Mean ± 95% confidence interval over seeds; diverged/failed runs are counted and "
@@ -251,7 +212,7 @@ def main(argv=None):
 
 
 def _print_settings(settings, strategies, out):
-    from .run import load_dataset
+    from .data import load_dataset
 
     data = load_dataset(settings, settings.seeds[0])
     c1, c2 = settings.channels

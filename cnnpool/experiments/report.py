@@ -1,0 +1,228 @@
+"""Reporting a comparison: the tables (Markdown and terminal) and the output files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from .summary import nan_if_none
+
+__all__ = ["results_table", "text_table", "interval_text", "count_text", "write_outputs"]
+
+
+def interval_text(d, scale=1.0, digits=2, unit=""):
+    """An interval's dict (``Interval.to_dict()``, None for NaN) as ``"94.3 ± 2.6"``."""
+    from .stats import Interval, format_interval
+
+    fields = {k: (np.nan if v is None else v) for k, v in d.items()}
+    return format_interval(Interval(**fields), scale, digits, unit)
+
+
+def results_table(results):
+    """The results as Markdown: settings line, per-strategy table, paired comparisons."""
+    s = results["settings"]
+    ds = results["dataset"]
+    lines = [
+        f"# Pooling comparison: {', '.join(x['name'] for x in results['strategies'])} "
+        f"on {ds['name']}",
+        "",
+        f"{len(s['seeds'])} paired seeds ({_seed_text(s['seeds'])}), {s['epochs']} epochs, "
+        f"batch {s['batch_size']}, {s['optimizer']} lr {s['lr']:g}; "
+        f"{ds['train_size']} training / {ds['test_size']} test images "
+        f"{'x'.join(str(v) for v in ds['image_shape'][1:])}, "
+        f"{len(ds['classes'])} classes (chance {100 / len(ds['classes']):.0f}%).",
+        f"Model: {results['architecture']['description']}. Same initial weights, data split "
+        f"and batch order for every strategy on a seed.",
+        "",
+        "| strategy | test accuracy (%) | final training loss | test loss | time / epoch (s) "
+        "| runs | diverged | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["summary"].items():
+        lines.append(
+            f"| {name} | {interval_text(row['test_accuracy'], 100, 1)} "
+            f"| {interval_text(row['final_train_loss'], 1, 3)} "
+            f"| {interval_text(row['final_test_loss'], 1, 3)} "
+            f"| {interval_text(row['seconds_per_epoch'], 1, 3)} | {row['runs']} "
+            f"| {count_text(row['diverged'], row['diverged_seeds'])} "
+            f"| {count_text(row['failed'], row['failed_seeds'])} |"
+        )
+    lines += [
+        "",
+        "Values are mean ± 95% confidence interval over seeds (Student t); diverged or "
+        "failed runs are counted above and left out of the means. Final training loss: "
+        "mean cross-entropy over the last epoch's mini-batches. Time per epoch: wall-clock "
+        f"seconds of training (no evaluation), {results['timing']['jobs']} seed(s) at a time.",
+        "",
+    ]
+    if results["comparisons"]:
+        lines.append("## Paired differences")
+        lines.append("")
+        for c in results["comparisons"]:
+            lines.append(
+                f"- **{c['a']} − {c['b']}, test accuracy:** {c['test_accuracy']['summary']}"
+            )
+            lines.append(
+                f"- **{c['a']} − {c['b']}, final training loss:** "
+                f"{c['final_train_loss']['summary']}"
+            )
+        lines.append("")
+    failed = [r for r in results["runs"] if r["status"] == "failed"]
+    if failed:
+        lines.append("## Failed runs")
+        lines.append("")
+        for r in failed:
+            lines.append(f"- {r['strategy']}, seed {r['seed']}: `{r['error']}`")
+        lines.append("")
+    lines += [
+        "![training loss and test accuracy per epoch](curves.png)",
+        "",
+        "![gradient routing through max and mean pooling](routing.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def text_table(results):
+    """The per-strategy table, aligned for a terminal."""
+    header = [
+        "strategy",
+        "test accuracy %",
+        "final train loss",
+        "test loss",
+        "s / epoch",
+        "diverged",
+        "failed",
+    ]
+    rows = [header]
+    for name, row in results["summary"].items():
+        rows.append(
+            [
+                name,
+                interval_text(row["test_accuracy"], 100, 1),
+                interval_text(row["final_train_loss"], 1, 3),
+                interval_text(row["final_test_loss"], 1, 3),
+                interval_text(row["seconds_per_epoch"], 1, 3),
+                count_text(row["diverged"], row["diverged_seeds"]),
+                count_text(row["failed"], row["failed_seeds"]),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _seed_text(seeds):
+    if list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 2:
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(str(x) for x in seeds)
+
+
+def count_text(n, seeds):
+    """``"0"``, or the count with its seeds: ``"2 (seed 3, 7)"``."""
+    return "0" if not n else f"{n} (seed {', '.join(str(x) for x in seeds)})"
+
+
+# ------------------------------------------------------------------ outputs
+def write_outputs(results, out_dir):
+    """Write results.json, results.md, curves.png and routing.png into ``out_dir``.
+
+    Returns a dict of the paths written.  The PNGs need matplotlib.
+    """
+    from .plots import plot_curves, plot_routing
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    clean = {k: v for k, v in results.items() if not k.startswith("_")}
+    paths["json"] = os.path.join(out_dir, "results.json")
+    _atomic_write(paths["json"], json.dumps(_strict(clean), indent=1, allow_nan=False))
+    paths["md"] = os.path.join(out_dir, "results.md")
+    _atomic_write(paths["md"], results_table(results) + "\n")
+
+    names = [s["name"] for s in results["strategies"]]
+    seeds = results["settings"]["seeds"]
+    epochs = results["settings"]["epochs"]
+    curves = {}
+    for name in names:
+        loss = np.full((len(seeds), epochs), np.nan)
+        acc = np.full((len(seeds), epochs), np.nan)
+        diverged = []
+        for i, seed in enumerate(seeds):
+            run = next(
+                (r for r in results["runs"] if r["strategy"] == name and r["seed"] == seed), None
+            )
+            if run is None:
+                continue
+            diverged.append(run["status"] != "ok")
+            for e in run["epochs"]:
+                loss[i, e["epoch"] - 1] = nan_if_none(e["train_loss"])
+                acc[i, e["epoch"] - 1] = nan_if_none(e["test_accuracy"])
+        curves[name] = {"train_loss": loss, "test_accuracy": acc, "diverged": diverged}
+    ds = results["dataset"]
+    title = (
+        f"{ds['name']}: {len(seeds)} seeds, {epochs} epochs "
+        f"({results['settings']['optimizer']}, lr {results['settings']['lr']:g})"
+    )
+    paths["curves"] = plot_curves(
+        curves, os.path.join(out_dir, "curves.png"), title=title, chance=1 / len(ds["classes"])
+    )
+    routing = results.get("_routing")
+    paths["routing"] = os.path.join(out_dir, "routing.png")
+    if routing is not None:
+        plot_routing(
+            routing["feature_map"],
+            paths["routing"],
+            image=routing["image"],
+            kernel_size=results["settings"]["kernel_size"],
+            feature_label=f"conv1 → ReLU, channel {routing['channel']}",
+            title=f"Where the gradient goes: one {ds['name']} test image "
+            f"({routing['label']}), first layer of the trained "
+            f"{routing['strategy']}-pooling model",
+        )
+    else:  # every run failed: still show the routing of the raw image
+        from ..datasets import load
+
+        img = load(ds["name"], seed=seeds[0]).x_test[0, 0]
+        plot_routing(
+            img,
+            paths["routing"],
+            kernel_size=results["settings"]["kernel_size"],
+            feature_label="input image (no trained model)",
+            title="Where the gradient goes (no run finished)",
+        )
+    return paths
+
+
+def _atomic_write(path, text):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _strict(obj):
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    return obj
