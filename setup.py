@@ -106,7 +106,9 @@ def extensions():
         # every shared object with debug information nobody installs for.
         opt = ["-O3", "-g0"]
         link = []
-    opt += arch + ["-ffp-contract=off"]
+    # -fno-math-errno: sqrt and friends need not set errno, so loops over
+    # them can use vector instructions (the values are the same either way).
+    opt += arch + ["-ffp-contract=off", "-fno-math-errno"]
     exts = []
     for pyx in sorted(HERE.glob("cnnpool/**/*.pyx")):
         rel = pyx.relative_to(HERE)

@@ -2,8 +2,8 @@
 
 Times one forward + backward pass of every strategy on the same input,
 (64, 32, 32, 32) float32 by default, 2x2 windows with stride 2, on one
-thread, and prints a Markdown table with each time as a multiple of the
-compiled ``MaxPool2d``.  The rows:
+thread, the layers interleaved round by round, and prints a Markdown table
+with each median time as a multiple of the compiled ``MaxPool2d``'s.  The rows:
 
 * the compiled built-ins (``MaxPool2d``, ``MeanPool2d``);
 * a strategy compiled through the ``_strategy.pxd`` extension point
@@ -14,7 +14,7 @@ compiled ``MaxPool2d``.  The rows:
   ``docs/writing_a_strategy.md``;
 * the other new strategies.
 
-Run:  python benchmarks/strategy_cost.py [--shape 64 32 32 32] [--repeat 7]
+Run:  python benchmarks/strategy_cost.py [--shape 64 32 32 32] [--repeat 15]
 (``OMP_NUM_THREADS`` is set to 1 unless you set it.)
 """
 
@@ -72,22 +72,29 @@ def layers():
     ]
 
 
-def time_layer(layer, x, g, repeat, clock):
-    layer.forward(x)
-    layer.backward(g)  # warm-up: geometry caches, first-touch of buffers
-    best = np.inf
-    for _ in range(repeat):
-        start = clock()
+def time_layers(named, x, g, repeat, clock):
+    """Per layer, the times of ``repeat`` forward + backward passes, interleaved.
+
+    Every round times each layer once, in turn, so that a change in the
+    machine's load reaches all of them alike.
+    """
+    for _, layer in named:
         layer.forward(x)
-        layer.backward(g)
-        best = min(best, clock() - start)
-    return best
+        layer.backward(g)  # warm-up: geometry caches, first-touch of buffers
+    times = [[] for _ in named]
+    for _ in range(repeat):
+        for (_, layer), row in zip(named, times, strict=True):
+            start = clock()
+            layer.forward(x)
+            layer.backward(g)
+            row.append(clock() - start)
+    return times
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=4, default=[64, 32, 32, 32])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument(
         "--wall",
         action="store_true",
@@ -100,20 +107,21 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x = np.abs(rng.standard_normal(args.shape)).astype(np.float32)  # post-ReLU-like
     g = rng.standard_normal(cp.MaxPool2d(2).output_shape(x.shape)).astype(np.float32)
-    rows = [(name, time_layer(layer, x, g, args.repeat, clock)) for name, layer in layers()]
-    base = rows[0][1]
+    named = layers()
+    times = time_layers(named, x, g, args.repeat, clock)
+    medians = [float(np.median(t)) for t in times]
     print(
         f"forward + backward, x {tuple(args.shape)} float32, 2x2 stride 2, "
-        f"{_parallel.max_threads()} thread(s), best of {args.repeat} "
+        f"{_parallel.max_threads()} thread(s), {args.repeat} interleaved rounds "
         f"({'wall' if args.wall else 'CPU'} time); "
         f"cnnpool {cp.__version__}, NumPy {np.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
     print()
-    print("| strategy | ms | x compiled MaxPool2d |")
-    print("|---|---:|---:|")
-    for name, t in rows:
-        print(f"| {name} | {1e3 * t:.2f} | {t / base:.1f} |")
+    print("| strategy | median ms | min ms | x compiled MaxPool2d (median) |")
+    print("|---|---:|---:|---:|")
+    for (name, _), t, med in zip(named, times, medians, strict=True):
+        print(f"| {name} | {1e3 * med:.2f} | {1e3 * min(t):.2f} | {med / medians[0]:.1f} |")
 
 
 if __name__ == "__main__":

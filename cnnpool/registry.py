@@ -261,7 +261,7 @@ def layer_class(type_name):
         found = _candidates(type_name)
     if not found:
         raise ValueError(
-            f"unknown layer type {type_name!r}: no class of that name is defined. Loading "
+            f"unknown type {type_name!r}: no layer class of that name is defined. Loading "
             f"never imports modules named in a file: import or define the class "
             f"{type_name} (a cnnpool Layer subclass) before loading"
         )

@@ -289,7 +289,7 @@ def test_a_file_naming_an_undefined_class_is_refused(tmp_path):
     np.savez(tmp_path / "m.npz", **entries)
     with pytest.raises(
         ValueError,
-        match=r"layer 0: unknown layer type 'NeverDefinedLayer'.*"
+        match=r"layer 0: unknown type 'NeverDefinedLayer'.*"
         r"never imports.*define the class NeverDefinedLayer",
     ):
         cp.load(tmp_path / "m.npz")
@@ -351,8 +351,8 @@ def test_weights_replaced_without_updating_the_checksum(saved):
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda a: a["layers"][0].update(type="os.system"), "unknown layer type 'os.system'"),
-        (lambda a: a["layers"][0].update(type="__import__"), "unknown layer type"),
+        (lambda a: a["layers"][0].update(type="os.system"), "unknown type 'os.system'"),
+        (lambda a: a["layers"][0].update(type="__import__"), "unknown type"),
         (
             lambda a: a["layers"][0]["config"].update(kernel_size=[1, 1]),
             r"built from its config has parameters",

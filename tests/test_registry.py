@@ -187,7 +187,7 @@ def test_unknown_names_say_what_to_do():
         registry.make_pool("nope", 2)
     with pytest.raises(ValueError, match="unknown pooling strategy"):
         registry.pool_class(None)
-    with pytest.raises(ValueError, match=r"unknown layer type 'Nope'.*import or define"):
+    with pytest.raises(ValueError, match=r"unknown type 'Nope'.*import or define"):
         registry.layer_class("Nope")
 
 
