@@ -18,8 +18,8 @@ One registration serves every use of a class:
   The built-in strategies register this way too (``class MaxPool2d(...,
   name="max")``).
 
-Class names that two classes share
-----------------------------------
+When two classes share a class name:
+
 * **Redefinition** (a notebook re-running a cell, ``importlib.reload``):
   a class with the same module and qualified name as a known one replaces
   it, for its class name and its short names alike.  A layer built from the

@@ -201,6 +201,13 @@ class Pool2d(Layer):
     above.  A strategy with a kernel tier adds its parameter gradients in
     :meth:`backward_kernel` itself.
 
+    A subclass gets a short name for :func:`~cnnpool.registry.make_pool` and
+    ``cnnpool-compare --pool`` with class keywords,
+    ``class SoftmaxPool2d(Pool2d, name="softmax")`` (and
+    ``defaults={...}`` for constructor arguments that ``make_pool`` should
+    fill); every subclass is known to saved models by its class name (see
+    :mod:`cnnpool.registry`).
+
     Threads: the compiled kernels release the GIL and give bit-identical
     results for any ``OMP_NUM_THREADS``, and different layer instances may
     run in different threads at once.  One instance must not be shared
