@@ -75,6 +75,15 @@ def float_dtype(dtype: npt.DTypeLike, name: str = "dtype") -> np.dtype[Any]:
     return dt
 
 
+def refuse_masked(x: Any, name: str) -> None:
+    """Raise ``TypeError`` for a masked array: every layer would ignore its mask."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array (shape {x.shape}); cnnpool would silently ignore "
+            f"its mask: pass {name}.filled(value) with the value masked elements should take"
+        )
+
+
 def as_float_array(
     x: Any, name: str, ndim: int | None = None, *, layout: str = "NCHW"
 ) -> npt.NDArray[np.floating[Any]]:
@@ -88,7 +97,8 @@ def as_float_array(
     x : array_like
         The input.  Must already be float32 or float64: integer, bool,
         complex and object arrays are refused rather than silently cast,
-        because a silent cast would hide a bug in the caller.
+        because a silent cast would hide a bug in the caller; so are masked
+        arrays, whose mask would be ignored.
     name : str
         The argument's name, for error messages.
     ndim : int, optional
@@ -101,6 +111,8 @@ def as_float_array(
     numpy.ndarray
         C-contiguous, float32 or float64.
     """
+    if type(x) is not np.ndarray:
+        refuse_masked(x, name)
     if not isinstance(x, np.ndarray):
         if isinstance(x, (list, tuple)):
             x = np.asarray(x)
@@ -121,10 +133,38 @@ def as_float_array(
     return np.ascontiguousarray(x)
 
 
+#: From this size on, :func:`owned` copies into a reused buffer: fresh memory
+#: that large is mapped and zeroed by the kernel on every call, while below it
+#: ``malloc`` recycles freed blocks and the buffer bookkeeping would cost more.
+REUSE_COPY_BYTES = 1 << 20
+
+
+def owned(x: np.ndarray, original: Any, buffers: Any = None) -> np.ndarray:
+    """``x``, or a copy of it when it shares memory with the caller's ``original``.
+
+    For what a layer keeps for its backward pass: the caller may edit its
+    input in place after the forward pass (PyTorch detects that and
+    raises; a copy makes it harmless).  ``x`` is what
+    :func:`as_float_array` returned for ``original``: when that already
+    had to copy, no second copy is made.  With ``buffers`` (the layer's
+    :class:`~cnnpool._buffers.OutputBuffers`) a copy of :data:`REUSE_COPY_BYTES`
+    or more reuses the memory of the previous one once nothing refers to it.
+    """
+    if not (isinstance(original, np.ndarray) and np.may_share_memory(x, original)):
+        return x
+    if buffers is None or x.nbytes < REUSE_COPY_BYTES:
+        return x.copy()
+    copy: np.ndarray = buffers.empty("saved_input", x.shape, x.dtype)
+    np.copyto(copy, x)
+    return copy
+
+
 def grad_like(
     grad: Any, expected_shape: tuple[int, ...], dtype: npt.DTypeLike, name: str = "grad_output"
 ) -> npt.NDArray[np.floating[Any]]:
     """Validate an incoming gradient against the saved output shape and dtype."""
+    if type(grad) is not np.ndarray:
+        refuse_masked(grad, name)
     if not isinstance(grad, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(grad).__name__}")
     if grad.shape != tuple(expected_shape):

@@ -197,6 +197,7 @@ class Conv2d(Layer):
     # ---------------------------------------------------------- forward/backward
     def forward(self, x):
         """Convolve ``x`` (N, C, H, W); returns ``(N, O, OH, OW)`` of the same dtype."""
+        given = x
         x = _checks.as_float_array(x, "x", 4)
         weight = self.weight.data
         if x.dtype != weight.dtype:
@@ -218,7 +219,10 @@ class Conv2d(Layer):
         w2 = weight.reshape(self.out_channels, weight[0].size).copy()
         bias = self.bias
         if self._pointwise:
-            cols = x.reshape(n, c, h * w)
+            # The columns are x itself: ours, since the caller may edit x next
+            # (the previous copy is dropped first, so that its memory is reused).
+            self._saved = None
+            cols = _checks.owned(x, given, self._outputs).reshape(n, c, h * w)
             out = np.matmul(w2, cols)  # (N, O, H*W): one BLAS GEMM per image, in C
             if bias is not None:
                 out += bias.data[:, None]

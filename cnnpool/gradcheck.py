@@ -73,6 +73,13 @@ def gradcheck(
     >>> cp.gradcheck(cp.MaxPool2d(2), x) < 1e-6
     True
     """
+    needed = ("forward", "backward") + (("parameters",) if check_params else ())
+    missing = [name for name in needed if not callable(getattr(layer, name, None))]
+    if missing:
+        raise TypeError(
+            f"layer must be a cnnpool Layer (or have forward, backward and parameters "
+            f"methods); {type(layer).__name__} {layer!r} has no {', '.join(missing)}"
+        )
     x = np.array(x, dtype=np.float64, copy=True)
     params = list(layer.parameters()) if check_params else []
     saved = [(p.data, p.grad) for p in params]

@@ -57,7 +57,8 @@ class Parameter:
 
     def __init__(self, data: npt.ArrayLike, name: str = "") -> None:
         self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        # np.zeros, not zeros_like: calloc leaves the pages untouched until used.
+        self.grad = np.zeros(self.data.shape, self.data.dtype)
         self.name = name
 
     @property

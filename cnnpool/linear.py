@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from . import _checks
+from ._buffers import OutputBuffers
 from ._init import he_normal, make_rng
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 from .registry import register
@@ -81,6 +82,10 @@ class Linear(Layer):
     -----
     Input ``(N, in_features)``, output ``(N, out_features)``.  Put a
     :class:`Flatten` in front to feed it convolution or pooling output.
+    Forward keeps a copy of ``x`` for the weight gradient (unless ``x``
+    already had to be copied to become C-contiguous), so editing ``x`` in
+    place after the forward pass changes nothing; backward uses the weights
+    as they are when it runs.
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
@@ -96,9 +101,11 @@ class Linear(Layer):
         )
         self.bias = Parameter(np.zeros(self.out_features, dtype), "bias") if bias else None
         self._saved = None
+        self._inputs = OutputBuffers()  # the private copy of x, reused between calls
 
     def forward(self, x):
         """``x`` (N, in_features) -> (N, out_features)."""
+        given = x
         x = _checks.as_float_array(x, "x", 2, layout="N, in_features")
         weight = self.weight.data
         if x.shape[1] != self.in_features:
@@ -116,7 +123,10 @@ class Linear(Layer):
         out = x @ weight.T
         if self.bias is not None:
             out += self.bias.data
-        self._saved = (x, weight)
+        # Our own copy for the weight gradient: the caller may edit x next.
+        # (The previous one is dropped first, so that its memory is reused.)
+        self._saved = None
+        self._saved = (_checks.owned(x, given, self._inputs), weight)
         return out
 
     def backward(self, grad_output):

@@ -88,6 +88,7 @@ class SoftmaxCrossEntropy(Loss):
         n, k = logits.shape
         if n == 0 or k == 0:
             raise ValueError(f"pred must have a non-empty batch and classes, got shape {(n, k)}")
+        _checks.refuse_masked(target, "target")
         labels = np.asarray(target)
         if labels.dtype.kind not in "iu":
             raise TypeError(
@@ -136,8 +137,11 @@ class MSELoss(Loss):
 
     Notes
     -----
-    ``pred`` is any float32/float64 array; ``target`` a real array of the
-    same shape (converted to ``pred``'s dtype).  The gradient is
+    ``pred`` is any float32/float64 array; ``target`` a float32/float64
+    NumPy array of the same shape (converted to ``pred``'s dtype).  Integer
+    arrays and lists are refused (a deliberate difference: PyTorch promotes
+    an integer target), because integer targets are usually class labels
+    meant for :class:`SoftmaxCrossEntropy`, and a silent cast hides that.  The gradient is
     ``2 * factor * (pred - target)`` divided by the element count for the
     mean, with ``factor`` 0.5 or 1.
     """
@@ -150,10 +154,16 @@ class MSELoss(Loss):
 
     def forward(self, pred, target):
         pred = _checks.as_float_array(pred, "pred")
-        target = np.asarray(target)
-        if target.dtype.kind not in "iuf":
+        _checks.refuse_masked(target, "target")
+        if not isinstance(target, np.ndarray):
             raise TypeError(
-                f"target must be a real (integer or float) array, got dtype {target.dtype}"
+                f"target must be a float32 or float64 NumPy array, got {type(target).__name__}"
+            )
+        if target.dtype not in _checks.FLOAT_DTYPES:
+            raise TypeError(
+                f"target must be a float32 or float64 array, got dtype {target.dtype} "
+                f"(shape {target.shape}); convert it with target.astype(np.{pred.dtype}) "
+                f"if these are values, or use SoftmaxCrossEntropy if they are class labels"
             )
         if target.shape != pred.shape:
             raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")

@@ -51,6 +51,7 @@ import weakref
 from typing import Any
 
 __all__ = [
+    "allocates_of",
     "layer_class",
     "layer_names",
     "make_pool",
@@ -71,6 +72,8 @@ _defined: dict[str, dict[tuple[str, str], weakref.ref]] = {}
 _registered: dict[str, type] = {}
 # Short name -> (class, constructor defaults) for make_pool.
 _pools: dict[str, tuple[type, dict[str, Any]]] = {}
+# Class -> allocates(config): the array elements its constructor allocates.
+_allocates: dict[type, Any] = {}
 
 
 def _where(cls: type) -> tuple[str, str]:
@@ -101,10 +104,12 @@ def _replace(old: type, new: type) -> None:
     for short, (cls, defaults) in list(_pools.items()):
         if cls is old:
             _pools[short] = (new, defaults)
+    if old in _allocates:
+        _allocates.setdefault(new, _allocates.pop(old))
 
 
 # --------------------------------------------------------------- registering
-def register(cls, name=None, *, defaults=None):
+def register(cls=None, name=None, *, defaults=None, allocates=None):
     """Register a layer class for saved models and, with ``name``, for :func:`make_pool`.
 
     Parameters
@@ -121,11 +126,21 @@ def register(cls, name=None, *, defaults=None):
     defaults : dict, optional
         Constructor keywords that :func:`make_pool` passes unless its caller
         overrides them (``LpPool2d`` registers ``{"norm_type": 2}``).
+    allocates : callable, optional
+        ``allocates(config) -> int``: how many array elements the
+        constructor allocates for this configuration.  ``cnnpool.load``
+        checks it against the parameter elements the file declares for the
+        layer *before* calling the constructor, so a file whose
+        configuration asks for gigabytes is refused without allocating
+        them.  Give it when your constructor allocates arrays sized by its
+        arguments other than through Kaiming initialisation (which is
+        checked anyway); the built-in layers have theirs.
 
     Returns
     -------
     cls
-        So that ``@cnnpool.register`` works as a class decorator.
+        So that ``@cnnpool.register`` works as a class decorator (and
+        ``@cnnpool.register(name=..., allocates=...)`` with arguments).
 
     Raises
     ------
@@ -145,10 +160,16 @@ def register(cls, name=None, *, defaults=None):
     """
     from .layer import Layer
 
+    if cls is None:
+        return lambda c: register(c, name, defaults=defaults, allocates=allocates)
     if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls is Layer:
         raise TypeError(f"register needs a cnnpool Layer subclass, got {cls!r}")
+    if allocates is not None and not callable(allocates):
+        raise TypeError(f"allocates must be a callable config -> int, got {allocates!r}")
     if name is not None:
         _check_pool_name(cls, name, defaults)
+    elif defaults is not None:
+        raise TypeError(f"{cls.__name__}: defaults= needs a short name (name=...)")
     with _lock:
         known = _registered.get(cls.__name__)
         if known is not None and not _same_definition(known, cls):
@@ -172,7 +193,15 @@ def register(cls, name=None, *, defaults=None):
         _defined.setdefault(cls.__name__, {})[_where(cls)] = weakref.ref(cls)
         if name is not None:
             _pools[name] = (cls, dict(defaults or {}))
+        if allocates is not None:
+            _allocates[cls] = allocates
     return cls
+
+
+def allocates_of(cls):
+    """The ``allocates(config)`` function registered for ``cls``, or ``None``."""
+    with _lock:
+        return _allocates.get(cls)
 
 
 def _check_pool_name(cls, name, defaults):
@@ -204,7 +233,7 @@ def _check_pool_name(cls, name, defaults):
 
 
 def unregister(name_or_cls):
-    """Forget a registration: a short name, or a class (its class name and short names).
+    """Forget a registration: a short name, or a class (its class name, short names, ``allocates``).
 
     Returns ``True`` if something was removed.  The class stays *defined*,
     so a layer of it still saves and loads while no other class shares its
@@ -226,6 +255,8 @@ def unregister(name_or_cls):
             removed = True
         for short in [s for s, (c, _) in _pools.items() if c is cls]:
             del _pools[short]
+            removed = True
+        if _allocates.pop(cls, None) is not None:
             removed = True
         return removed
 

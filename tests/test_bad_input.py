@@ -13,6 +13,7 @@ subprocesses inherit ``LD_PRELOAD`` and report there too.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -394,13 +395,45 @@ def test_awkward_layouts_give_the_contiguous_answer(make, layout):
     np.testing.assert_array_equal(a.backward(g), b.backward(np.ascontiguousarray(g)))
 
 
+POOLS = [
+    lambda: cp.MaxPool2d(3, 2, 1),
+    lambda: cp.MeanPool2d(2),
+    lambda: cp.LpPool2d(2, 2),
+    lambda: cp.StochasticPool2d(2, rng=0),
+    lambda: cp.MixedPool2d(2),
+    lambda: cp.GatedPool2d(2),
+    lambda: cp.AdaptiveMaxPool2d(2),
+    lambda: cp.AdaptiveMeanPool2d(2),
+    lambda: cp.GlobalMaxPool2d(),
+]
+
+
 def test_empty_batch_and_zero_channels():
-    for shape in ((0, 3, 6, 6), (2, 0, 6, 6)):
-        for pool in (cp.MaxPool2d(3, 2, 1), cp.MeanPool2d(2)):
-            y = pool(np.zeros(shape, np.float32))
-            assert y.shape == pool.output_shape(shape) and y.dtype == np.float32
-            gx = pool.backward(np.zeros(y.shape, np.float32))
-            assert gx.shape == shape and gx.dtype == np.float32
+    # An empty batch is a batch (as in PyTorch); no channels is refused (PyTorch
+    # raises too), rather than answered with an empty array.
+    for make in POOLS:
+        pool = make()
+        shape = (0, 3, 6, 6)
+        y = pool(np.zeros(shape, np.float32))
+        assert y.shape == pool.output_shape(shape) and y.dtype == np.float32
+        gx = pool.backward(np.zeros(y.shape, np.float32))
+        assert gx.shape == shape and gx.dtype == np.float32
+        no_channels = functools.partial(pool, np.zeros((2, 0, 6, 6)))
+        raises(ValueError, no_channels, "no channels", "(2, 0, 6, 6)")
+
+
+def test_masked_arrays_are_refused_not_unmasked():
+    x = np.ma.masked_array(np.ones((1, 1, 2, 2)), mask=[[[[True, False], [False, False]]]])
+    raises(TypeError, lambda: cp.MaxPool2d(2)(x), "x is a masked array", "x.filled(value)")
+    raises(TypeError, lambda: cp.ReLU()(x), "masked array")
+    pool = cp.MaxPool2d(2)
+    pool(np.ones((1, 1, 2, 2)))
+    raises(TypeError, lambda: pool.backward(np.ma.masked_array(np.ones((1, 1, 1, 1)))), "masked")
+
+
+def test_mixed_pooling_refuses_a_non_finite_alpha():
+    for alpha in (np.nan, np.inf, -np.inf):
+        raises(ValueError, lambda a=alpha: cp.MixedPool2d(2, alpha=a), "alpha must be finite")
 
 
 def test_ceil_mode_never_starts_a_window_in_the_padding():

@@ -34,6 +34,17 @@ import cnnpool as cp
 from cnnpool.pooling.geometry import make_geometry
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0])
+
+
+@pytest.fixture(autouse=True)
+def _nan_on_purpose():
+    """NaN and inf are fed on purpose here: NumPy's "invalid value" and overflow
+    warnings (inf - inf in a reference sum, NaN in a matmul) are expected, and
+    silenced for these tests only (the suite turns any other into an error)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        yield
+
+
 LAYOUTS = ["C", "F", "reversed", "sliced", "transposed", "broadcast", "readonly"]
 
 

@@ -106,3 +106,20 @@ def test_gradcheck_restores_parameters_and_checks_them():
             return g * self.w.data
 
     assert cp.gradcheck(WrongScale(), np.arange(4.0)) > 0.3  # |2a - a| / |2a|
+
+
+def test_gradcheck_refuses_what_is_not_a_layer():
+    x = np.zeros((1, 1, 2, 2))
+    with pytest.raises(TypeError, match="must be a cnnpool Layer.*has no forward, backward"):
+        cp.gradcheck(np.sum, x)
+
+    class NoParams:
+        def forward(self, x):
+            return x
+
+        def backward(self, g):
+            return g
+
+    with pytest.raises(TypeError, match="has no parameters"):
+        cp.gradcheck(NoParams(), x)
+    assert cp.gradcheck(NoParams(), x, check_params=False) < 1e-8

@@ -160,12 +160,21 @@ def test_mse_matches_torch(dtype, reduction):
 
 def test_mse_targets_and_errors():
     loss = cp.MSELoss()
-    # Integer targets are data, converted to pred's dtype.
-    assert loss(np.array([1.0, 3.0], np.float32), np.array([1, 1])) == 2.0
+    # Float targets of the other dtype are converted to pred's.
+    assert loss(np.array([1.0, 3.0], np.float32), np.array([1.0, 1.0])) == 2.0
     assert loss.backward().dtype == np.float32
+    # Integer targets (class labels by mistake?), lists and masked arrays are refused.
+    with pytest.raises(TypeError, match="got dtype int64.*SoftmaxCrossEntropy"):
+        loss(np.zeros(2), np.array([1, 1]))
+    with pytest.raises(TypeError, match="got list"):
+        loss(np.zeros(2), [1.0, 1.0])
+    with pytest.raises(TypeError, match="masked array"):
+        loss(np.zeros(2), np.ma.masked_array([1.0, 2.0], [True, False]))
+    with pytest.raises(TypeError, match="masked array"):
+        cp.SoftmaxCrossEntropy()(np.zeros((2, 3)), np.ma.masked_array([1, 2], [True, False]))
     with pytest.raises(ValueError, match=r"shape of pred \(2,\), got \(2, 1\)"):
         loss(np.zeros(2), np.zeros((2, 1)))
-    with pytest.raises(TypeError, match="real"):
+    with pytest.raises(TypeError, match="float32 or float64"):
         loss(np.zeros(2), np.zeros(2, complex))
     with pytest.raises(TypeError, match="half must be a bool"):
         cp.MSELoss(half=0.5)

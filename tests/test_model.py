@@ -4,6 +4,8 @@ import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -259,6 +261,76 @@ def test_save_uses_the_path_as_given(tmp_path):
     cp.Sequential(cp.ReLU()).save(tmp_path / "weights.bin")
     assert os.listdir(tmp_path) == ["weights.bin"]
     assert len(cp.load(str(tmp_path / "weights.bin"))) == 1
+
+
+def test_save_follows_a_symlink_to_its_target(tmp_path):
+    target_dir = tmp_path / "store"
+    target_dir.mkdir()
+    target = target_dir / "real.npz"
+    link = tmp_path / "link.npz"
+    model = _model()
+    model.save(target)
+    link.symlink_to(target)
+    _randomize(model)
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(os.listdir(target_dir)) == ["real.npz"]  # the new file went there
+    for a, b in zip(model.parameters(), cp.load(target).parameters(), strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+    # A dangling link creates its target, as open() would.
+    dangling = tmp_path / "dangling.npz"
+    dangling.symlink_to(target_dir / "new.npz")
+    model.save(dangling)
+    assert dangling.is_symlink() and (target_dir / "new.npz").is_file()
+    with pytest.raises(IsADirectoryError, match="it is a directory"):
+        model.save(target_dir)
+
+
+def test_save_removes_temporaries_of_killed_saves_only(tmp_path):
+    path = tmp_path / "m.npz"
+    model = _model()
+    model.save(path)
+    # A dead process (a child that has exited), this process and a foreign name.
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(child.stdout)
+    host = model_module._host()
+    stale = tmp_path / f".m.npz.{host}.{dead}.abc_12.tmp"
+    live = tmp_path / f".m.npz.{host}.{os.getpid()}.xyz.tmp"
+    other_host = tmp_path / f".m.npz.elsewhere.{dead}.abc.tmp"
+    other_target = tmp_path / f".n.npz.{host}.{dead}.abc.tmp"
+    for f in (stale, live, other_host, other_target):
+        f.write_bytes(b"partial")
+    model.save(path)
+    assert not stale.exists()
+    assert live.exists() and other_host.exists() and other_target.exists()
+    assert len(cp.load(path)) == len(model)
+
+
+def test_killed_save_leaves_the_model_intact_and_the_next_save_cleans_up(tmp_path):
+    path = tmp_path / "m.npz"
+    script = f"""
+import os, numpy as np, cnnpool as cp
+from cnnpool import model as m
+model = cp.Sequential(cp.Linear(400, 300, rng=0))
+model.save({str(path)!r})
+def killed(file, **arrays):
+    file.write(b"PK half a file")
+    os._exit(9)  # as kill -9 would: no cleanup runs
+m.np.savez = killed
+model.save({str(path)!r})
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), check=False)
+    assert done.returncode == 9
+    leftovers = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert len(leftovers) == 1
+    model = cp.load(path)  # the old model, intact
+    model.save(path)
+    assert os.listdir(tmp_path) == ["m.npz"]
 
 
 def test_a_user_layer_saves_and_loads_once_defined(tmp_path):

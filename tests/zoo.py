@@ -3,8 +3,10 @@
 ``layers(dtype)`` returns ``(name, factory, input_kind)`` triples: the
 factory builds a new, seeded layer; ``input_kind`` is ``"image"`` for
 (N, C, H, W) inputs and ``"flat"`` for (N, features).  Used by
-``test_threads.py`` (concurrency, OpenMP determinism) and ``test_leaks.py``.
-Layers that a given checkout does not have yet are left out.
+``test_threads.py`` (concurrency, OpenMP determinism), ``test_leaks.py``
+and ``test_aliasing.py``.  Every factory is built once here, so a layer
+whose constructor breaks fails every test that uses the zoo instead of
+silently leaving it.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ def layers(dtype=np.float64):
             "image",
         ),
         ("conv1x1", lambda: cp.Conv2d(C, 2, 1, dtype=dtype, rng=2), "image"),
-    ]
-    optional = [
         ("lp2", lambda: cp.pooling.LpPool2d(2, 3, 2), "image"),
         ("mixed", lambda: cp.pooling.MixedPool2d(2), "image"),
         ("mixed-per-channel", lambda: cp.pooling.MixedPool2d(3, 2, 1, channels=C), "image"),
@@ -53,18 +53,19 @@ def layers(dtype=np.float64):
         ("stochastic", lambda: cp.pooling.StochasticPool2d(2, rng=0), "image"),
         ("adaptive-max", lambda: cp.pooling.AdaptiveMaxPool2d((3, 5)), "image"),
         ("adaptive-mean", lambda: cp.pooling.AdaptiveMeanPool2d((5, 3)), "image"),
+        ("global-max", lambda: cp.GlobalMaxPool2d(), "image"),
+        ("global-mean", lambda: cp.GlobalMeanPool2d(), "image"),
         ("linear", lambda: cp.Linear(FEATURES, 5, dtype=dtype, rng=0), "flat"),
         ("relu", lambda: cp.ReLU(), "image"),
         ("tanh", lambda: cp.Tanh(), "image"),
         ("sigmoid", lambda: cp.Sigmoid(), "image"),
         ("flatten", lambda: cp.Flatten(), "image"),
     ]
-    for name, make, kind in optional:
+    for name, make, _ in zoo:
         try:
             make()
-        except (AttributeError, TypeError):
-            continue
-        zoo.append((name, make, kind))
+        except Exception as exc:
+            raise AssertionError(f"zoo layer {name!r} cannot be built: {exc!r}") from exc
     return zoo
 
 

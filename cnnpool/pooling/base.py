@@ -205,8 +205,9 @@ class Pool2d(Layer):
     ``cnnpool-compare --pool`` with class keywords,
     ``class SoftmaxPool2d(Pool2d, name="softmax")`` (and
     ``defaults={...}`` for constructor arguments that ``make_pool`` should
-    fill); every subclass is known to saved models by its class name (see
-    :mod:`cnnpool.registry`).
+    fill, ``allocates=`` for a constructor that allocates by its
+    arguments); every subclass is known to saved models by its class name
+    (see :mod:`cnnpool.registry`).
 
     Threads: the compiled kernels release the GIL and give bit-identical
     results for any ``OMP_NUM_THREADS``, and different layer instances may
@@ -253,7 +254,11 @@ class Pool2d(Layer):
     _pool_ctx = _route_ctx = _grads_ctx = False
 
     def __init_subclass__(
-        cls, name: str | None = None, defaults: dict[str, Any] | None = None, **kwargs: Any
+        cls,
+        name: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        allocates: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
         if cls.forward_kernel is not Pool2d.forward_kernel:
@@ -263,12 +268,10 @@ class Pool2d(Layer):
         cls._pool_ctx = _takes_ctx(cls.pool)
         cls._route_ctx = _takes_ctx(cls.route)
         cls._grads_ctx = _takes_ctx(cls.param_grads)
-        if name is not None:
+        if name is not None or defaults is not None or allocates is not None:
             # ``class SoftmaxPool2d(Pool2d, name="softmax")``: a short name for
             # make_pool and cnnpool-compare, through the one registry.
-            _registry.register(cls, name, defaults=defaults)
-        elif defaults is not None:
-            raise TypeError(f"{cls.__name__}: defaults= needs a short name (name=...)")
+            _registry.register(cls, name, defaults=defaults, allocates=allocates)
 
     # ------------------------------------------------------------------ geometry
     def geometry_for(self, height: int, width: int) -> PoolGeometry:
@@ -392,6 +395,8 @@ class Pool2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
         x = _checks.as_float_array(x, "x", 4)
+        if x.shape[1] == 0:  # PyTorch refuses it too (N = 0 is a batch, and allowed)
+            raise ValueError(f"x has no channels, shape {x.shape}: pooling needs C >= 1")
         # The cache of geometry_for, looked up inline (this runs on every call).
         geom = self._geometries.get(x.shape[2:])
         if geom is None:
@@ -497,7 +502,9 @@ class Pool2d(Layer):
                 f"{type(self).__name__}.route must return an array of the windows' "
                 f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
             )
-        grad_windows = (local * grad_output[..., None]).astype(grad_output.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # 0 * inf, set right just below
+            grad_windows = local * grad_output[..., None]
+        grad_windows = grad_windows.astype(grad_output.dtype, copy=False)
         if not np.isfinite(grad_output).all():
             # A zero route is no path at all: 0 * inf or 0 * nan must not
             # reach taps that do not affect the output (see the module notes).

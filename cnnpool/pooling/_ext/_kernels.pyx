@@ -75,6 +75,7 @@ cnp.import_array()
 # The C helpers (streaming stores, two plain-C loops): see _kernels.h.
 cdef extern from "_kernels.h":
     void cnnpool_stream_fence() noexcept nogil
+    const bint CNNPOOL_STREAM
     void cnnpool_flat3_row_starts_f(const float* x, float* hv, float* ho, Py_ssize_t rows,
                                     Py_ssize_t n_out) noexcept nogil
     void cnnpool_flat3_row_starts_d(const double* x, double* hv, double* ho, Py_ssize_t rows,
@@ -119,6 +120,19 @@ cdef enum:
 # Streaming stores for tiled-backward outputs from this many bytes on
 # (set from Python: cnnpool.pooling.base.STREAM_MIN_BYTES).
 cdef Py_ssize_t stream_min_bytes = 4 << 20
+
+#: Whether this build has the streaming-store loops (AVX); without them the
+#: scalar loops write every output.
+STREAM_STORES = bool(CNNPOOL_STREAM)
+
+# Backward calls that chose streaming stores, for the tests to see that the
+# path ran (the bits are the same either way).
+cdef Py_ssize_t streamed_calls = 0
+
+
+def stream_count():
+    """How many tiled backward calls have written with streaming stores (a test hook)."""
+    return streamed_calls
 
 
 def set_stream_min_bytes(Py_ssize_t nbytes):

@@ -85,8 +85,12 @@ cdef bint _plan_call(Plan* g, cnp.ndarray planes_in, cnp.ndarray planes_out, str
 cdef bint _streams(const Plan* g, Py_ssize_t planes, const void* gin,
                    size_t itemsize) noexcept:
     """Whether a tiled backward writes its (P, H, W) output with streaming stores."""
-    return (g.tiled and planes * g.height * g.width * <Py_ssize_t>itemsize >= stream_min_bytes
-            and cnnpool_can_stream(gin, g.width * itemsize))
+    global streamed_calls
+    cdef bint stream = (g.tiled
+                        and planes * g.height * g.width * <Py_ssize_t>itemsize >= stream_min_bytes
+                        and cnnpool_can_stream(gin, g.width * itemsize))
+    streamed_calls += stream
+    return stream
 
 
 cdef Plan _plan(Py_ssize_t height, Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w,

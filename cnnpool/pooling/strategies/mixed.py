@@ -13,6 +13,7 @@ Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -113,6 +114,8 @@ class MixedPool2d(_Blend, name="mixed"):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
             raise TypeError(f"alpha must be a real number, got {alpha!r}")
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
         dtype = _checks.float_dtype(dtype)
         if channels is None:
             shape = (1,)  # a Parameter is at least 1-D

@@ -8,10 +8,8 @@ import numpy as np
 
 from ... import _checks
 from ...layer import BackwardBeforeForwardError, Layer
-from ...registry import register
 
 
-@register
 class MaxUnpool2d(Layer):
     """The partial inverse of :class:`MaxPool2d`, as ``torch.nn.MaxUnpool2d``.
 
