@@ -240,3 +240,24 @@ def test_defaults_need_a_name():
 
         class _Bad(cp.Pool2d, defaults={"x": 1}):
             pass
+
+
+def test_allocates_class_keyword_reaches_load(tmp_path, forget):
+    forget("test-weighted")
+
+    class WeightedMax(cp.MaxPool2d, name="test-weighted", allocates=lambda c: c["taps"]):
+        def __init__(self, kernel_size, stride=None, taps=4):
+            super().__init__(kernel_size, stride)
+            self.weight = cp.Parameter(np.ones(taps), "weight")
+
+        def parameters(self):
+            return [self.weight]
+
+        def get_config(self):
+            return {"kernel_size": 2, "stride": 2, "taps": self.weight.data.size}
+
+    assert registry.allocates_of(WeightedMax)({"taps": 7}) == 7
+    cp.Sequential(registry.make_pool("test-weighted", 2)).save(tmp_path / "w.npz")
+    assert type(cp.load(tmp_path / "w.npz")[0]) is WeightedMax
+    registry.unregister(WeightedMax)
+    assert registry.allocates_of(WeightedMax) is None

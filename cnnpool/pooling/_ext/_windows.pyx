@@ -25,6 +25,25 @@ from cnnpool._arrays cimport checked, dims, float_type
 
 cnp.import_array()
 
+# CNNPOOL_DEBUG=1 builds (setup.py) check every tap here, as the bounds
+# checks of a typed memoryview would: the loops below index raw pointers.
+cdef extern from *:
+    """
+    #ifndef CNNPOOL_DEBUG
+    #define CNNPOOL_DEBUG 0
+    #endif
+    """
+    const bint CNNPOOL_DEBUG
+
+
+cdef int _debug_check_taps(cnp.ndarray taps, Py_ssize_t size) except -1:
+    cdef const Py_ssize_t* t = <const Py_ssize_t*>cnp.PyArray_DATA(taps)
+    cdef Py_ssize_t i
+    for i in range(cnp.PyArray_DIM(taps, 0)):
+        if t[i] < -1 or t[i] >= size:
+            raise IndexError(f"taps[{i}] = {t[i]} is outside [-1, {size})")
+    return 0
+
 
 cdef void _gather(const floating* x, Py_ssize_t planes, Py_ssize_t size,
                   const Py_ssize_t* taps, Py_ssize_t n_taps, floating pad_value,
@@ -62,6 +81,8 @@ def gather(x, taps, double pad_value, windows, int n_threads):
         raise ValueError(
             f"windows must have shape ({planes}, {n_taps}), got {dims(aw)}"
         )
+    if CNNPOOL_DEBUG:
+        _debug_check_taps(at, size)
     cdef const Py_ssize_t* pt = <const Py_ssize_t*>cnp.PyArray_DATA(at)
     cdef void* px = cnp.PyArray_DATA(ax)
     cdef void* pw = cnp.PyArray_DATA(aw)
@@ -86,6 +107,8 @@ def scatter_add(grad_windows, taps, grad_x, int n_threads):
         raise ValueError(
             f"grad_windows {dims(ag)}, taps {dims(at)} and grad_x {dims(ai)} disagree"
         )
+    if CNNPOOL_DEBUG:
+        _debug_check_taps(at, size)
     cdef const Py_ssize_t* pt = <const Py_ssize_t*>cnp.PyArray_DATA(at)
     cdef void* pg = cnp.PyArray_DATA(ag)
     cdef void* pi = cnp.PyArray_DATA(ai)
