@@ -81,6 +81,7 @@ API_MODULES = [
     "cnnpool.experiments.arch",
     "cnnpool.experiments.training",
     "cnnpool.experiments.runner",
+    "cnnpool.experiments.tuning",
     "cnnpool.experiments.summary",
     "cnnpool.experiments.report",
     "cnnpool.experiments.progress",

@@ -47,7 +47,7 @@ def check_schema(d):
         ("lr", float),
         ("optimizer", str),
         ("jobs", int),
-        ("channels", list),
+        ("arch", str),
         ("kernel_size", int),
         ("dtype", str),
     ]:
@@ -118,7 +118,9 @@ def test_tiny_cli_run_writes_every_file(tmp_path, capsys):
 
 def test_paired_design_same_weights_and_data_for_every_strategy():
     res = run_experiment(
-        Settings(dataset="faces", seeds=(3, 4), epochs=1, pools=("max", "mean"), channels=(2, 4))
+        Settings(
+            dataset="faces", seeds=(3, 4), epochs=1, pools=("max", "mean"), arch="c2-p-c4-p-fc"
+        )
     )
     check_schema(res)
     for seed in (3, 4):
@@ -131,7 +133,7 @@ def test_paired_design_same_weights_and_data_for_every_strategy():
 
 
 def test_runs_are_reproducible():
-    kw = dict(dataset="faces", seeds=(1,), epochs=1, channels=(2, 4))
+    kw = dict(dataset="faces", seeds=(1,), epochs=1, arch="c2-p-c4-p-fc")
     a, b = run_experiment(**kw), run_experiment(**kw)
     for ra, rb in zip(a["runs"], b["runs"], strict=True):
         assert ra["epochs"][0]["train_loss"] == rb["epochs"][0]["train_loss"]
@@ -139,7 +141,7 @@ def test_runs_are_reproducible():
 
 
 def test_parallel_seeds_match_sequential(tmp_path):
-    kw = dict(dataset="faces", seeds=(0, 1), epochs=1, channels=(2, 4))
+    kw = dict(dataset="faces", seeds=(0, 1), epochs=1, arch="c2-p-c4-p-fc")
     seq = run_experiment(Settings(jobs=1, **kw))
     par = run_experiment(Settings(jobs=2, **kw))
     assert par["timing"]["jobs"] == 2
@@ -243,7 +245,7 @@ def test_bad_strategy_is_refused_clearly(spec, words, user_module, capsys):
         (["--epochs", "0"], "--epochs"),
         (["--lr", "-1"], "--lr"),
         (["--dataset", "mnist"], "--dataset"),
-        (["--pool", "max", "--pool", "max"], "repeat"),
+        (["--pool", "max", "--pool", "max"], "same strategy"),
     ],
 )
 def test_bad_cli_arguments(args, words, capsys):
@@ -285,7 +287,7 @@ def test_diverged_and_failed_runs_are_recorded_not_dropped(tmp_path):
             dataset="faces",
             seeds=(0, 1),
             epochs=2,
-            channels=(2, 4),
+            arch="c2-p-c4-p-fc",
             batch_size=16,
             pools=("max", ExplodingPool, BrokenPool),
         )

@@ -37,7 +37,8 @@ def test_compare_cli_runs_every_short_name(tmp_path, capsys):
     pytest.importorskip("joblib")
     from cnnpool.experiments import cli
 
-    names = registry.pool_names()
+    # 'avg' is another name of 'mean': the tool refuses one strategy under two names
+    names = [n for n in registry.pool_names() if n != "avg"]
     argv = [
         "--dataset",
         "faces",

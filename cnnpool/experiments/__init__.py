@@ -16,13 +16,17 @@ installed by ``pip install "cnnpool[examples]"``):
     ``--pool`` specs (short names, ``module:Class``, ``file.py:Class``)
     resolved to pooling classes.
 ``data``
-    The data set of one seed.
+    The data set of one seed: built in, your folder or your .npz file.
 ``arch``
-    The network: the same CNN for every strategy, only the pooling differs.
+    The network (``--arch`` spec): the same CNN for every strategy, only the
+    pooling differs.
 ``training``
     One run: one strategy on one seed, recorded epoch by epoch.
 ``runner``
     Every strategy on every seed, seeds in parallel joblib workers.
+``tuning``
+    ``--tune-lr``: a learning rate per strategy, chosen on validation splits
+    of the training images.
 ``progress``
     Progress bars, one per run.
 ``summary``
@@ -52,6 +56,7 @@ _SUBMODULES = (
     "arch",
     "training",
     "runner",
+    "tuning",
     "progress",
     "summary",
     "stats",

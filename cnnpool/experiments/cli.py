@@ -3,8 +3,12 @@
 Run with no arguments for the default comparison (under a minute on two
 cores); ``cnnpool-compare --help`` lists the options.  Your own strategy
 enters beside max and mean as ``--pool module:Class`` (or
-``--pool path/to/file.py:Class``), any subclass of ``cnnpool.Pool2d``
-whose constructor takes the kernel size first.
+``--pool path/to/file.py:Class``, with keyword arguments as
+``--pool "file.py:Class(beta=4)"``), any subclass of ``cnnpool.Pool2d``;
+your own images as ``--data DIR`` (one subfolder per class) or
+``--data FILE.npz``; your own network as ``--arch c16-p-c32-p-fc``.
+``--tune-lr`` lets each strategy choose its learning rate on a validation
+split of the training images.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import sys
 import time
 
 from .settings import Settings
-from .strategies import available, resolve_strategy
+from .strategies import available, resolve_strategies
 
 DEFAULTS = Settings()
 
 #: Learning rate used when ``--lr`` is not given, per optimizer.
 DEFAULT_LR = {"adam": DEFAULTS.lr, "sgd": 0.02}
+
+
+#: The most seeds one run accepts, and the bound of a seed's value.
+MAX_SEEDS = 10_000
+MAX_SEED = 2**32 - 1
 
 
 def _seeds(text):
@@ -31,19 +40,35 @@ def _seeds(text):
             seeds = [int(t) for t in text.split(",") if t.strip()]
         elif "-" in text.strip("-"):
             lo, hi = (int(t) for t in text.split("-"))
+            if hi - lo + 1 > MAX_SEEDS:
+                raise _TooMany(hi - lo + 1)
             seeds = list(range(lo, hi + 1))
         else:
             n = int(text)
             if n < 1:
                 raise ValueError
+            if n > MAX_SEEDS:
+                raise _TooMany(n)
             seeds = list(range(n))
+    except _TooMany as exc:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_SEEDS} seeds per run, got {exc.args[0]} (from {text!r})"
+        ) from None
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a count (8), a list (0,3,5) or a range (10-14), got {text!r}"
         ) from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"seeds must be distinct and >= 0, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds per run, got {len(seeds)}")
+    if max(seeds) > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must be at most 2**32 - 1, got {max(seeds)}")
     return seeds
+
+
+class _TooMany(Exception):
+    """A seed count over MAX_SEEDS (raised before building the list)."""
 
 
 def _positive_int(text):
@@ -66,36 +91,119 @@ def _positive_float(text):
     return v
 
 
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text!r}")
+    return v
+
+
+def _rates(text):
+    rates = [_positive_float(t.strip()) for t in text.split(",") if t.strip()]
+    if not rates:
+        raise argparse.ArgumentTypeError(f"expected rates such as 0.001,0.003,0.01, got {text!r}")
+    if len(rates) > 12:
+        raise argparse.ArgumentTypeError(f"at most 12 rates, got {len(rates)}")
+    if len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"rates must be distinct, got {text!r}")
+    return rates
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="cnnpool-compare",
         description=(
-            "Train one small CNN (conv → ReLU → pool → conv → ReLU → pool → linear) once per "
-            "pooling strategy and seed, on images that ship with scikit-image, and compare "
-            "the strategies seed by seed: same data split, same initial weights and same "
-            "batch order for every strategy on a seed (a paired design)."
+            "Train one small CNN (by default conv → ReLU → pool → conv → ReLU → pool → linear) "
+            "once per pooling strategy and seed, on images that ship with scikit-image or on "
+            "your own (--data), and compare the strategies seed by seed: same data split, "
+            "same initial weights and same batch order for every strategy on a seed (a paired "
+            "design)."
         ),
         epilog=(
             "Writes results.json, results.md, curves.png and routing.png into --out. "
-            "Example: cnnpool-compare --dataset textures --seeds 10 --pool max --pool mean "
-            "--pool my_pooling:LpPool2d"
+            "Examples: cnnpool-compare --dataset textures --seeds 10 --pool max --pool mean "
+            "--pool my_pooling:LpPool2d;  cnnpool-compare --data photos/ --size 32 --color rgb "
+            "--arch c16-p-c32-p-fc --pool max --pool 'lp(norm=3)' --tune-lr"
         ),
     )
-    p.add_argument(
+    data = p.add_argument_group("data")
+    data.add_argument(
         "--dataset",
         choices=("faces", "textures"),
-        default=DEFAULTS.dataset,
-        help=f"faces: LFW faces vs not-faces, 25x25; textures: brick/grass/gravel "
-        f"patches, 32x32 (default: {DEFAULTS.dataset})",
+        default=None,
+        help=f"a built-in set: faces (LFW faces vs not-faces, 25x25 gray) or textures "
+        f"(brick/grass/gravel patches, 32x32 gray) (default: {DEFAULTS.dataset})",
     )
-    p.add_argument(
+    data.add_argument(
+        "--data",
+        metavar="DIR|FILE.npz",
+        help="your own images instead: a folder with one subfolder per class (PNG, JPEG, "
+        "TIFF, ...; split by seed), or with train/ and test/ class folders (a fixed split); "
+        "or an .npz file with x_train, y_train, x_test, y_test (NCHW or NHW)",
+    )
+    data.add_argument(
+        "--color",
+        choices=("gray", "rgb"),
+        default=None,
+        help="convert your images to gray (1 channel) or RGB (3) (default: RGB if any "
+        "image has colour, else gray)",
+    )
+    data.add_argument(
+        "--size",
+        metavar="H[xW]",
+        default=None,
+        help="bring your images to this size, e.g. 32 or 32x48 (default: they must all "
+        "have one size already)",
+    )
+    data.add_argument(
+        "--fit",
+        choices=("resize", "crop"),
+        default=DEFAULTS.fit,
+        help="how --size is reached: resize (scale to exactly HxW) or crop (scale keeping "
+        f"the aspect ratio, then cut out the centre) (default: {DEFAULTS.fit})",
+    )
+    data.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=DEFAULTS.test_fraction,
+        metavar="F",
+        help="share of each class of a folder held out for testing, drawn per seed "
+        f"(default: {DEFAULTS.test_fraction:g}; a folder with train/ and test/ keeps its split)",
+    )
+    data.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a file that is not a readable image (default: skip it, with a count and "
+        "its name in the log and in results.json)",
+    )
+    model = p.add_argument_group("network and strategies")
+    model.add_argument(
+        "--arch",
+        default=DEFAULTS.arch,
+        metavar="SPEC",
+        help="the network, layers joined by '-': cN (3x3 conv, N channels, + ReLU), cNkK "
+        "(KxK conv), p (the pooling under comparison), fcN (hidden linear + ReLU), fc (output "
+        f"layer, last) (default: {DEFAULTS.arch})",
+    )
+    model.add_argument(
+        "--pool-size",
+        type=_positive_int,
+        default=DEFAULTS.kernel_size,
+        metavar="K",
+        help=f"kernel size (and stride) of every pooling layer (default: {DEFAULTS.kernel_size})",
+    )
+    model.add_argument(
         "--pool",
         action="append",
         metavar="STRATEGY",
         help="a pooling strategy: a short name (" + ", ".join(available()) + ") "
         "or a Pool2d subclass as module:Class "
-        "or path/file.py:Class; repeat for several (default: --pool max "
-        "--pool mean)",
+        "or path/file.py:Class, optionally with keyword arguments: 'lp(norm=3)', "
+        "'file.py:Class(beta=4)' (literal values only); repeat for several (default: "
+        "--pool max --pool mean)",
     )
     p.add_argument(
         "--seeds",
@@ -131,6 +239,29 @@ def build_parser():
         help=f"adam, or sgd with momentum {DEFAULTS.momentum:g} (default: {DEFAULTS.optimizer})",
     )
     p.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="let each strategy choose its own learning rate from --lr-grid, by the mean "
+        "validation accuracy over the seeds (a split carved from the training images; the "
+        "test images are not seen until the final runs)",
+    )
+    p.add_argument(
+        "--lr-grid",
+        type=_rates,
+        default=None,
+        metavar="LR,LR,...",
+        help="learning rates for --tune-lr (default: the learning rate and its neighbours a "
+        "factor 3 away, e.g. 0.001,0.003,0.009 for adam)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=DEFAULTS.val_fraction,
+        metavar="F",
+        help="share of each class's training images held out for --tune-lr's validation "
+        f"(default: {DEFAULTS.val_fraction:g})",
+    )
+    p.add_argument(
         "--out", default="results", metavar="DIR", help="output directory (default: results/)"
     )
     p.add_argument(
@@ -160,30 +291,67 @@ def main(argv=None):
     args = parser.parse_args(argv)
     pools = args.pool or list(DEFAULTS.pools)
     try:
-        strategies = [resolve_strategy(p) for p in pools]
+        strategies = resolve_strategies(pools)
     except ValueError as exc:
         parser.error(str(exc))
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if args.dataset is not None and args.data is not None:
+        parser.error("give --dataset (a built-in set) or --data (your own), not both")
+    if args.data is None and (args.color or args.size or args.strict):
+        parser.error("--color, --size and --strict apply to your own images (--data)")
+    if args.lr_grid is not None and not args.tune_lr:
+        parser.error("--lr-grid is the grid of --tune-lr; add --tune-lr")
     try:
         settings = Settings(
-            dataset=args.dataset,
+            dataset=args.data or args.dataset or DEFAULTS.dataset,
             pools=tuple(s.spec for s in strategies),
             seeds=tuple(args.seeds),
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=lr,
             optimizer=args.optimizer,
+            arch=args.arch,
+            kernel_size=args.pool_size,
             jobs=args.jobs or default_jobs(len(args.seeds)),
+            color=args.color,
+            size=args.size,
+            fit=args.fit,
+            test_fraction=args.test_fraction,
+            strict=args.strict,
+            tune_lr=args.tune_lr,
+            lr_grid=args.lr_grid,
+            val_fraction=args.val_fraction,
         )
     except ValueError as exc:
         parser.error(str(exc))
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     progress = not args.quiet and sys.stderr.isatty()
-    if not args.quiet:
-        _print_settings(settings, strategies, args.out)
+    from .arch import build_model
+    from .data import load_dataset
 
-    from .report import text_table, write_outputs
+    try:  # read the data and build the network once here: bad data or arch fail in a line
+        data = load_dataset(settings, settings.seeds[0], progress=progress)
+        build_model(
+            lambda: strategies[0].make(settings.kernel_size, seed=0),
+            data.image_shape,
+            data.num_classes,
+            settings.arch,
+            pool_size=settings.kernel_size,
+        )
+    except ValueError as exc:  # DataError is a ValueError
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if not args.quiet:
+        _print_settings(settings, strategies, data, args.out)
+
+    from .report import (
+        NOTES,
+        any_clipped,
+        difference_matrix,
+        text_table,
+        tuning_text,
+        write_outputs,
+    )
     from .runner import run_experiment
 
     t0 = time.perf_counter()
@@ -198,11 +366,24 @@ def main(argv=None):
         "Mean ± 95% confidence interval over seeds; diverged/failed runs are counted and "
         "left out of the means."
     )
-    for c in results["comparisons"]:
+    if any_clipped(results):
+        print(NOTES["clipped"])
+    if any(row.get("did_not_learn") for row in results["summary"].values()):
+        print(NOTES["did_not_learn"])
+    if "tuning" in results:
         print()
-        print(f"{c['a']} − {c['b']}:")
-        print("  " + c["test_accuracy"]["summary"])
-        print("  " + c["final_train_loss"]["summary"])
+        print("Learning rate per strategy, chosen on a validation split of the training images:")
+        print(tuning_text(results["tuning"]))
+    if len(results["strategies"]) > 2:
+        print()
+        print("\n".join(difference_matrix(results)))
+        print(f"The sentences for every pair are in {os.path.join(args.out, 'results.md')}.")
+    else:
+        for c in results["comparisons"]:
+            print()
+            print(f"{c['a']} − {c['b']}:")
+            print("  " + c["test_accuracy"]["summary"])
+            print("  " + c["final_train_loss"]["summary"])
     failed = [r for r in results["runs"] if r["status"] == "failed"]
     for r in failed:
         print(f"\nFAILED {r['strategy']}, seed {r['seed']}: {r['error']}")
@@ -211,30 +392,41 @@ def main(argv=None):
     return 1 if failed and len(failed) == len(results["runs"]) else 0
 
 
-def _print_settings(settings, strategies, out):
-    from .data import load_dataset
+def _print_settings(settings, strategies, data, out):
+    from .arch import describe
 
-    data = load_dataset(settings, settings.seeds[0])
-    c1, c2 = settings.channels
     k = settings.kernel_size
     names = ", ".join(s.name if s.spec == s.name else f"{s.name} ({s.spec})" for s in strategies)
     seeds = settings.seeds
     print("cnnpool-compare: the same CNN trained once per pooling strategy and seed")
     print(
         f"  dataset     {data.name}: {len(data.x_train)} train / {len(data.x_test)} test, "
-        f"{data.image_shape[1]}x{data.image_shape[2]} gray, classes {', '.join(data.classes)}"
+        f"{data.image_shape[1]}x{data.image_shape[2]} "
+        f"{'RGB' if data.image_shape[0] == 3 else 'gray'}, classes {', '.join(data.classes)}"
         f"{' (standardised)' if data.standardized else ''}"
     )
-    print(
-        f"  model       conv3x3({c1}) → ReLU → POOL {k}x{k} → conv3x3({c2}) → ReLU → "
-        f"POOL {k}x{k} → flatten → linear({data.num_classes})"
-    )
+    if data.info.get("split") and settings.dataset not in ("faces", "textures"):
+        fit = data.info.get("fit")
+        skipped = len(data.info.get("skipped", ()))
+        print(
+            f"              {data.info['split']}"
+            + (f"; {fit} to {settings.size[0]}x{settings.size[1]}" if fit else "")
+            + (f"; {skipped} unreadable file(s) skipped" if skipped else "")
+        )
+    arch = describe(settings, data.num_classes)["description"]
+    print(f"  model       {arch.replace(f'pool{k}x{k}', f'POOL {k}x{k}')}")
     print(f"  POOL        {names}")
     print(f"  seeds       {len(seeds)} paired: {', '.join(map(str, seeds))}")
     print(
         f"  training    {settings.epochs} epochs, batch {settings.batch_size}, "
-        f"{settings.optimizer} lr {settings.lr:g}"
-        f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
+        f"{settings.optimizer} "
+        + (
+            f"lr chosen per strategy from {', '.join(f'{v:g}' for v in settings.grid())} on a "
+            f"{settings.val_fraction:g} validation split"
+            if settings.tune_lr
+            else f"lr {settings.lr:g}"
+        )
+        + f"{f' momentum {settings.momentum:g}' if settings.optimizer == 'sgd' else ''}, "
         f"softmax cross-entropy, {settings.dtype}"
     )
     print(f"  jobs        {settings.jobs}")

@@ -27,7 +27,7 @@ from .arch import describe
 from .data import dataset_info, load_dataset
 from .progress import ProgressBars
 from .settings import Settings
-from .strategies import resolve_strategy
+from .strategies import resolve_strategies, resolve_strategy
 from .summary import run_summary, summarize
 from .training import routing_input, train_one
 
@@ -39,7 +39,7 @@ __all__ = ["SCHEMA", "run_seed", "run_experiment"]
 SCHEMA = "cnnpool-compare/1"
 
 
-def run_seed(settings, seed, strategies=None, report=None):
+def run_seed(settings, seed, strategies=None, report=None, lrs=None):
     """Train every strategy on one seed: same data, weights and batch order.
 
     Parameters
@@ -51,6 +51,9 @@ def run_seed(settings, seed, strategies=None, report=None):
     report : callable, optional
         Called with a small tuple at the start of each run and after each
         epoch (what the progress bars show); must not raise.
+    lrs : dict, optional
+        A learning rate per strategy name (``--tune-lr``'s choice); others
+        train at ``settings.lr``.
 
     Returns
     -------
@@ -65,7 +68,8 @@ def run_seed(settings, seed, strategies=None, report=None):
     for strategy in strategies:
         if report is not None:
             report(("start", strategy.name, seed, settings.epochs))
-        record = train_one(settings, strategy, data, seed, report)
+        lr = (lrs or {}).get(strategy.name)
+        record = train_one(settings, strategy, data, seed, report, lr=lr)
         if report is not None:
             report(("end", strategy.name, seed, record["status"]))
         model = record.pop("model", None)
@@ -104,19 +108,22 @@ def run_experiment(settings=None, progress=False, **overrides):
         settings = Settings(**overrides)
     elif overrides:
         raise TypeError("pass either settings or keyword overrides, not both")
-    strategies = [resolve_strategy(p) for p in settings.pools]
-    names = [s.name for s in strategies]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two strategies share a name: {names}")
+    strategies = resolve_strategies(settings.pools)
     started = time.time()
     t0 = time.perf_counter()
     jobs = min(settings.jobs, len(settings.seeds))
+    tuning = lrs = None
+    if settings.tune_lr:  # before the final runs, on validation splits of the training data
+        from .tuning import tune_learning_rates
+
+        tuning = tune_learning_rates(settings, strategies, jobs, progress)
+        lrs = {name: c["lr"] for name, c in tuning["chosen"].items()}
     bars = ProgressBars() if progress else None
     try:
         if jobs == 1:
-            per_seed = [run_seed(settings, s, strategies, bars) for s in settings.seeds]
+            per_seed = [run_seed(settings, s, strategies, bars, lrs) for s in settings.seeds]
         else:
-            per_seed = _run_parallel(settings, strategies, jobs, bars)
+            per_seed = _run_parallel(settings, strategies, jobs, bars, lrs)
     finally:
         if bars is not None:
             bars.close()
@@ -129,7 +136,12 @@ def run_experiment(settings=None, progress=False, **overrides):
         "schema": SCHEMA,
         "settings": settings.to_dict(),
         "strategies": [
-            {"name": s.name, "spec": s.spec, "class": f"{s.cls.__module__}.{s.cls.__qualname__}"}
+            {
+                "name": s.name,
+                "spec": s.spec,
+                "class": f"{s.cls.__module__}.{s.cls.__qualname__}",
+                "lr": (lrs or {}).get(s.name, settings.lr),
+            }
             for s in strategies
         ],
         "dataset": per_seed[0]["dataset"],
@@ -147,12 +159,14 @@ def run_experiment(settings=None, progress=False, **overrides):
         },
         "runs": [run_summary(r) for r in runs],
     }
+    if tuning is not None:
+        results["tuning"] = tuning
     results.update(summarize(results))
     results["_routing"] = routing  # arrays for routing.png; not written to JSON
     return results
 
 
-def _run_parallel(settings, strategies, jobs, bars):
+def _run_parallel(settings, strategies, jobs, bars, lrs=None):
     """Seeds in joblib workers, each worker single-threaded.
 
     Inside a worker the compiled kernels and BLAS get one thread each
@@ -165,7 +179,7 @@ def _run_parallel(settings, strategies, jobs, bars):
 
     # Workers re-import strategies by name; a class passed as an object travels pickled.
     sendable = [s.origin or s for s in strategies]
-    with _single_threaded_workers(parallel_config) as local:
+    with single_threaded_workers(parallel_config) as local:
         queue = listener = manager = None
         if bars is not None and local:
             import multiprocessing
@@ -176,7 +190,9 @@ def _run_parallel(settings, strategies, jobs, bars):
             listener = threading.Thread(target=_listen, args=(queue, bars), daemon=True)
             listener.start()
         report = queue.put if queue is not None else None
-        tasks = (delayed(_seed_task)(settings, seed, sendable, report) for seed in settings.seeds)
+        tasks = (
+            delayed(_seed_task)(settings, seed, sendable, report, lrs) for seed in settings.seeds
+        )
         out = []
         try:
             parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
@@ -212,7 +228,7 @@ def _listen(queue, bars):
 
 
 @contextlib.contextmanager
-def _single_threaded_workers(parallel_config):
+def single_threaded_workers(parallel_config):
     """One thread per loky worker, unless the user chose another joblib backend.
 
     Yields True when the workers are local loky processes (so that a
@@ -233,8 +249,8 @@ def _single_threaded_workers(parallel_config):
         yield False
 
 
-def _seed_task(settings, seed, strategies, report=None):
-    return run_seed(settings, seed, [resolve_strategy(s) for s in strategies], report)
+def _seed_task(settings, seed, strategies, report=None, lrs=None):
+    return run_seed(settings, seed, [resolve_strategy(s) for s in strategies], report, lrs)
 
 
 def _versions():

@@ -7,11 +7,16 @@ clouds of accuracies overlap?" but "on each seed, which strategy did
 better, and is the average difference larger than the seed-to-seed noise?"
 
 * :func:`mean_ci` -- mean and a two-sided confidence interval from
-  Student's t distribution (``mean ± t_{n-1} * s / sqrt(n)``).
+  Student's t distribution (``mean ± t_{n-1} * s / sqrt(n)``), clipped to
+  the range the quantity can take when ``bounds`` are given (an accuracy
+  in [0, 1], a loss or a time >= 0) and marked as clipped.
+* :func:`holm` -- Holm's step-down adjustment of several p-values, for the
+  pairwise comparisons of more than two strategies.
 * :func:`paired_comparison` -- per-seed differences, wins/ties/losses, the
   mean difference with its interval, the paired t-test
-  (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test, and a
-  sentence in plain words.
+  (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test, the
+  effect size (Cohen's ``d_z``: mean difference over the standard deviation
+  of the differences), and a sentence in plain words.
 
 What is *not* computed, and why, is said rather than faked:
 
@@ -44,6 +49,8 @@ __all__ = [
     "PairedComparison",
     "mean_ci",
     "paired_comparison",
+    "holm",
+    "with_holm",
     "format_p",
     "format_interval",
 ]
@@ -89,6 +96,9 @@ class Interval:
         Number of values left out because they were NaN or infinite.
     confidence : float
         The confidence level, e.g. 0.95.
+    clipped : bool
+        Whether ``low`` or ``high`` was moved to the bound of the valid
+        range (``half_width`` is then the unclipped t half-width).
     """
 
     mean: float
@@ -99,6 +109,7 @@ class Interval:
     n: int
     n_nonfinite: int = 0
     confidence: float = 0.95
+    clipped: bool = False
 
     @property
     def has_interval(self):
@@ -108,7 +119,7 @@ class Interval:
         return _jsonable(asdict(self))
 
 
-def mean_ci(values, confidence=0.95):
+def mean_ci(values, confidence=0.95, bounds=None):
     """Mean and a Student-t confidence interval of ``values``.
 
     Parameters
@@ -118,6 +129,9 @@ def mean_ci(values, confidence=0.95):
         counted in ``n_nonfinite``.
     confidence : float
         Coverage of the interval, strictly between 0 and 1.
+    bounds : (low, high), optional
+        The range the quantity can take (``None`` for an open end); the
+        interval is clipped to it and ``clipped`` says so.
 
     Returns
     -------
@@ -146,7 +160,14 @@ def mean_ci(values, confidence=0.95):
     else:
         t_crit = float(_scipy_stats().t.ppf(0.5 + confidence / 2, n - 1))
         half = t_crit * std / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, half, std, n, dropped, confidence)
+    low, high, clipped = mean - half, mean + half, False
+    if bounds is not None:
+        lo, hi = bounds
+        if lo is not None and low < lo:
+            low, clipped = float(lo), True
+        if hi is not None and high > hi:
+            high, clipped = float(hi), True
+    return Interval(mean, low, high, half, std, n, dropped, confidence, clipped)
 
 
 @dataclass(frozen=True)
@@ -178,6 +199,14 @@ class PairedComparison:
         Paired t-test; None when it does not exist (see ``notes``).
     wilcoxon_statistic, wilcoxon_pvalue : float or None
         Wilcoxon signed-rank test; None when too few pairs (see ``notes``).
+    effect_size : float or None
+        Cohen's ``d_z``: the mean difference over the standard deviation of
+        the differences (None when that is zero or there is one pair).
+    p_holm : float or None
+        :attr:`pvalue` after Holm's adjustment over ``n_comparisons``
+        comparisons (:func:`with_holm`); None until adjusted.
+    n_comparisons : int
+        Size of the family the adjustment was over (1: not adjusted).
     notes : tuple of str
         Why a number is missing, in words.
     summary : str
@@ -200,8 +229,13 @@ class PairedComparison:
     t_pvalue: float | None = None
     wilcoxon_statistic: float | None = None
     wilcoxon_pvalue: float | None = None
+    effect_size: float | None = None
+    p_holm: float | None = None
+    n_comparisons: int = 1
     notes: tuple = field(default_factory=tuple)
     summary: str = ""
+    noun: str = "pooling"
+    digits: int = 1
 
     @property
     def pvalue(self):
@@ -331,9 +365,44 @@ def paired_comparison(
         t_pvalue=t_p,
         wilcoxon_statistic=w_stat,
         wilcoxon_pvalue=w_p,
+        effect_size=float(diff.mean / diff.std) if n >= 2 and diff.std > 0 else None,
         notes=tuple(notes),
+        noun=noun,
+        digits=digits,
     )
     return _with_summary(comp, noun, digits)
+
+
+def holm(pvalues):
+    """Holm's step-down adjustment of a family of p-values.
+
+    The ``i``-th smallest of ``m`` p-values is multiplied by ``m - i``
+    (``i`` from 0), capped at 1, and made non-decreasing in that order.
+    ``None`` (no test) stays ``None`` and does not count in ``m``.
+
+    Examples
+    --------
+    >>> holm([0.01, 0.04, 0.03])   # m = 3: 0.01*3, then max(0.03*2, 0.03), max(0.04*1, 0.06)
+    [0.03, 0.06, 0.06]
+    """
+    present = [(p, i) for i, p in enumerate(pvalues) if p is not None and np.isfinite(p)]
+    m = len(present)
+    out = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = round(running, 15)
+    return out
+
+
+def with_holm(comparisons):
+    """The comparisons of one family with Holm-adjusted p-values and sentences saying so."""
+    adjusted = holm([c.pvalue for c in comparisons])
+    m = sum(p is not None for p in adjusted)
+    return [
+        _with_summary(replace(c, p_holm=p, n_comparisons=max(m, 1)), c.noun, c.digits)
+        for c, p in zip(comparisons, adjusted, strict=True)
+    ]
 
 
 # ------------------------------------------------------------------ wording
@@ -349,13 +418,18 @@ def format_p(p):
 
 
 def format_interval(iv, scale=1.0, digits=2, unit=""):
-    """``"91.3 ± 2.1"`` from an :class:`Interval`; says so when there is no interval."""
+    """``"91.3 ± 2.1"`` from an :class:`Interval`; says so when there is no interval.
+
+    A clipped interval is not symmetric: ``"98.0 (93.0 to 100.0)"``.
+    """
     if iv.n == 0:
         return "n/a"
     mean = iv.mean * scale
     text = f"{mean:.{digits}f}"
     if iv.n == 1:
         text += f"{unit} (1 seed, no CI)"
+    elif iv.clipped:
+        text += f" ({iv.low * scale:.{digits}f} to {iv.high * scale:.{digits}f}){unit}"
     else:
         text += f" ± {iv.half_width * scale:.{digits}f}{unit}"
     return text
@@ -413,9 +487,15 @@ def _with_summary(c, noun, digits):
         tests.append(f"Wilcoxon {format_p(c.wilcoxon_pvalue)}")
     if tests:
         body += ", " + ", ".join(tests)
+    if c.effect_size is not None:
+        body += f", effect size d_z = {c.effect_size:.2f}"
+    adjusted = c.p_holm is not None and c.n_comparisons > 1
+    if adjusted:
+        body += f"; Holm-adjusted over {c.n_comparisons} comparisons {format_p(c.p_holm)}"
     text = f"{head}; {body}."
 
-    p = c.pvalue
+    p = c.p_holm if adjusted else c.pvalue
+    level = "Holm-adjusted p" if adjusted else "p"
     split = (
         c.t_pvalue is not None
         and c.wilcoxon_pvalue is not None
@@ -430,12 +510,12 @@ def _with_summary(c, noun, digits):
         if p < 0.05:
             better = label_a if (iv.mean > 0) == c.higher_is_better else label_b
             text += (
-                " The difference is larger than the seed-to-seed noise (p < 0.05): "
+                f" The difference is larger than the seed-to-seed noise ({level} < 0.05): "
                 f"{better} did better on {c.metric} here."
             )
         else:
             text += (
-                " The difference is within the seed-to-seed noise (p ≥ 0.05): these "
+                f" The difference is within the seed-to-seed noise ({level} ≥ 0.05): these "
                 "seeds show no reliable winner (which is not proof that there is none)."
             )
     elif n == 1:

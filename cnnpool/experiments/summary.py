@@ -6,7 +6,15 @@ import math
 
 import numpy as np
 
-__all__ = ["summarize", "run_summary", "finite_or_none", "nan_if_none"]
+__all__ = [
+    "BOUNDS",
+    "CHANCE_MARGIN",
+    "summarize",
+    "did_not_learn",
+    "run_summary",
+    "finite_or_none",
+    "nan_if_none",
+]
 
 
 def finite_or_none(x):
@@ -30,15 +38,58 @@ def run_summary(record):
     return r
 
 
+#: A run "did not learn" when its final test accuracy and its last epoch's
+#: training accuracy are both within this of the majority-class share.
+CHANCE_MARGIN = 0.02
+
+#: The range each summarised quantity can take (intervals are clipped to it).
+BOUNDS = {
+    "test_accuracy": (0.0, 1.0),
+    "final_train_loss": (0.0, None),
+    "final_test_loss": (0.0, None),
+    "seconds_per_epoch": (0.0, None),
+}
+
+
+# The run-record field each summarised quantity comes from.
+_COLUMN = {"test_accuracy": "final_test_accuracy"}
+
+
+def did_not_learn(run, chance_test, chance_train, margin=CHANCE_MARGIN):
+    """Whether a finished run stayed at chance: it predicts no better than the majority class."""
+    if run["status"] != "ok" or run.get("final_test_accuracy") is None or not run["epochs"]:
+        return False
+    train_acc = run["epochs"][-1].get("train_accuracy")
+    return (
+        run["final_test_accuracy"] <= chance_test + margin
+        and train_acc is not None
+        and train_acc <= chance_train + margin
+    )
+
+
 def summarize(results):
     """Per-strategy intervals and paired comparisons from ``results["runs"]``.
 
+    Per strategy: mean and 95% t-interval over seeds of each quantity,
+    clipped to its valid range (:data:`BOUNDS`; ``clipped`` says so), and
+    the counts of runs that diverged, failed or did not learn.  A run that
+    did not learn (accuracy at chance, :func:`did_not_learn`) is flagged in
+    ``results["runs"]`` (``"did_not_learn": true``) and counted, and stays
+    in the means: it is what the strategy did.  Pairwise comparisons carry
+    Holm-adjusted p-values over the family of all pairs (one family per
+    metric).
+
     Returns ``{"summary": {...}, "comparisons": [...]}`` (strict-JSON values).
     """
-    from .stats import mean_ci, paired_comparison
+    from .stats import mean_ci, paired_comparison, with_holm
 
     seeds = results["settings"]["seeds"]
     names = [s["name"] for s in results["strategies"]]
+    ds = results.get("dataset") or {}
+    chance_test = _majority(ds.get("test_class_counts"))
+    chance_train = _majority(ds.get("train_class_counts"))
+    for r in results["runs"]:
+        r["did_not_learn"] = did_not_learn(r, chance_test, chance_train)
     by = {(r["strategy"], r["seed"]): r for r in results["runs"]}
 
     def column(name, key):
@@ -50,24 +101,35 @@ def summarize(results):
     summary = {}
     for name in names:
         runs = [by[(name, s)] for s in seeds if (name, s) in by]
+        row = {
+            key: mean_ci(column(name, _COLUMN.get(key, key)), bounds=bounds).to_dict()
+            for key, bounds in BOUNDS.items()
+        }
         summary[name] = {
-            "test_accuracy": mean_ci(column(name, "final_test_accuracy")).to_dict(),
-            "final_train_loss": mean_ci(column(name, "final_train_loss")).to_dict(),
-            "final_test_loss": mean_ci(column(name, "final_test_loss")).to_dict(),
-            "seconds_per_epoch": mean_ci(column(name, "seconds_per_epoch")).to_dict(),
+            "test_accuracy": row["test_accuracy"],
+            "final_train_loss": row["final_train_loss"],
+            "final_test_loss": row["final_test_loss"],
+            "seconds_per_epoch": row["seconds_per_epoch"],
             "runs": len(runs),
             "diverged": sum(r["status"] == "diverged" for r in runs),
             "failed": sum(r["status"] == "failed" for r in runs),
+            "did_not_learn": sum(r["did_not_learn"] for r in runs),
             "diverged_seeds": [r["seed"] for r in runs if r["status"] == "diverged"],
             "failed_seeds": [r["seed"] for r in runs if r["status"] == "failed"],
+            "did_not_learn_seeds": [r["seed"] for r in runs if r["did_not_learn"]],
         }
-    comparisons = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            acc = paired_comparison(
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    acc = with_holm(
+        [
+            paired_comparison(
                 column(a, "final_test_accuracy"), column(b, "final_test_accuracy"), a, b
             )
-            loss = paired_comparison(
+            for a, b in pairs
+        ]
+    )
+    loss = with_holm(
+        [
+            paired_comparison(
                 column(a, "final_train_loss"),
                 column(b, "final_train_loss"),
                 a,
@@ -78,10 +140,31 @@ def summarize(results):
                 higher_is_better=False,
                 digits=3,
             )
-            comparisons.append(
-                {"a": a, "b": b, "test_accuracy": acc.to_dict(), "final_train_loss": loss.to_dict()}
+            for a, b in pairs
+        ]
+    )
+    comparisons = [
+        {"a": a, "b": b, "test_accuracy": ca.to_dict(), "final_train_loss": cl.to_dict()}
+        for (a, b), ca, cl in zip(pairs, acc, loss, strict=True)
+    ]
+    for c in comparisons:  # a verdict between runs at chance says so
+        stuck = [
+            f"{summary[n]['did_not_learn']} run(s) of {n}"
+            for n in (c["a"], c["b"])
+            if summary[n]["did_not_learn"]
+        ]
+        if stuck:
+            c["test_accuracy"]["summary"] += (
+                f" {' and '.join(stuck)} did not learn (accuracy at chance)."
             )
     return {"summary": summary, "comparisons": comparisons}
+
+
+def _majority(counts):
+    """The share of the largest class (the accuracy of always guessing it)."""
+    if not counts or sum(counts) == 0:
+        return 0.0
+    return max(counts) / sum(counts)
 
 
 def nan_if_none(x):

@@ -25,12 +25,23 @@ log = logging.getLogger(__name__)
 __all__ = ["train_one", "evaluate", "routing_input"]
 
 
-def make_optimizer(settings, params):
+def make_optimizer(settings, params, lr=None):
+    """The optimizer of ``settings`` over ``params``, at ``lr`` (default ``settings.lr``)."""
     import cnnpool as cp
 
+    lr = settings.lr if lr is None else lr
     if settings.optimizer == "adam":
-        return cp.Adam(params, lr=settings.lr)
-    return cp.SGD(params, lr=settings.lr, momentum=settings.momentum)
+        return cp.Adam(params, lr=lr)
+    return cp.SGD(params, lr=lr, momentum=settings.momentum)
+
+
+def pool_seed(seed, index):
+    """The seed of the ``index``-th pooling layer of a run (random strategies draw from it).
+
+    The first two keep the values the comparison has always used
+    (``2 * seed + index``); further layers get seeds no other run uses.
+    """
+    return 2 * seed + index if index < 2 else 2**33 + 64 * seed + index
 
 
 def checksum(params):
@@ -55,8 +66,15 @@ def evaluate(model, loss_fn, x, y, batch=256):
     return total_loss / len(x), correct / len(x)
 
 
-def train_one(settings, strategy, data, seed, report=None):
-    """Train one strategy on one seed's data; return its record (never raises)."""
+def train_one(settings, strategy, data, seed, report=None, lr=None, tuning=False):
+    """Train one strategy on one seed's data; return its record (never raises).
+
+    ``data.x_test`` is what the model is evaluated on after each epoch (the
+    learning-rate search passes a validation split there); ``lr`` overrides
+    ``settings.lr``.  ``tuning=True`` evaluates after the last epoch only
+    and logs divergence at INFO level (a too-large rate in a grid is
+    expected to diverge).
+    """
     import cnnpool as cp
 
     dtype = np.dtype(settings.dtype)
@@ -69,18 +87,20 @@ def train_one(settings, strategy, data, seed, report=None):
         "diverged_epoch": None,
         "epochs": [],
         "init_checksum": None,
+        "lr": settings.lr if lr is None else float(lr),
     }
     try:
         x_train = data.x_train.astype(dtype, copy=False)
         x_test = data.x_test.astype(dtype, copy=False)
-        made = iter(range(2))
+        made = iter(range(1_000))
         model = build_model(
-            lambda: strategy.make(settings.kernel_size, seed=2 * seed + next(made)),
+            lambda: strategy.make(settings.kernel_size, seed=pool_seed(seed, next(made))),
             data.image_shape,
             data.num_classes,
-            settings.channels,
+            settings.arch,
             dtype,
             seed,
+            pool_size=settings.kernel_size,
         )
         params = model.parameters()
         # The shared weights (convolutions and linear); a learnable strategy's own
@@ -94,7 +114,7 @@ def train_one(settings, strategy, data, seed, report=None):
             ]
         )
         record["parameters"] = int(sum(p.data.size for p in params))
-        opt = make_optimizer(settings, params)
+        opt = make_optimizer(settings, params, lr)
         loss_fn = cp.SoftmaxCrossEntropy()
         order_rng = np.random.default_rng([seed, 7919])  # batch order: same for every strategy
         n, bs = len(x_train), settings.batch_size
@@ -133,14 +153,18 @@ def train_one(settings, strategy, data, seed, report=None):
                         "seconds": seconds,
                     }
                 )
-                log.warning(
+                log.log(
+                    logging.INFO if tuning else logging.WARNING,
                     "%s, seed %d: loss became non-finite in epoch %d (diverged)",
                     strategy.name,
                     seed,
                     epoch,
                 )
                 break
-            test_loss, test_acc = evaluate(model, loss_fn, x_test, data.y_test)
+            if tuning and epoch < settings.epochs:
+                test_loss = test_acc = None
+            else:
+                test_loss, test_acc = evaluate(model, loss_fn, x_test, data.y_test)
             record["epochs"].append(
                 {
                     "epoch": epoch,
@@ -151,7 +175,7 @@ def train_one(settings, strategy, data, seed, report=None):
                     "seconds": seconds,
                 }
             )
-            if report is not None:
+            if report is not None and test_acc is not None:
                 report(("epoch", strategy.name, seed, epoch, total / seen, test_acc))
         record["model"] = model
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
@@ -167,7 +191,8 @@ def routing_input(model, data):
     x = data.x_test[:1].astype(model.layers[0].weight.data.dtype)
     fmap = model.layers[1].forward(model.layers[0].forward(x))[0]
     channel = int(np.argmax(fmap.reshape(len(fmap), -1).var(axis=1)))
-    raw = data.x_test[0, 0]
+    raw = data.x_test[0]
+    raw = raw[0] if len(raw) == 1 else np.tensordot([0.2125, 0.7154, 0.0721], raw[:3], 1)
     if data.standardized:
         raw = raw * data.pixel_std + data.pixel_mean
     return {

@@ -27,134 +27,17 @@ is called.  Install it with ``pip install "cnnpool[examples]"``.
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, field
-
 import numpy as np
 
-__all__ = ["Dataset", "load_faces", "load_textures", "load", "TEXTURES", "NAMES"]
+from .dataset import check_count, check_fraction, check_seed, finish, skimage_data
+
+__all__ = ["load_faces", "load_textures", "TEXTURES", "NAMES"]
 
 #: The texture photographs of ``skimage.data`` :func:`load_textures` cuts from.
 TEXTURES = ("brick", "grass", "gravel")
 
 #: The dataset names :func:`load` accepts.
 NAMES = ("faces", "textures")
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A train/test split of single-channel images.
-
-    Unpacks as ``x_train, y_train, x_test, y_test, classes = dataset``.
-
-    Attributes
-    ----------
-    x_train, x_test : ndarray of float32, shape (N, 1, H, W)
-        The images, NCHW.  In ``[0, 1]`` unless ``standardized``.
-    y_train, y_test : ndarray of int64, shape (N,)
-        Class numbers, indices into ``classes``.
-    classes : tuple of str
-        The class names.
-    name : str
-        ``"faces"`` or ``"textures"``.
-    standardized : bool
-        Whether the pixels were standardised with the training statistics
-        ``pixel_mean`` and ``pixel_std`` (``x = (raw - mean) / std``).
-    pixel_mean, pixel_std : float
-        The training set's raw pixel mean and standard deviation (in the
-        ``[0, 1]`` scale), whether or not they were applied.
-    info : dict
-        Everything else a user may want to check: the seed and arguments,
-        and for textures the origin ``(source, row, col)`` of every patch
-        (``train_origins``, ``test_origins``, arrays of shape ``(N, 3)``)
-        and the rows of the test band of each source image.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple
-    name: str = ""
-    standardized: bool = False
-    pixel_mean: float = 0.0
-    pixel_std: float = 1.0
-    info: dict = field(default_factory=dict)
-
-    def __iter__(self):
-        return iter((self.x_train, self.y_train, self.x_test, self.y_test, self.classes))
-
-    @property
-    def num_classes(self):
-        return len(self.classes)
-
-    @property
-    def image_shape(self):
-        """``(C, H, W)`` of one image."""
-        return tuple(self.x_train.shape[1:])
-
-    def __repr__(self):
-        return (
-            f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
-            f"classes={self.classes}, standardized={self.standardized})"
-        )
-
-
-# --------------------------------------------------------------------- helpers
-def _skimage_data():
-    """``skimage.data``, or an ImportError that says how to get it."""
-    try:
-        from skimage import data
-    except ImportError as exc:
-        raise ImportError(
-            "cnnpool.datasets needs scikit-image, an optional dependency. "
-            'Install it with: pip install "cnnpool[examples]"  (or: pip install scikit-image)'
-        ) from exc
-    return data
-
-
-def _seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
-def _fraction(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def _count(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _finish(name, classes, x_train, y_train, x_test, y_test, standardize, info):
-    """Common tail: dtype, layout, optional standardisation, the Dataset."""
-    x_train = np.ascontiguousarray(x_train[:, None], dtype=np.float32)
-    x_test = np.ascontiguousarray(x_test[:, None], dtype=np.float32)
-    mean = float(x_train.mean(dtype=np.float64))
-    std = float(x_train.std(dtype=np.float64))
-    if standardize:
-        scale = std if std > 0 else 1.0
-        x_train = ((x_train - np.float32(mean)) / np.float32(scale)).astype(np.float32)
-        x_test = ((x_test - np.float32(mean)) / np.float32(scale)).astype(np.float32)
-    return Dataset(
-        x_train=x_train,
-        y_train=np.asarray(y_train, dtype=np.int64),
-        x_test=x_test,
-        y_test=np.asarray(y_test, dtype=np.int64),
-        classes=tuple(classes),
-        name=name,
-        standardized=bool(standardize),
-        pixel_mean=mean,
-        pixel_std=std,
-        info=info,
-    )
 
 
 def _augment(patches, rng):
@@ -193,9 +76,9 @@ def load_faces(seed=0, test_fraction=0.25, standardize=False):
     >>> x_train.shape, x_test.shape, classes
     ((150, 1, 25, 25), (50, 1, 25, 25), ('not face', 'face'))
     """
-    seed = _seed(seed)
-    test_fraction = _fraction(test_fraction, "test_fraction")
-    images = np.asarray(_skimage_data().lfw_subset(), dtype=np.float64)
+    seed = check_seed(seed)
+    test_fraction = check_fraction(test_fraction, "test_fraction")
+    images = np.asarray(skimage_data().lfw_subset(), dtype=np.float64)
     half = len(images) // 2
     labels = np.r_[np.ones(half, np.int64), np.zeros(len(images) - half, np.int64)]
     rng = np.random.default_rng(seed)
@@ -214,7 +97,7 @@ def load_faces(seed=0, test_fraction=0.25, standardize=False):
         "train_index": train_idx,
         "test_index": test_idx,
     }
-    return _finish(
+    return finish(
         "faces",
         ("not face", "face"),
         images[train_idx],
@@ -278,14 +161,14 @@ def load_textures(
         ``(source, row, col)`` of every patch's top-left pixel, and
         ``info["test_bands"]`` the ``(start, stop)`` rows of each band.
     """
-    seed = _seed(seed)
-    patch_size = _count(patch_size, "patch_size", 2)
-    train_per_class = _count(train_per_class, "train_per_class")
-    test_per_class = _count(test_per_class, "test_per_class")
-    test_fraction = _fraction(test_fraction, "test_fraction")
+    seed = check_seed(seed)
+    patch_size = check_count(patch_size, "patch_size", 2)
+    train_per_class = check_count(train_per_class, "train_per_class")
+    test_per_class = check_count(test_per_class, "test_per_class")
+    test_fraction = check_fraction(test_fraction, "test_fraction")
     if isinstance(textures, str) or len(textures) < 2:
         raise ValueError(f"textures must name at least two images, got {textures!r}")
-    data = _skimage_data()
+    data = skimage_data()
     rng = np.random.default_rng(seed)
     ps = patch_size
 
@@ -355,7 +238,7 @@ def load_textures(
         "test_origins": np.concatenate(origins_test).astype(np.int64),
         "source": "skimage.data." + "/".join(textures),
     }
-    return _finish(
+    return finish(
         "textures",
         textures,
         x_train,
@@ -393,12 +276,3 @@ def _as_gray01(image, name):
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float64) / np.iinfo(image.dtype).max
     return image.astype(np.float64)  # bool, or float already in [0, 1]
-
-
-def load(name, seed=0, **kwargs):
-    """Load a dataset by name: ``"faces"`` or ``"textures"``; ``kwargs`` go to the loader."""
-    if name == "faces":
-        return load_faces(seed=seed, **kwargs)
-    if name == "textures":
-        return load_textures(seed=seed, **kwargs)
-    raise ValueError(f"dataset must be one of {NAMES}, got {name!r}")
