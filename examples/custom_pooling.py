@@ -5,12 +5,18 @@ with weights ``softmax(beta * x)`` over the window.  ``beta = 0`` is mean
 pooling; as ``beta`` grows it becomes max pooling.  Its gradient sits
 between the two: most of it goes to the largest elements, some to all.
 
-A strategy is two NumPy functions over windows shaped ``(N, C, OH, OW, K)``:
+A strategy on the JIT tier is two functions of one window, in plain Python:
 
-* ``pool(windows)``: the pooled value of each window, ``(N, C, OH, OW)``;
-* ``route(windows, pooled)``: ``d pooled / d window element``, ``(N, C, OH, OW, K)``.
+* ``window(values, params)``: the pooled value of one window, a float;
+  ``values`` holds the window's taps that fall inside the input, ``(n,)``;
+* ``window_grad(values, pooled, params, grad)``: ``d pooled / d values[i]``
+  written into ``grad[i]``.
 
-``cnnpool.Pool2d`` does the rest (geometry, windowing, the backward scatter).
+``params`` holds the attributes named in ``window_params`` (here ``beta``).
+``cnnpool.JitPool2d`` compiles both with Numba (``pip install
+"cnnpool[jit]"``) into kernels over whole batches, and does the rest
+(geometry, threads, the backward scatter).  Without Numba the same code runs
+in plain Python, slowly.
 
 Run:  python examples/custom_pooling.py [--seeds 6] [--epochs 4] [--out results_custom]
 
@@ -21,6 +27,7 @@ file and class; from a shell the same is
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -29,33 +36,42 @@ import numpy as np
 import cnnpool as cp
 
 
-class SoftmaxPool2d(cp.Pool2d):
+class SoftmaxPool2d(cp.JitPool2d):
     """Softmax-weighted pooling: ``sum(softmax(beta * w) * w)`` over each window ``w``."""
 
     strategy_name = "softmax"  # the name cnnpool-compare shows in its tables
-    pad_value = 0.0
+    window_params = ("beta",)  # what reaches window/window_grad as params[0]
 
-    def __init__(self, kernel_size, stride=None, padding=0, beta=2.0):
-        super().__init__(kernel_size, stride, padding)
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, beta=2.0):
+        super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
         self.beta = float(beta)
 
-    def _weights(self, windows):
-        inside = self.geometry.inside  # (OH, OW, K): True where a tap hits the input
-        logits = np.where(inside, self.beta * windows, -np.inf)
-        logits = logits - logits.max(axis=-1, keepdims=True)  # stable softmax
-        e = np.exp(logits)
-        return e / e.sum(axis=-1, keepdims=True)
+    @staticmethod
+    def window(values, params):
+        beta = params[0]
+        top = beta * values[0]  # the largest logit, for a stable softmax
+        for v in values:
+            top = max(top, beta * v)
+        num = den = 0.0
+        for v in values:
+            e = math.exp(beta * v - top)
+            num += e * v
+            den += e
+        return num / den
 
-    def pool(self, windows):
-        return np.sum(self._weights(windows) * windows, axis=-1)
-
-    def route(self, windows, pooled):
+    @staticmethod
+    def window_grad(values, pooled, params, grad):
         # d/dx_j sum_i w_i x_i = w_j * (1 + beta * (x_j - pooled))
-        w = self._weights(windows)
-        return w * (1.0 + self.beta * (windows - pooled[..., None]))
-
-    def extra_repr(self):
-        return super().extra_repr() + f", beta={self.beta:g}"
+        beta = params[0]
+        top = beta * values[0]
+        for v in values:
+            top = max(top, beta * v)
+        den = 0.0
+        for j in range(len(values)):
+            grad[j] = math.exp(beta * values[j] - top)  # the weights, not yet normalised
+            den += grad[j]
+        for j in range(len(values)):
+            grad[j] = grad[j] / den * (1.0 + beta * (values[j] - pooled))
 
 
 def check():
@@ -66,9 +82,17 @@ def check():
         print(f"softmax pooling 2x2, beta={beta:g}:\n", SoftmaxPool2d(2, beta=beta)(x)[0, 0])
     print("max pooling 2x2:\n", cp.MaxPool2d(2)(x)[0, 0])
     print("mean pooling 2x2:\n", cp.MeanPool2d(2)(x)[0, 0])
+    if not np.allclose(SoftmaxPool2d(2, beta=0.0)(x), cp.MeanPool2d(2)(x), rtol=1e-12):
+        raise SystemExit("beta -> 0 should be mean pooling")
+    if not np.allclose(SoftmaxPool2d(2, beta=50.0)(x), cp.MaxPool2d(2)(x), rtol=1e-12):
+        raise SystemExit("beta -> inf should be max pooling")
 
     pool = SoftmaxPool2d(2, beta=2.0)
     y = pool(x)
+    reference = SoftmaxPool2d(2, beta=2.0)
+    reference.use_fast_path = False  # the same functions, in plain Python per window
+    if not np.allclose(y, reference(x), rtol=1e-12):
+        raise SystemExit("the compiled kernel and the plain-Python reference disagree")
     g = pool.backward(np.ones_like(y))[0, 0]
     print("gradient of sum(output) w.r.t. the input (between max's 0/1 and mean's 1/4):")
     print(np.round(g, 3))
@@ -79,6 +103,7 @@ def check():
         dict(kernel_size=2),
         dict(kernel_size=3, stride=2, padding=1),
         dict(kernel_size=3, stride=1, beta=0.5),
+        dict(kernel_size=3, stride=2, dilation=2, ceil_mode=True, beta=-1.0),
     ):
         err = cp.gradcheck(SoftmaxPool2d(**kwargs), rng.standard_normal((2, 3, 7, 7)))
         print(f"gradcheck SoftmaxPool2d({kwargs}): worst relative error {err:.1e}")

@@ -261,3 +261,29 @@ def test_allocates_class_keyword_reaches_load(tmp_path, forget):
     assert type(cp.load(tmp_path / "w.npz")[0]) is WeightedMax
     registry.unregister(WeightedMax)
     assert registry.allocates_of(WeightedMax) is None
+
+
+def test_a_jit_strategy_registers_by_class_keyword_and_round_trips(tmp_path, forget):
+    pytest.importorskip("numba")
+    forget("test-jit-l2")
+
+    class JitL2(cp.JitPool2d, name="test-jit-l2"):
+        @staticmethod
+        def window(values, params):
+            total = 0.0
+            for v in values:
+                total += v * v
+            return total**0.5
+
+        @staticmethod
+        def window_grad(values, pooled, params, grad):
+            for j in range(len(values)):
+                grad[j] = values[j] / pooled if pooled > 0 else 0.0
+
+    layer = registry.make_pool("test-jit-l2", 2)
+    x = np.abs(np.random.default_rng(4).standard_normal((2, 3, 6, 6))) + 0.1
+    model = cp.Sequential(layer)
+    model.save(tmp_path / "j.npz")
+    loaded = cp.load(tmp_path / "j.npz")
+    assert type(loaded[0]) is JitL2
+    np.testing.assert_array_equal(loaded(x), layer(x))

@@ -18,6 +18,7 @@ from .strategies.mixed import GatedPool2d, MixedPool2d
 from .strategies.stochastic import StochasticPool2d
 from .strategies.unpool import MaxUnpool2d
 from .tiers.compiled import CompiledPool2d, WindowStrategy
+from .tiers.jit import JitPool2d, JitStrategyError
 
 __all__ = ["Pool2d", "PoolGeometry", "output_size", "MaxPool2d", "MeanPool2d", "AvgPool2d"]
 __all__ += [
@@ -29,6 +30,8 @@ __all__ += [
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
     "GlobalMeanPool2d",
+    "JitPool2d",
+    "JitStrategyError",
     "LpPool2d",
     "MaxUnpool2d",
     "MixedPool2d",
