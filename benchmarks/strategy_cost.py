@@ -159,8 +159,10 @@ def layers():
         ("Lp from scratch (the guide's pure-Python strategy)", ScratchLp(2.0, 2)),
         ("MixedPool2d (compiled max + mean, blended)", cp.MixedPool2d(2)),
         ("MixedPool2d (generic)", generic(cp.MixedPool2d(2))),
-        ("GatedPool2d (generic)", cp.GatedPool2d(2)),
-        ("StochasticPool2d, training (generic)", cp.StochasticPool2d(2, rng=0)),
+        ("GatedPool2d (compiled max + mean, compiled gate)", cp.GatedPool2d(2)),
+        ("GatedPool2d (generic)", generic(cp.GatedPool2d(2))),
+        ("StochasticPool2d, training (compiled)", cp.StochasticPool2d(2, rng=0)),
+        ("StochasticPool2d, training (generic)", generic(cp.StochasticPool2d(2, rng=0))),
         ("AdaptiveMaxPool2d to 16x16 (compiled)", cp.AdaptiveMaxPool2d(16)),
     ]
 

@@ -1,7 +1,7 @@
 """Array checks with the NumPy C API, shared by the compiled entry points.
 
 Acquiring a typed memoryview is a noticeable part of a tiny layer's whole
-call, so the compiled entry points (``_direct_conv``, ``_elementwise``,
+call, so the compiled entry points (``conv._direct``, ``_elementwise``,
 ``pooling._ext._kernels``, ``_windows``, ``_adaptive`` and the strategy
 driver ``pooling.tiers._strategy``) take ndarrays instead and check them
 here: that each is an ndarray of the expected rank and dtype (native byte

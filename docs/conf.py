@@ -84,6 +84,9 @@ API_MODULES = [
     "cnnpool.experiments.tuning",
     "cnnpool.experiments.summary",
     "cnnpool.experiments.report",
+    "cnnpool.experiments.report_html",
+    "cnnpool.experiments.store",
+    "cnnpool.experiments.outputs",
     "cnnpool.experiments.progress",
     "cnnpool.experiments.cli",
 ]

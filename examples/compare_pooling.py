@@ -11,8 +11,11 @@ batch order per seed), and the results are compared seed by seed with a
     python examples/compare_pooling.py --pool max --pool mean --pool lp
     python examples/compare_pooling.py --help
 
-It writes results.json, results.md, curves.png and routing.png into
-results/ (change with --out).
+It writes results.json, results.md, curves.png, paired.png, routing.png and
+report.html into results/ (change with --out), and keeps every run in
+results/runs/ as it finishes (continue an interrupted sweep with --resume;
+a folder that already holds results needs --resume or --force).
+compare_pooling.ipynb beside this file does the same in a notebook.
 """
 
 import sys

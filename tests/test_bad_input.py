@@ -359,6 +359,142 @@ def test_compiled_kernels_check_their_arrays():
         raises(error, call, fragment)
 
 
+def test_strategy_kernels_check_their_arrays():
+    # The stochastic, mixed and gated kernels index the input through the
+    # window table and read saved tap numbers: every array, the table's
+    # entries and the taps are checked before the loops run.
+    from cnnpool.pooling.strategies import _mixed, _stochastic
+
+    geom = cp.MaxPool2d(2).geometry_for(4, 4)  # (OH, OW) = (2, 2)
+    args = geom.kernel_args
+    other = cp.MaxPool2d(2).geometry_for(6, 6).kernel_args  # (OH, OW) = (3, 3)
+    x, out = np.zeros((3, 4, 4)), np.zeros((3, 2, 2))
+    u, taps, live = np.zeros((3, 2, 2)), np.zeros((3, 2, 2), np.uint8), np.ones((3, 2, 2), np.uint8)
+    alpha, weight, gate = np.full(3, 0.5), np.zeros(4), np.zeros((3, 2, 2))
+    div, wg = np.full((2, 2), 4.0), np.zeros((3, 4))
+    bad_taps = np.full((3, 2, 2), 9, np.uint8)  # a 2x2 window has taps 0..3
+    bad_table = geom.windows.copy()
+    bad_table[0] = 3  # the first window row would start on row 3 of 4
+    cases = [
+        (
+            TypeError,
+            lambda: _stochastic.train_forward(x.tolist(), u, out, taps, live, *args, 1),
+            "x",
+        ),
+        (
+            TypeError,
+            lambda: _stochastic.train_forward(x, u.astype(np.float32), out, taps, live, *args, 1),
+            "u must have dtype float64",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.train_forward(x, u[:2], out, taps, live, *args, 1),
+            "u must have shape (P, OH, OW) of out = (3, 2, 2)",
+        ),
+        (
+            TypeError,
+            lambda: _stochastic.train_forward(x, u, out, taps.astype(np.int32), live, *args, 1),
+            "taps must be uint8 or int64",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.train_forward(x, u, out, taps, live, *other, 1),
+            "windows has 18 entries",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.train_forward(x, u, out, taps, live, bad_table, *args[1:], 1),
+            "windows does not describe windows of input height 4",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.train_backward(out, bad_taps, live, x.copy(), *args, 1),
+            "taps holds 12 tap numbers that are not input taps",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.train_backward(out, taps, live[:2], x.copy(), *args, 1),
+            "live must have shape",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.eval_forward(x[:, :0], out, *args, 1),
+            "empty planes",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.eval_backward(x, out, x[:2].copy(), *args, 1),
+            "grad_in must have shape (P, H, W) of x = (3, 4, 4)",
+        ),
+        (
+            ValueError,
+            lambda: _stochastic.eval_forward(x, out[..., ::-1], *args, 1),
+            "C-contiguous",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.mixed_blend(out, out[:2], alpha, out.copy(), 1),
+            "mx and mean must have the same shape",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.mixed_blend(out, out, alpha[:2], out.copy(), 1),
+            "alpha must have 3 entries",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.mixed_split(
+                out, alpha, out, out, out.copy(), out.copy(), np.zeros(2), 1
+            ),
+            "alpha_grad must have 3 entries",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.gated_forward(x, weight[:3], out, out, out.copy(), gate, *args, 1),
+            "weight must have 4 entries",
+        ),
+        (
+            TypeError,
+            lambda: _mixed.gated_forward(
+                x, weight, out, out, out.copy(), gate.astype(np.float32), *args, 1
+            ),
+            "gate must have dtype float64",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.gated_backward(
+                x,
+                out,
+                weight,
+                gate,
+                out,
+                out,
+                out.copy(),
+                x.copy(),
+                wg[:, :3].copy(),
+                div,
+                *args,
+                1,
+            ),
+            "weight_grad must have shape (P, K) = (3, 4)",
+        ),
+        (
+            ValueError,
+            lambda: _mixed.gated_backward(
+                x, out, weight, gate, out, out, out.copy(), x.copy(), wg, div[:1], *args, 1
+            ),
+            "divisor must have shape (OH, OW) = (2, 2)",
+        ),
+    ]
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    cases.append(
+        (ValueError, lambda: _stochastic.eval_forward(x, read_only, *args, 1), "writeable")
+    )
+    for error, call, fragment in cases:
+        raises(error, call, fragment)
+
+
 # ================================================== pooling: awkward but valid
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnpool as cp
-from cnnpool import _direct_conv, _im2col
+from cnnpool.conv import _direct, _im2col
 
 # (N, C, H, W, O, kernel, stride, padding, dilation): every path of the kernels.
 GEOMETRIES = [
@@ -166,7 +166,7 @@ def test_matches_reference(geom, seed):
 
 # ------------------------------------------------- direct kernels vs im2col+GEMM
 needs_direct = pytest.mark.skipif(
-    not _direct_conv.SIMD, reason="this build has no AVX2/FMA: Conv2d uses im2col + GEMM only"
+    not _direct.SIMD, reason="this build has no AVX2/FMA: Conv2d uses im2col + GEMM only"
 )
 
 
@@ -250,9 +250,10 @@ def test_direct_path_keeps_non_finite_inputs_where_they_belong(dtype, padding, w
 
 @needs_direct
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype):
-    conv, x = _layer_and_input((5, 3, 9, 21, 6, 3, 1, 1, 1), dtype=dtype, seed=2)
-    g = np.random.default_rng(3).standard_normal((5, 6, 9, 21)).astype(dtype)
+@pytest.mark.parametrize("out_channels", [6, 21])  # 21: threads split the weight gradient
+def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype, out_channels):
+    conv, x = _layer_and_input((5, 3, 9, 21, out_channels, 3, 1, 1, 1), dtype=dtype, seed=2)
+    g = np.random.default_rng(3).standard_normal((5, out_channels, 9, 21)).astype(dtype)
     results = []
     for threads in (1, 2, 3):
         cp.set_num_threads(threads)
@@ -273,9 +274,9 @@ def test_direct_path_gives_the_same_bits_on_any_thread_count(dtype):
 def test_direct_kernels_refuse_inconsistent_arrays():
     f32 = np.float32
     x, w = np.zeros((1, 2, 4, 4), f32), np.zeros((3, 2, 3, 3), f32)
-    xp = np.zeros(2 * 6 * 6 + _direct_conv.MARGIN, f32)
+    xp = np.zeros(2 * 6 * 6 + _direct.MARGIN, f32)
     out = np.zeros((1, 3, 4, 4), f32)
-    fwd = _direct_conv.forward
+    fwd = _direct.forward
     with pytest.raises(ValueError, match="xp must hold"):
         fwd(x, xp[: 2 * 6 * 6], w, None, out, 1, 1, 1, 1, 1)  # no room for the margin
     with pytest.raises(ValueError, match="out must have shape"):
@@ -303,24 +304,21 @@ def test_direct_kernels_refuse_inconsistent_arrays():
 
     g, gx = np.zeros((1, 3, 4, 4), f32), np.zeros((1, 2, 4, 4), f32)
     gw, gb = np.zeros((3, 2, 3, 3), f32), np.zeros(3, f32)
-    parts, bparts = np.zeros((1, 3, 18), f32), np.zeros((1, 3), f32)
-    scratch = np.zeros((1, 3 * 6 * 6 + _direct_conv.MARGIN), f32)
-    bwd = _direct_conv.backward
-    bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)  # consistent: fine
+    scratch = np.zeros((1, 3 * 6 * 6 + _direct.MARGIN), f32)
+    bwd = _direct.backward
+    bwd(xp, g, w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)  # consistent: fine
     with pytest.raises(ValueError, match="padding <= dilation"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 3, 3, 1, 1, 1)
+        bwd(xp, g, w, gx, gw, gb, scratch, 3, 3, 1, 1, 1)
     with pytest.raises(ValueError, match="scratch needs one row per thread"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 2)
+        bwd(xp, g, w, gx, gw, gb, scratch, 1, 1, 1, 1, 2)
     with pytest.raises(ValueError, match="scratch must hold"):
-        bwd(xp, g, w, gx, gw, gb, parts, bparts, scratch[:, :10], 1, 1, 1, 1, 1)
+        bwd(xp, g, w, gx, gw, gb, scratch[:, :10], 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="does not match grad_x"):
-        bwd(xp, np.zeros((1, 3, 3, 3), f32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
-    with pytest.raises(ValueError, match="weight_parts must have shape"):
-        bwd(xp, g, w, gx, gw, gb, parts[:, :2], bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, np.zeros((1, 3, 3, 3), f32), w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="weight_grad must have shape"):
-        bwd(xp, g, w, gx, gw[:2], gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, g, w, gx, gw[:2], gb, scratch, 1, 1, 1, 1, 1)
     with pytest.raises(TypeError, match="grad_out must be float32 or float64"):
-        bwd(xp, g.astype(np.int32), w, gx, gw, gb, parts, bparts, scratch, 1, 1, 1, 1, 1)
+        bwd(xp, g.astype(np.int32), w, gx, gw, gb, scratch, 1, 1, 1, 1, 1)
 
 
 # ----------------------------------------------------------------- PyTorch
@@ -390,6 +388,55 @@ def test_matches_torch_on_a_realistic_layer():
     np.testing.assert_allclose(gx, tgx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(conv.weight.grad, tgw, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(conv.bias.grad, tgb, rtol=1e-4, atol=1e-3)
+
+
+# Shapes of real networks, scaled down: many channels on small maps (the
+# batch-wide GEMM: output planes under 256 pixels), and more than 432 taps on
+# rows of at least 16 pixels (direct on an AVX-512 build, im2col elsewhere).
+# (N, C, H, W, O, kernel, stride, padding, expected path on AVX-512)
+MANY_CHANNELS = [
+    (3, 40, 4, 4, 6, 3, 1, 1, "direct"),  # 360 taps: direct on any SIMD build
+    (3, 64, 4, 5, 6, 3, 1, 1, "merged"),  # 576 taps on 4x5 maps
+    (2, 64, 2, 2, 5, 3, 1, 1, "merged"),  # 2x2 maps, as ResNet-18's last stage
+    (3, 20, 9, 7, 7, 3, 2, 1, "merged"),  # stride 2 on an odd size
+    (2, 16, 6, 6, 5, 1, 2, 0, "merged"),  # a strided 1x1 shortcut
+    (2, 50, 6, 20, 5, 3, 1, 1, "direct"),  # 450 taps on 20-pixel rows
+    (1, 64, 4, 4, 3, 3, 1, 1, "per-image"),  # one image: no batch to merge
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", MANY_CHANNELS, ids=[str(g[:8]) for g in MANY_CHANNELS])
+def test_many_channel_paths_match_torch(dtype, geom):
+    _torch()
+    n, c, h, w, o, k, s, p, path = geom
+    conv = cp.Conv2d(c, o, k, s, p, dtype=dtype, rng=1)
+    rng = np.random.default_rng(2)
+    conv.bias.data[...] = rng.standard_normal(o)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    y = conv(x)
+    taken = conv._saved[0] if isinstance(conv._saved[0], str) else "per-image"
+    if path == "direct" and not (conv._direct and (c * k * k <= 432 or _direct.AVX512)):
+        path = "merged" if n > 1 and y.shape[2] * y.shape[3] < 256 else "per-image"
+    assert taken == path
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = conv.backward(g)
+    ty, tgx, tgw, tgb = _torch_conv(conv, x, g)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(y, ty, **tol)
+    np.testing.assert_allclose(gx, tgx, **tol)
+    np.testing.assert_allclose(conv.weight.grad, tgw, **tol)
+    np.testing.assert_allclose(conv.bias.grad, tgb, **tol)
+    np.testing.assert_array_equal(conv.backward(g), gx)  # saved state untouched
+
+
+def test_im2col_refuses_rows_that_are_not_contiguous():
+    x = np.zeros((1, 1, 4, 4))
+    cols = np.zeros((1, 9, 32))[:, :, ::2]  # rows of stride 2 elements
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _im2col.im2col(x, cols, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _im2col.col2im(cols, x, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4, 1)
 
 
 # ------------------------------------------------------------- the contract

@@ -462,7 +462,7 @@ def _col2im_reference(cols, x_shape, k, s, p, d):
 @given(data=st.data())
 def test_fuzz_im2col_col2im(data):
     """The compiled ``_im2col`` kernels against the definition, any thread count."""
-    from cnnpool import _im2col
+    from cnnpool.conv import _im2col
 
     k, s, p, d, H, W = data.draw(conv_geometries(), label="geometry")
     n, c, dtype = _batch(data)

@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import cnnpool as cp
+from cnnpool.pooling.geometry import make_geometry
 
 GEOMETRIES = [
     dict(kernel_size=2),
@@ -194,3 +197,184 @@ def test_parameter_free_strategies_are_untouched(x):
     layer = Plain(2)
     assert layer.parameters() == []
     assert cp.gradcheck(layer, x) < 1e-8
+
+
+# ------------------------------------------------------------------ kernel tier
+# MixedPool2d's kernel tier runs MaxPool2d's and MeanPool2d's kernels and
+# blends them: the bits of those two layers, blended in the input's dtype.
+# GatedPool2d's kernel tier computes its gate in float64: its NumPy tier
+# (use_fast_path = False, in the input's dtype) is the reference, to rounding.
+
+KERNEL_GEOMETRIES = GEOMETRIES + [
+    dict(kernel_size=2, stride=3),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(2, 1), ceil_mode=True),
+]
+
+
+def _blend_of_max_and_mean(layer, x, g, geometry, a):
+    """What the kernel tier must give: the two layers' outputs and gradients, blended."""
+    args = dict(geometry)
+    mx_layer = cp.MaxPool2d(**args)
+    mean_layer = cp.MeanPool2d(
+        args.pop("kernel_size"),
+        args.pop("stride", None),
+        args.pop("padding", 0),
+        args.pop("ceil_mode", False),
+        layer.count_include_pad,
+        dilation=args.pop("dilation", 1),
+    )
+    mx, mean = mx_layer(x).copy(), mean_layer(x).copy()
+    y = a * mx + (1 - a) * mean
+    gx = mx_layer.backward(g * a).copy()
+    gx += mean_layer.backward(g * (1 - a))
+    return y, gx
+
+
+@pytest.mark.parametrize("include", [True, False])
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", KERNEL_GEOMETRIES)
+def test_mixed_kernel_tier_is_max_and_mean_blended_bit_for_bit(geometry, dtype, channels, include):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    x[0, 1] = np.round(x[0, 1])  # ties for the max
+    layer = cp.MixedPool2d(**geometry, channels=channels, count_include_pad=include, dtype=dtype)
+    layer.alpha.data[:] = rng.uniform(-0.5, 1.5, layer.alpha.shape)
+    y = layer(x)
+    assert layer._state.tier == "kernel"
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = layer.backward(g)
+    a = layer.alpha.data.astype(dtype).reshape(-1, 1, 1) if channels else dtype(layer.alpha.data[0])
+    y_ref, gx_ref = _blend_of_max_and_mean(layer, x, g, geometry, a)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(gx, gx_ref)
+    generic = cp.MixedPool2d(**geometry, channels=channels, count_include_pad=include, dtype=dtype)
+    generic.alpha.data[:] = layer.alpha.data
+    generic.use_fast_path = False
+    generic(x)
+    generic.backward(g)
+    np.testing.assert_allclose(layer.alpha.grad, generic.alpha.grad, rtol=1e-6, atol=1e-6)
+
+
+@st.composite
+def gated_cases(draw):
+    """(layer arguments, x, weight) over geometries with padding, dilation,
+    ceil_mode, ties and signed zeros (gated documents finite inputs only)."""
+    if draw(st.booleans()):  # 2x2 stride 2 inside the input: the kernels' unrolled loops
+        k, s, p, d, ceil = (2, 2), (2, 2), (0, 0), (1, 1), False
+    else:
+        k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+        d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        ceil = draw(st.booleans())
+    h = draw(st.integers((k[0] - 1) * d[0] + 1, 9))
+    w = draw(st.integers((k[1] - 1) * d[1] + 1, 9))
+    try:
+        make_geometry((h, w), k, s, p, d, ceil)
+    except ValueError:  # a window wholly in the padding: refused by every tier
+        assume(False)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w))
+    if draw(st.booleans()):
+        x = np.round(x * 2) / 2  # ties and signed zeros
+        x[x == 0] = -0.0
+    weight = rng.standard_normal(k[0] * k[1]) * draw(st.sampled_from([0.0, 0.5, 2.0]))
+    include = draw(st.booleans())
+    args = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
+    return dict(args, count_include_pad=include), x.astype(dtype), weight
+
+
+@given(case=gated_cases())
+def test_gated_kernel_tier_matches_the_numpy_tier(case):
+    args, x, weight = case
+    before = x.copy()
+    results = []
+    for fast in (True, False):
+        layer = cp.GatedPool2d(**args, dtype=x.dtype)
+        layer.weight.data[:] = weight
+        layer.use_fast_path = fast
+        y = layer(x)
+        assert layer._state.tier == ("kernel" if fast else "numpy")
+        g = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        gx = layer.backward(g)
+        assert y.dtype == gx.dtype == x.dtype
+        results.append((y, gx, layer.weight.grad.copy()))
+    # The gate is float64 in the kernel tier and in x's dtype in the NumPy
+    # tier, and sums run in other orders: agreement to a few roundings of the
+    # largest value summed.
+    eps = np.finfo(x.dtype).eps
+    k = args["kernel_size"][0] * args["kernel_size"][1]
+    for got, ref in zip(*results, strict=True):
+        scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+        np.testing.assert_allclose(
+            got, ref, rtol=0, atol=16 * k * eps * scale * (1 + np.abs(weight).sum())
+        )
+    np.testing.assert_array_equal(x, before)
+
+
+def test_gated_kernel_tier_keeps_its_own_copy_of_x():
+    layer = cp.GatedPool2d(3, 2, 1)
+    layer.weight.data[:] = np.linspace(-1, 1, 9)
+    x = np.random.default_rng(3).standard_normal((2, 2, 7, 7))
+    y = layer(x)
+    g = np.ones_like(y)
+    expected = layer.backward(g).copy()
+    grad_w = layer.weight.grad.copy()
+    x[:] = 5.0  # the caller edits its input before backward
+    np.testing.assert_array_equal(layer.backward(g), expected)
+    np.testing.assert_array_equal(layer.weight.grad, 2 * grad_w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gated_kernels_across_thread_counts(dtype):
+    """The gate kernels with 1 and 2 threads on a batch big enough to split: the same bits."""
+    from cnnpool.pooling.strategies import _mixed
+
+    rng = np.random.default_rng(4)
+    layer = cp.GatedPool2d(3, 2, 1)
+    geom = layer.geometry_for(20, 21)
+    shape = (40,) + geom.out_size
+    x = rng.standard_normal((40, 20, 21)).astype(dtype)
+    w = rng.standard_normal(9).astype(dtype)
+    mx, mean = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    div = layer._mean.divisor(geom)
+    results = []
+    for threads in (1, 2):
+        out, gate = np.empty(shape, dtype), np.empty(shape)
+        to_max, rest, wg = np.empty(shape, dtype), np.empty_like(x), np.empty((40, 9))
+        _mixed.gated_forward(x, w, mx, mean, out, gate, *geom.kernel_args, threads)
+        _mixed.gated_backward(
+            x, g, w, gate, mx, mean, to_max, rest, wg, div, *geom.kernel_args, threads
+        )
+        results.append((out, gate, to_max, rest, wg))
+    for a, b in zip(*results, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_gate_sigmoid_is_within_a_few_ulps_over_the_whole_range():
+    """The gate's branch-free exp (vectorised) against NumPy's sigmoid, 1x1
+    windows with weight 1 so that the gate is the input: overflow, underflow,
+    the edges of exp's range, signed zeros, infinities and NaN."""
+    from cnnpool.pooling.strategies import _mixed
+
+    edges = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, 708.5, 709.7, 709.79, -745.1, -745.3]
+    rng = np.random.default_rng(0)
+    z = np.concatenate([np.linspace(-800, 800, 100001), edges, rng.standard_normal(50000) * 30])
+    planes = z.reshape(-1, 1, 1)
+    geom = cp.GatedPool2d(1).geometry_for(1, 1)
+    out, gate = np.empty_like(planes), np.empty_like(planes)
+    ones, zeros = np.ones_like(planes), np.zeros_like(planes)
+    _mixed.gated_forward(planes, np.ones(1), ones, zeros, out, gate, *geom.kernel_args, 1)
+    with np.errstate(over="ignore"):
+        ref = 1 / (1 + np.exp(-z))
+    a = gate.ravel()
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(ref))
+    finite = ~np.isnan(ref)
+    ulps = np.abs(a[finite] - ref[finite]) / np.maximum(ref[finite], np.finfo(float).tiny)
+    assert ulps.max() <= 4 * np.finfo(float).eps
+    assert np.all(a[z == 0] == 0.5) and np.all(a[z > 745] == 1) and np.all(a[z < -746] == 0)
+    np.testing.assert_array_equal(out.ravel(), a)  # a * 1 + (1 - a) * 0

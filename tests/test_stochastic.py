@@ -1,11 +1,19 @@
-"""StochasticPool2d: the sampler's frequencies, reproducibility, evaluation mode, edge cases."""
+"""StochasticPool2d: the sampler's frequencies, reproducibility, evaluation mode, edge cases,
+and its kernel tier against its NumPy tier."""
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import cnnpool as cp
+from cnnpool.pooling.geometry import make_geometry
 
-stats = pytest.importorskip("scipy.stats")
+
+def _stats():
+    """scipy.stats, for the frequency tests only: the CI's AddressSanitizer
+    stage has no SciPy and still runs the kernel tests below."""
+    return pytest.importorskip("scipy.stats")
 
 
 def _tiled(window, copies):
@@ -27,7 +35,7 @@ def _draw_counts(layer, x, repeats):
 def _chi_square_p(counts, probabilities):
     support = probabilities > 0
     expected = probabilities[support] * counts.sum()
-    return stats.chisquare(counts[support], expected).pvalue
+    return _stats().chisquare(counts[support], expected).pvalue
 
 
 def test_frequencies_match_probabilities():
@@ -64,7 +72,7 @@ def test_frequencies_match_on_random_windows_with_padding_and_overlap():
         expected = r[r > 0] / r.sum() * len(drawn)
         statistic += ((counts[r > 0] - expected) ** 2 / expected).sum()
         dof += (r > 0).sum() - 1
-    assert stats.chi2.sf(statistic, dof) > 1e-3
+    assert _stats().chi2.sf(statistic, dof) > 1e-3
 
 
 def test_training_output_is_the_drawn_element_and_takes_the_gradient():
@@ -154,3 +162,134 @@ def test_repr_and_config():
     layer = cp.StochasticPool2d(3, 2, 1)
     assert "training=True" in repr(layer)
     assert type(layer)(**layer.get_config()).get_config() == layer.get_config()
+
+
+# ------------------------------------------------------------------ kernel tier
+# The compiled kernels (_stochastic.pyx) against the NumPy tier of the same
+# layer (use_fast_path = False), the reference: the same seed must draw the
+# same elements, give the same training output and gradient bit for bit, and
+# the evaluation formula must agree to rounding.
+
+_SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, 2.0, -1.0]
+
+
+@st.composite
+def kernel_cases(draw):
+    """(layer arguments, x) over geometries with padding, dilation, ceil_mode,
+    ties, zeros, NaN and infinities, float32 or float64."""
+    if draw(st.booleans()):  # 2x2 stride 2 inside the input: the kernels' unrolled loops
+        k, s, p, d, ceil = (2, 2), (2, 2), (0, 0), (1, 1), False
+    else:
+        k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+        d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        ceil = draw(st.booleans())
+    h = draw(st.integers((k[0] - 1) * d[0] + 1, 9))
+    w = draw(st.integers((k[1] - 1) * d[1] + 1, 9))
+    try:
+        make_geometry((h, w), k, s, p, d, ceil)
+    except ValueError:  # a window wholly in the padding: refused by every tier
+        assume(False)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, c, h, w))
+    kind = draw(st.sampled_from(["normal", "relu", "ties", "specials"]))
+    if kind == "relu":
+        x = np.maximum(x, 0)
+    elif kind == "ties":
+        x = np.round(x)
+    elif kind == "specials":
+        where = rng.random(x.shape) < 0.3
+        x[where] = rng.choice(_SPECIALS, size=int(where.sum()))
+    return dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil), x.astype(dtype)
+
+
+def _run(args, x, fast, training, seed, g=None):
+    layer = cp.StochasticPool2d(**args, rng=seed).train(training)
+    layer.use_fast_path = fast
+    y = layer(x)
+    g = np.random.default_rng(seed).standard_normal(y.shape).astype(x.dtype) if g is None else g
+    return layer, y, layer.backward(g), g
+
+
+@given(case=kernel_cases(), seed=st.integers(0, 2**32 - 1))
+def test_kernel_tier_draws_what_the_numpy_tier_draws(case, seed):
+    args, x = case
+    before = x.copy()
+    fast, y, gx, g = _run(args, x, True, True, seed)
+    assert fast._state.tier == "kernel"
+    slow, y_ref, gx_ref, _ = _run(args, x, False, True, seed, g)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+    assert y.dtype == x.dtype and gx.dtype == x.dtype
+    np.testing.assert_array_equal(y, y_ref)  # NaN where NaN, bit for bit
+    np.testing.assert_array_equal(gx, gx_ref)
+    # the stream moved on exactly as far
+    assert fast.rng.bit_generator.state == slow.rng.bit_generator.state
+    np.testing.assert_array_equal(x, before)
+
+
+@given(case=kernel_cases(), seed=st.integers(0, 2**32 - 1))
+def test_kernel_tier_evaluation_matches_the_numpy_tier(case, seed):
+    args, x = case
+    fast, y, gx, g = _run(args, x, True, False, seed)
+    slow, y_ref, gx_ref, _ = _run(args, x, False, False, seed, g)
+    assert fast.indices is None
+    eps = np.finfo(x.dtype).eps
+    np.testing.assert_allclose(y, y_ref, rtol=4 * eps, atol=0)
+    # shares of overlapping windows are added in another order: rounding of
+    # the largest of them
+    scale = np.nanmax(np.abs(np.where(np.isfinite(gx_ref), gx_ref, 0)), initial=1.0)
+    np.testing.assert_allclose(gx, gx_ref, rtol=16 * eps, atol=16 * eps * scale)
+
+
+def test_kernel_tier_saves_byte_taps_and_no_input_in_training():
+    layer = cp.StochasticPool2d(2, rng=0)
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3, 6, 6)))
+    layer(x)
+    saved = layer._state.saved
+    assert saved.taps.dtype == np.uint8 and saved.taps.shape == (6, 3, 3)
+    assert saved.x is None and not saved.taps.flags.writeable
+    big = cp.StochasticPool2d(16, rng=0)  # 256 taps: int64
+    big(np.abs(np.random.default_rng(1).standard_normal((1, 1, 16, 16))))
+    assert big._state.saved.taps.dtype == np.int64
+    assert 0 <= big.indices[0, 0, 0, 0] < 256
+
+
+def test_kernel_tier_evaluation_keeps_its_own_copy_of_x():
+    layer = cp.StochasticPool2d(2, rng=0).eval()
+    x = np.abs(np.random.default_rng(2).standard_normal((1, 2, 4, 4)))
+    y = layer(x)
+    g = np.ones_like(y)
+    expected = layer.backward(g)
+    x[:] = 7.0  # the caller edits its input before backward
+    np.testing.assert_array_equal(layer.backward(g), expected)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_tier_across_thread_counts(mode, dtype):
+    """The kernels with 1 and 2 threads on a batch big enough to split: the same bits."""
+    from cnnpool.pooling.strategies import _stochastic
+
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal((48, 20, 21)), 0).astype(dtype)
+    geom = cp.StochasticPool2d(3, 2, 1).geometry_for(20, 21)
+    shape = (48,) + geom.out_size
+    g = rng.standard_normal(shape).astype(dtype)
+    u = rng.random(shape)
+    results = []
+    for threads in (1, 2):
+        out, gx = np.empty(shape, dtype), np.empty_like(x)
+        if mode == "train":
+            taps, live = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
+            _stochastic.train_forward(x, u, out, taps, live, *geom.kernel_args, threads)
+            _stochastic.train_backward(g, taps, live, gx, *geom.kernel_args, threads)
+            results.append((out, gx, taps, live))
+        else:
+            _stochastic.eval_forward(x, out, *geom.kernel_args, threads)
+            _stochastic.eval_backward(x, g, gx, *geom.kernel_args, threads)
+            results.append((out, gx))
+    for a, b in zip(*results, strict=True):
+        assert a.tobytes() == b.tobytes()

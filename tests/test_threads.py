@@ -191,7 +191,7 @@ GIL = """
             yield "scatter", lambda: maxp.scatter_windows(windows, x32.shape, geom)
             del windows
         if wanted("im2col", "col2im"):
-            from cnnpool import _im2col
+            from cnnpool.conv import _im2col
             cols = np.empty((batch, 16 * 9, 160 * 160), np.float32)
             args = (3, 3, 1, 1, 1, 1, 1, 1, 160, 160, 1)
             yield "im2col", lambda: _im2col.im2col(x32, cols, *args)

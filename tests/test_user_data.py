@@ -404,7 +404,7 @@ def test_every_run_failed_on_a_folder_still_writes_every_file(tmp_path, monkeypa
     assert [r["status"] for r in res["runs"]] == ["failed"]
     paths = write_outputs(res, tmp_path / "out")
     assert (tmp_path / "out" / "routing.png").stat().st_size > 1000
-    assert set(paths) == {"json", "md", "curves", "routing"}
+    assert set(paths) == {"json", "md", "curves", "paired", "routing", "html"}
 
 
 def test_strict_from_the_command_line(tmp_path, capsys):

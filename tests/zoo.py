@@ -28,6 +28,13 @@ def _pool(cls, *args, fast=True, **kwargs):
     return make
 
 
+def _gated(*args):
+    """A GatedPool2d whose gate differs between windows (its weight starts at 0)."""
+    layer = cp.pooling.GatedPool2d(*args)
+    layer.weight.data[:] = np.linspace(-0.5, 0.5, layer.weight.data.size)
+    return layer
+
+
 def layers(dtype=np.float64):
     zoo = [
         ("max2x2", _pool(cp.MaxPool2d, 2), "image"),
@@ -51,6 +58,9 @@ def layers(dtype=np.float64):
         ("mixed-per-channel", lambda: cp.pooling.MixedPool2d(3, 2, 1, channels=C), "image"),
         ("gated", lambda: cp.pooling.GatedPool2d(2), "image"),
         ("stochastic", lambda: cp.pooling.StochasticPool2d(2, rng=0), "image"),
+        ("stochastic-overlap", lambda: cp.pooling.StochasticPool2d(3, 2, 1, rng=0), "image"),
+        ("stochastic-eval", lambda: cp.pooling.StochasticPool2d(3, 1, 1, rng=0).eval(), "image"),
+        ("gated-overlap", lambda: _gated(3, 2, 1), "image"),
         ("adaptive-max", lambda: cp.pooling.AdaptiveMaxPool2d((3, 5)), "image"),
         ("adaptive-mean", lambda: cp.pooling.AdaptiveMeanPool2d((5, 3)), "image"),
         ("global-max", lambda: cp.GlobalMaxPool2d(), "image"),

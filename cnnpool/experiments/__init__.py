@@ -28,17 +28,24 @@ installed by ``pip install "cnnpool[examples]"``):
     ``--tune-lr``: a learning rate per strategy, chosen on validation splits
     of the training images.
 ``progress``
-    Progress bars, one per run.
+    Progress of a sweep, shaped by where it runs (terminal, Jupyter, log).
 ``summary``
     Per-strategy intervals and paired comparisons of a finished run.
 ``stats``
     Mean ± 95% confidence interval over seeds; paired differences and tests.
 ``report``
-    The results tables and the output files (``results.json``,
-    ``results.md``, the plots).
+    The results tables (Markdown and terminal).
+``report_html``
+    ``report.html``: the whole report in one self-contained page.
+``store``
+    The sweep folder: every finished run kept at once, ``--resume``.
+``outputs``
+    The output set (``results.json``, ``results.md``, figures, report),
+    replaced whole; ``--replot``.
 ``plots``
-    ``curves.png`` (loss and accuracy per epoch) and ``routing.png`` (where
-    the gradient flows back through max versus mean pooling).
+    ``curves.png`` (loss and accuracy per epoch), ``paired.png`` (each
+    seed under each strategy) and ``routing.png`` (where the gradient flows
+    back through two strategies).
 ``cli``
     The ``cnnpool-compare`` command.
 
@@ -61,6 +68,9 @@ _SUBMODULES = (
     "summary",
     "stats",
     "report",
+    "report_html",
+    "store",
+    "outputs",
     "plots",
     "cli",
 )
@@ -78,7 +88,9 @@ _NAMES = {
     "run_experiment": "runner",
     "summarize": "summary",
     "results_table": "report",
-    "write_outputs": "report",
+    "write_outputs": "outputs",
+    "replot": "outputs",
+    "RunStore": "store",
 }
 
 __all__ = [*_NAMES, *_SUBMODULES]

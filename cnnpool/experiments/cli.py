@@ -123,10 +123,11 @@ def build_parser():
             "design)."
         ),
         epilog=(
-            "Writes results.json, results.md, curves.png and routing.png into --out. "
-            "Examples: cnnpool-compare --dataset textures --seeds 10 --pool max --pool mean "
-            "--pool my_pooling:LpPool2d;  cnnpool-compare --data photos/ --size 32 --color rgb "
-            "--arch c16-p-c32-p-fc --pool max --pool 'lp(norm=3)' --tune-lr"
+            "Writes results.json, results.md, curves.png, paired.png, routing.png and "
+            "report.html into --out (replaced together), and keeps every run in OUT/runs/ as "
+            "it finishes. Examples: cnnpool-compare --dataset textures --seeds 10 --pool max "
+            "--pool mean --pool my_pooling:LpPool2d;  cnnpool-compare --data photos/ --size 32 "
+            "--color rgb --arch c16-p-c32-p-fc --pool max --pool 'lp(norm=3)' --tune-lr"
         ),
     )
     data = p.add_argument_group("data")
@@ -262,7 +263,11 @@ def build_parser():
         f"(default: {DEFAULTS.val_fraction:g})",
     )
     p.add_argument(
-        "--out", default="results", metavar="DIR", help="output directory (default: results/)"
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output folder, new or of an earlier sweep (default: results/; with --replot: "
+        "the folder of the results file)",
     )
     p.add_argument(
         "--jobs",
@@ -275,9 +280,45 @@ def build_parser():
     p.add_argument(
         "--quiet",
         action="store_true",
-        help="no settings header and no progress bars; only the results",
+        help="no settings header and no progress; only the results",
     )
+    _add_sweep_options(p)
     return p
+
+
+def _add_sweep_options(p):
+    """Long sweeps and their outputs: resume, replace, models, replot."""
+    g = p.add_argument_group("sweeps and outputs")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep in --out: runs it already holds are kept, only the missing "
+        "ones are trained; options not given are taken from the sweep (given ones must "
+        "match it; --jobs may differ); a new or empty --out just starts the sweep",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the results of an earlier sweep in --out (without it such a folder "
+        "is refused)",
+    )
+    g.add_argument(
+        "--save-models",
+        action="store_true",
+        help="keep every trained network in OUT/models/STRATEGY-seedN.npz (cnnpool.load reads it)",
+    )
+    g.add_argument(
+        "--replot",
+        metavar="RESULTS_JSON",
+        default=None,
+        help="train nothing: redraw the figures, results.md and report.html from a results.json",
+    )
+    g.add_argument(
+        "--routing",
+        metavar="A,B",
+        default=None,
+        help="the two strategies routing.png compares (default: the first two)",
+    )
 
 
 def default_jobs(n_seeds):
@@ -286,9 +327,19 @@ def default_jobs(n_seeds):
 
 
 def main(argv=None):
-    """Entry point of ``cnnpool-compare``; returns the exit status."""
+    """Entry point of ``cnnpool-compare``; returns the exit status.
+
+    Every argument, ``--out`` included, is checked before the first epoch;
+    a bad one ends the command with a one-line error (exit status 2).
+    Ctrl-C stops the sweep cleanly: the runs that finished are kept in
+    ``OUT/runs/``, a summary says what finished, and the status is 130.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        return _replot(args)
+    if args.resume:
+        _fill_from_sweep(args, argv)
     pools = args.pool or list(DEFAULTS.pools)
     try:
         strategies = resolve_strategies(pools)
@@ -325,13 +376,31 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
 
+    from .outputs import check_out_dir, clear_out_dir, write_outputs
+    from .report import NOTES, any_clipped, difference_matrix, text_table, tuning_text
+    from .runner import check_routing, run_experiment
+    from .store import RunStore
+
+    out = args.out if args.out is not None else "results"
+    names = [s.name for s in strategies]
+    if args.resume and args.force:
+        return _fail("--resume and --force contradict each other: continue a sweep, or replace it")
+    try:
+        routing = check_routing(args.routing, names) if args.routing else None
+        mode = check_out_dir(out, resume=args.resume, force=args.force)
+        store = RunStore(out)
+        if mode == "resume":
+            store.check_same(settings)
+    except ValueError as exc:
+        return _fail(str(exc).replace("routing", "--routing", 1) if args.routing else str(exc))
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not args.quiet
     from .arch import build_model
     from .data import load_dataset
 
     try:  # read the data and build the network once here: bad data or arch fail in a line
-        data = load_dataset(settings, settings.seeds[0], progress=progress)
+        data = load_dataset(settings, settings.seeds[0], progress=progress and sys.stderr.isatty())
         build_model(
             lambda: strategies[0].make(settings.kernel_size, seed=0),
             data.image_shape,
@@ -341,22 +410,29 @@ def main(argv=None):
         )
     except ValueError as exc:  # DataError is a ValueError
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    if not args.quiet:
-        _print_settings(settings, strategies, data, args.out)
-
-    from .report import (
-        NOTES,
-        any_clipped,
-        difference_matrix,
-        text_table,
-        tuning_text,
-        write_outputs,
-    )
-    from .runner import run_experiment
-
+    except KeyboardInterrupt:
+        print("\nInterrupted before the first run: nothing was written.", file=sys.stderr)
+        return 130
+    if args.resume and mode == "new" and not args.quiet:
+        print(f"Nothing to resume in {out}/: starting the sweep.")
     t0 = time.perf_counter()
-    results = run_experiment(settings, progress=progress)
-    paths = write_outputs(results, args.out)
+    try:
+        if mode == "replace":
+            clear_out_dir(out)
+        if not args.quiet:
+            _print_settings(settings, strategies, data, out)
+        results = run_experiment(
+            settings,
+            progress=not args.quiet,
+            store=store,
+            resume=mode == "resume",
+            save_models=args.save_models,
+            routing=routing,
+        )
+        paths = write_outputs(results, out)
+    except KeyboardInterrupt:
+        _interrupted(store, settings, names, out)
+        return 130
     wall = time.perf_counter() - t0
 
     print()
@@ -377,7 +453,7 @@ def main(argv=None):
     if len(results["strategies"]) > 2:
         print()
         print("\n".join(difference_matrix(results)))
-        print(f"The sentences for every pair are in {os.path.join(args.out, 'results.md')}.")
+        print(f"The sentences for every pair are in {os.path.join(out, 'results.md')}.")
     else:
         for c in results["comparisons"]:
             print()
@@ -388,8 +464,104 @@ def main(argv=None):
     for r in failed:
         print(f"\nFAILED {r['strategy']}, seed {r['seed']}: {r['error']}")
     print()
+    timing = results["timing"]
+    if timing.get("runs_resumed"):
+        print(
+            f"Resumed: {timing['runs_resumed']} run(s) kept from before, "
+            f"{timing['runs_trained']} trained now."
+        )
+    if mode == "replace":
+        print(f"Replaced the earlier results in {out}/ (--force).")
     print(f"Wrote {', '.join(paths.values())}  ({wall:.1f} s)")
     return 1 if failed and len(failed) == len(results["runs"]) else 0
+
+
+#: The options --resume takes from the sweep when they are not given, by Settings field.
+_RESUMED = {
+    "pool": "pools",
+    "seeds": "seeds",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "optimizer": "optimizer",
+    "arch": "arch",
+    "pool_size": "kernel_size",
+    "color": "color",
+    "size": "size",
+    "fit": "fit",
+    "test_fraction": "test_fraction",
+    "strict": "strict",
+    "tune_lr": "tune_lr",
+    "lr_grid": "lr_grid",
+    "val_fraction": "val_fraction",
+}
+
+
+def _fill_from_sweep(args, argv):
+    """With --resume, the options not given on the command line come from the sweep."""
+    from .store import RunStore
+
+    store = RunStore(args.out if args.out is not None else "results")
+    try:
+        stored = store.read_sweep()["settings"]
+    except (ValueError, KeyError, TypeError):
+        return  # no readable sweep: check_out_dir says so, in one line
+    given = _given_options(argv)
+    if not {"dataset", "data"} & given and "dataset" in stored:  # a built-in set or a folder
+        builtin = stored["dataset"] in ("faces", "textures")
+        setattr(args, "dataset" if builtin else "data", stored["dataset"])
+    for dest, key in _RESUMED.items():
+        if dest in given or key not in stored or not hasattr(args, dest):
+            continue
+        value = stored[key]
+        setattr(args, dest, tuple(value) if isinstance(value, list) else value)
+
+
+def _given_options(argv):
+    """The destinations of the options written on the command line (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public way to drop every default
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _fail(message):
+    """A one-line error on stderr; exit status 2, as argparse's own errors."""
+    print(f"cnnpool-compare: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _interrupted(store, settings, names, out):
+    """What a Ctrl-C leaves: the finished runs, and how to continue."""
+    try:
+        done = store.load_runs(names, settings.seeds)
+    except Exception:  # noqa: BLE001 - the summary must not raise
+        done = {}
+    total = len(names) * len(settings.seeds)
+    per = ", ".join(f"{n} {sum(1 for k in done if k[0] == n)}" for n in names)
+    print(file=sys.stderr)
+    print(
+        f"Interrupted: {len(done)} of {total} runs finished and are kept in "
+        f"{os.path.join(out, 'runs')}/ ({per}); the results files were not written "
+        f"(an earlier set in {out}/ is unchanged). Continue with: cnnpool-compare --out {out} "
+        "--resume",
+        file=sys.stderr,
+    )
+
+
+def _replot(args):
+    from .outputs import replot
+
+    try:
+        paths = replot(args.replot, args.out, routing=args.routing)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print("\nInterrupted: nothing was replaced.", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"Redrew {', '.join(paths.values())}")
+    return 0
 
 
 def _print_settings(settings, strategies, data, out):

@@ -1,19 +1,26 @@
-"""The comparison's two pictures, drawn with matplotlib's Agg canvas.
+"""The comparison's pictures, drawn with matplotlib's Agg canvas.
 
 ``curves.png`` (:func:`plot_curves`)
     Training loss and test accuracy per epoch: one colour per strategy, the
     mean over seeds as a line and the spread over seeds (min to max) shaded.
+``paired.png`` (:func:`plot_paired`)
+    The paired design made visible: each seed's final test accuracy and
+    training loss under every strategy, one line per seed from strategy to
+    strategy, so a difference that holds seed by seed shows as parallel
+    slopes.
 ``routing.png`` (:func:`plot_routing`)
-    For one feature map, where the gradient goes back through max pooling
-    versus mean pooling: the winner-takes-all mask beside the even spread.
-    The masks are computed by the library's own layers, as
-    ``MaxPool2d(k).backward(ones)`` and ``MeanPool2d(k).backward(ones)``
-    (:func:`routing_maps`).
+    For one feature map, where the gradient goes back through two
+    strategies (max versus mean unless told otherwise): the
+    winner-takes-all mask beside the even spread.  The masks are computed
+    by the library's own layers, as ``layer.backward(ones)``
+    (:func:`routing_maps` for max and mean).
 
 Figures are built with ``matplotlib.figure.Figure`` and written by the Agg
 canvas directly: pyplot is never imported, no window ever opens, and the
-user's own matplotlib backend is left alone.  matplotlib is imported only
-when a figure is drawn (``pip install "cnnpool[examples]"``).
+user's own matplotlib backend is left alone.  The same data always gives
+the same PNG bytes (on one matplotlib version), which is how
+``cnnpool-compare --replot`` is checked.  matplotlib is imported only when a
+figure is drawn (``pip install "cnnpool[examples]"``).
 """
 
 from __future__ import annotations
@@ -24,13 +31,13 @@ import numpy as np
 
 from ..pooling import MaxPool2d, MeanPool2d
 
-__all__ = ["routing_maps", "plot_routing", "plot_curves", "COLORS"]
+__all__ = ["routing_maps", "plot_routing", "plot_curves", "plot_paired", "COLORS"]
 
 #: Colours of the strategies, in order (matplotlib's colour-blind safe "tab" cycle).
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
 
-def _figure(figsize):
+def _figure(figsize, layout="constrained"):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -39,7 +46,7 @@ def _figure(figsize):
             "cnnpool.experiments.plots needs matplotlib. "
             'Install it with: pip install "cnnpool[examples]"  (or: pip install matplotlib)'
         ) from exc
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = Figure(figsize=figsize, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -117,9 +124,10 @@ def plot_routing(
     image=None,
     title=None,
     feature_label="feature map",
+    routes=None,
     dpi=110,
 ):
-    """Draw ``routing.png``: a feature map and its max vs mean gradient routing.
+    """Draw ``routing.png``: a feature map and where two poolings route its gradient.
 
     Parameters
     ----------
@@ -135,6 +143,11 @@ def plot_routing(
         A title over the whole figure.
     feature_label : str
         Caption of the feature-map panel.
+    routes : dict, optional
+        ``{name: route}`` for two strategies, each route an (H, W) array:
+        the gradient each element of ``feature_map`` receives when every
+        pooled output has gradient 1.  Default: max and mean pooling's
+        (:func:`routing_maps`).
 
     Returns
     -------
@@ -143,16 +156,25 @@ def plot_routing(
 
     Notes
     -----
-    The top row shows whole maps on one colour scale for both routings, so
+    The top row shows whole maps, both routings on one colour scale, so
     the 1's of max pooling and the ``1/k²`` of mean pooling compare
     directly.  The bottom row zooms into ``3x3`` windows (white grid) where
     the feature map varies most, with every value written in.
     """
-    maps = routing_maps(feature_map, kernel_size)
     fm = np.asarray(feature_map, dtype=np.float64)
     k = int(kernel_size)
+    if routes is None:
+        maps = routing_maps(fm, k)
+        routes = {"max": maps["max_route"], "mean": maps["mean_route"]}
+    routes = {name: np.asarray(r, dtype=np.float64) for name, r in routes.items()}
+    if len(routes) != 2 or any(r.shape != fm.shape for r in routes.values()):
+        raise ValueError(
+            f"routes must hold two maps of the feature map's shape {fm.shape}, got "
+            f"{ {n: r.shape for n, r in routes.items()} }"
+        )
     share = 1.0 / (k * k)
     r0, c0, size = _zoom_box(fm, k)
+    vmax = max(1.0, *(float(np.nanmax(r)) for r in routes.values()))
 
     ncols = 4 if image is not None else 3
     fig = _figure((3.2 * ncols, 6.6))
@@ -163,29 +185,14 @@ def plot_routing(
         ax.imshow(np.asarray(image), cmap="gray")
         ax.set_title("input image")
         axes[1, 0].axis("off")
-        axes[1, 0].text(
-            0.0,
-            0.5,
-            "Backward of ones through\n"
-            f"{k}x{k} pooling, stride {k}:\n\n"
-            "max: each window's gradient\n"
-            "goes to its largest element\n"
-            "(winner takes all)\n\n"
-            f"mean: every element of the\nwindow gets 1/{k * k} = {share:g}\n\n"
-            "A window of equal values (all\nzero after ReLU) routes to its\n"
-            "first element: ties go to the\nfirst maximum, as in PyTorch",
-            va="center",
-            fontsize=9,
-        )
+        axes[1, 0].text(0.0, 0.5, _routing_caption(list(routes), k, share), va="center", fontsize=9)
         col = 1
-    panels = [
-        (fm, feature_label, "viridis", None, None),
-        (maps["max_route"], "max pooling: gradient routing", "magma", 0.0, 1.0),
-        (maps["mean_route"], "mean pooling: gradient routing", "magma", 0.0, 1.0),
+    panels = [(fm, feature_label, "viridis", None, None)] + [
+        (r, f"{name} pooling: gradient routing", "magma", 0.0, vmax) for name, r in routes.items()
     ]
-    for j, (arr, label, cmap, vmin, vmax) in enumerate(panels):
+    for j, (arr, label, cmap, vmin, vtop) in enumerate(panels):
         ax = axes[0, col + j]
-        im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        im = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vtop, interpolation="nearest")
         ax.set_title(label, fontsize=10)
         ax.add_patch(_rect(r0, c0, size))
         fig.colorbar(im, ax=ax, shrink=0.8)
@@ -195,7 +202,7 @@ def plot_routing(
             zoom,
             cmap=cmap,
             vmin=vmin if vmin is not None else fm.min(),
-            vmax=vmax if vmax is not None else fm.max(),
+            vmax=vtop if vtop is not None else fm.max(),
             interpolation="nearest",
         )
         _grid(axz, r0, c0, size, k)
@@ -207,7 +214,7 @@ def plot_routing(
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white" if (j > 0 and v < 0.5) else "black",
+                color="white" if (j > 0 and v < 0.5 * vmax) else "black",
                 bbox=None
                 if j > 0
                 else dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.6),
@@ -219,6 +226,31 @@ def plot_routing(
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
+
+
+#: What the routing picture's caption says about a strategy it shows.
+_ROUTING_WORDS = {
+    "max": "max: each window's gradient\ngoes to its largest element\n(winner takes all)",
+    "mean": "mean: every element of the\nwindow gets 1/{kk} = {share:g}",
+    "avg": "avg: every element of the\nwindow gets 1/{kk} = {share:g}",
+    "stochastic": "stochastic: one element per\nwindow, drawn with probability\n"
+    "proportional to its value\n(one draw shown)",
+}
+
+
+def _routing_caption(names, k, share):
+    lines = [f"Backward of ones through\n{k}x{k} pooling, stride {k}:"]
+    for name in names:
+        words = _ROUTING_WORDS.get(name)
+        if words is None:
+            words = f"{name}: the gradient a\nfresh {name} layer sends\nto each element"
+        lines.append(words.format(kk=k * k, share=share))
+    if "max" in names:
+        lines.append(
+            "A window of equal values (all\nzero after ReLU) routes to its\n"
+            "first element: ties go to the\nfirst maximum, as in PyTorch"
+        )
+    return "\n\n".join(lines)
 
 
 def _short(v):
@@ -291,6 +323,79 @@ def plot_curves(curves, path, *, title=None, chance=None, dpi=110):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+# -------------------------------------------------------------------- paired
+def plot_paired(paired, path, *, seeds, title=None, dpi=110):
+    """Draw ``paired.png``: every seed's result under every strategy, one line per seed.
+
+    Parameters
+    ----------
+    paired : dict
+        ``{strategy: {"test_accuracy": array (seeds,), "final_train_loss":
+        array (seeds,)}}``, accuracy as a fraction; NaN for a run that
+        diverged, failed or is missing (the seed's line then skips it).
+    path : str or path-like
+        Where to write the PNG.
+    seeds : sequence of int
+        The seeds, in the order of the arrays (labels at the line ends).
+    title : str, optional
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Notes
+    -----
+    The strategies sit side by side on the x axis in their order; a grey
+    line joins one seed's values, and each strategy's mean is a coloured
+    bar.  A difference that holds seed by seed shows as lines that all
+    slope the same way, which the per-strategy means alone cannot show.
+    """
+    names = list(paired)
+    seeds = list(seeds)
+    # A fixed layout: the constrained one costs more than drawing the lines.
+    fig = _figure((max(6.0, 2.2 * len(names) + 3.0) * 1.6, 4.2), layout=None)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.84, wspace=0.22)
+    axes = fig.subplots(1, 2)
+    x = np.arange(len(names))
+    for ax, key, scale, label in (
+        (axes[0], "test_accuracy", 100.0, "final test accuracy (%)"),
+        (axes[1], "final_train_loss", 1.0, "final training loss"),
+    ):
+        values = np.array(
+            [np.asarray(paired[n][key], dtype=np.float64) * scale for n in names]
+        ).reshape(len(names), len(seeds))
+        values = np.where(np.isfinite(values), values, np.nan)
+        for j, seed in enumerate(seeds):
+            column = values[:, j]
+            ax.plot(x, column, color="0.55", lw=1, marker="o", ms=3, alpha=0.8, zorder=2)
+            finite = np.flatnonzero(np.isfinite(column))
+            if len(seeds) <= 30 and len(finite):
+                last = finite[-1]
+                ax.annotate(
+                    str(seed),
+                    (x[last], column[last]),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color="0.4",
+                    va="center",
+                )
+        for i in range(len(names)):
+            with _quiet():
+                mean = np.nanmean(values[i])
+            if np.isfinite(mean):
+                ax.hlines(mean, i - 0.25, i + 0.25, color=COLORS[i % len(COLORS)], lw=3, zorder=3)
+        ax.set_xticks(x, names)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylabel(label)
+        ax.set_title(f"{label}: one line per seed, bar = mean", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)

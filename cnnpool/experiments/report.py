@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
-
 import numpy as np
-
-from .summary import nan_if_none
 
 __all__ = [
     "results_table",
@@ -18,7 +12,6 @@ __all__ = [
     "tuning_text",
     "interval_text",
     "count_text",
-    "write_outputs",
 ]
 
 #: Sentences the tables end with.
@@ -108,10 +101,17 @@ def results_table(results):
         for r in failed:
             lines.append(f"- {r['strategy']}, seed {r['seed']}: `{r['error']}`")
         lines.append("")
+    routing = results.get("routing") or {}
+    compare = " and ".join(routing.get("compare") or ["max", "mean"])
     lines += [
         "![training loss and test accuracy per epoch](curves.png)",
         "",
-        "![gradient routing through max and mean pooling](routing.png)",
+        "![each seed's result under each strategy](paired.png)",
+        "",
+        f"![gradient routing through {compare} pooling](routing.png)",
+        "",
+        "The whole report in one page: [report.html](report.html); every number: "
+        "[results.json](results.json).",
         "",
     ]
     return "\n".join(lines)
@@ -275,98 +275,3 @@ def _seed_text(seeds):
 def count_text(n, seeds):
     """``"0"``, or the count with its seeds: ``"2 (seed 3, 7)"``."""
     return "0" if not n else f"{n} (seed {', '.join(str(x) for x in seeds)})"
-
-
-# ------------------------------------------------------------------ outputs
-def write_outputs(results, out_dir):
-    """Write results.json, results.md, curves.png and routing.png into ``out_dir``.
-
-    Returns a dict of the paths written.  The PNGs need matplotlib.
-    """
-    from .plots import plot_curves, plot_routing
-
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {}
-    clean = {k: v for k, v in results.items() if not k.startswith("_")}
-    paths["json"] = os.path.join(out_dir, "results.json")
-    _atomic_write(paths["json"], json.dumps(_strict(clean), indent=1, allow_nan=False))
-    paths["md"] = os.path.join(out_dir, "results.md")
-    _atomic_write(paths["md"], results_table(results) + "\n")
-
-    names = [s["name"] for s in results["strategies"]]
-    seeds = results["settings"]["seeds"]
-    epochs = results["settings"]["epochs"]
-    curves = {}
-    for name in names:
-        loss = np.full((len(seeds), epochs), np.nan)
-        acc = np.full((len(seeds), epochs), np.nan)
-        diverged = []
-        for i, seed in enumerate(seeds):
-            run = next(
-                (r for r in results["runs"] if r["strategy"] == name and r["seed"] == seed), None
-            )
-            if run is None:
-                continue
-            diverged.append(run["status"] != "ok")
-            for e in run["epochs"]:
-                loss[i, e["epoch"] - 1] = nan_if_none(e["train_loss"])
-                acc[i, e["epoch"] - 1] = nan_if_none(e["test_accuracy"])
-        curves[name] = {"train_loss": loss, "test_accuracy": acc, "diverged": diverged}
-    ds = results["dataset"]
-    title = (
-        f"{ds['name']}: {len(seeds)} seeds, {epochs} epochs "
-        f"({results['settings']['optimizer']}, lr {results['settings']['lr']:g})"
-    )
-    paths["curves"] = plot_curves(
-        curves, os.path.join(out_dir, "curves.png"), title=title, chance=1 / len(ds["classes"])
-    )
-    routing = results.get("_routing")
-    paths["routing"] = os.path.join(out_dir, "routing.png")
-    if routing is not None:
-        plot_routing(
-            routing["feature_map"],
-            paths["routing"],
-            image=routing["image"],
-            kernel_size=results["settings"]["kernel_size"],
-            feature_label=f"conv1 → ReLU, channel {routing['channel']}",
-            title=f"Where the gradient goes: one {ds['name']} test image "
-            f"({routing['label']}), first layer of the trained "
-            f"{routing['strategy']}-pooling model",
-        )
-    else:  # every run failed: still show the routing of the raw image
-        from .data import load_dataset
-        from .settings import Settings
-
-        # the settings' data set (a built-in name or your folder/file), not ds["name"]
-        img = load_dataset(Settings(**results["settings"]), seeds[0]).x_test[0, 0]
-        plot_routing(
-            img,
-            paths["routing"],
-            kernel_size=results["settings"]["kernel_size"],
-            feature_label="input image (no trained model)",
-            title="Where the gradient goes (no run finished)",
-        )
-    return paths
-
-
-def _atomic_write(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _strict(obj):
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _strict(obj.tolist())
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    return obj

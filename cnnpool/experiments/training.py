@@ -176,7 +176,7 @@ def train_one(settings, strategy, data, seed, report=None, lr=None, tuning=False
                 }
             )
             if report is not None and test_acc is not None:
-                report(("epoch", strategy.name, seed, epoch, total / seen, test_acc))
+                report(("epoch", strategy.name, seed, epoch, total / seen, test_acc, seconds))
         record["model"] = model
     except Exception as exc:  # noqa: BLE001 - a failed run is a result, not a crash
         record["status"] = "failed"

@@ -13,16 +13,58 @@ Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from ... import _checks
+from ..._parallel import threads_for
 from ...layer import Parameter
 from ..base import Pool2d
+from . import _mixed
 from .max import MaxPool2d, _winner
 from .mean import MeanPool2d
+from .stochastic import _saved_slot
+
+
+class MixedSaved(NamedTuple):
+    """What :class:`MixedPool2d`'s kernel tier keeps for its backward.
+
+    ``taps``: what MaxPool2d's ``forward_kernel`` saved (the winners);
+    ``mx`` and ``mean``: each window's max and mean, (N*C, OH, OW);
+    ``alpha``: the blend of each of the N*C planes in this forward.  All in
+    the input's dtype and read-only.
+    """
+
+    taps: np.ndarray
+    mx: np.ndarray
+    mean: np.ndarray
+    alpha: np.ndarray
+
+
+class GatedSaved(NamedTuple):
+    """What :class:`GatedPool2d`'s kernel tier keeps for its backward.
+
+    ``x``: a copy of the input as (N*C, H, W) planes (the weight gradient
+    reads every tap); ``weight``: the gate's weight in this forward, in the
+    input's dtype; ``taps``, ``mx`` and ``mean`` as in :class:`MixedSaved`;
+    ``gate``: each window's ``a``, float64, (N*C, OH, OW).  All read-only.
+    """
+
+    x: np.ndarray
+    weight: np.ndarray
+    taps: np.ndarray
+    mx: np.ndarray
+    mean: np.ndarray
+    gate: np.ndarray
+
+
+def _frozen(*arrays):
+    for a in arrays:
+        a.flags.writeable = False  # backward trusts these: keep them ours
 
 
 class _Blend(Pool2d):
@@ -51,6 +93,23 @@ class _Blend(Pool2d):
         divisor = self._mean.divisor(geom)
         mean = windows.sum(axis=-1) / divisor.astype(windows.dtype)
         return mx, mean, winner, (1.0 / divisor).astype(windows.dtype)
+
+    def _max_mean_kernel(self, x, geom):
+        """Max (with what its backward needs) and mean of every window, as
+        (N*C, OH, OW) planes, from MaxPool2d's and MeanPool2d's kernel tier."""
+        n, c = x.shape[:2]
+        planes = (n * c,) + geom.out_size
+        mx, taps = self._max.forward_kernel(x, geom)
+        mean, _ = self._mean.forward_kernel(x, geom)
+        return taps, mx.reshape(planes), mean.reshape(planes)
+
+    def _max_mean_backward(self, to_max, to_mean, state, taps):
+        """``dx`` of the max fed ``to_max`` plus that of the mean fed ``to_mean``."""
+        sub = dataclasses.replace(state, saved=taps)
+        grad_x = self._max.backward_kernel(to_max.reshape(state.out_shape), sub)
+        sub = dataclasses.replace(state, saved=None)
+        grad_x += self._mean.backward_kernel(to_mean.reshape(state.out_shape), sub)
+        return grad_x
 
     @staticmethod
     def _onehot(windows, winner):
@@ -159,19 +218,34 @@ class MixedPool2d(_Blend, name="mixed"):
             return weighted.sum().reshape(1)
         return weighted.sum(axis=(0, 2, 3))
 
-    # The kernel tier: the built-in kernels, blended.
+    # The kernel tier: MaxPool2d's and MeanPool2d's kernels, blended in one
+    # compiled pass (_mixed.pyx); a = 1 and a = 0 are those layers' bits.
     def forward_kernel(self, x, geom):
-        a = self._blend_weight(x.dtype, x.shape[1])
-        mx = self._max.forward(x)
-        mean = self._mean.forward(x)
-        return a * mx + (1 - a) * mean, (mx, mean)
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
+        a = self._blend_weight(x.dtype, c).reshape(1, -1)
+        alpha = np.ascontiguousarray(np.broadcast_to(a, (n, c))).reshape(n * c)
+        taps, mx, mean = self._max_mean_kernel(x, geom)
+        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
+        _mixed.mixed_blend(mx, mean, alpha, out, threads_for(n * c, x.size + out.size))
+        _frozen(mx, mean, alpha)
+        return out.reshape(n, c, oh, ow), MixedSaved(taps, mx, mean, alpha)
 
     def backward_kernel(self, grad_output, state):
-        mx, mean = state.saved
-        a = self._blend_weight(grad_output.dtype, state.x_shape[1])
-        grad_x = self._max.backward(grad_output * a)
-        grad_x += self._mean.backward(grad_output * (1 - a))
-        self.alpha.grad += self._alpha_grad(grad_output, mx, mean).astype(self.alpha.grad.dtype)
+        saved = state.saved
+        grad = grad_output.reshape(saved.mx.shape)
+        to_max = self._outputs.empty("to_max", grad.shape, grad.dtype)
+        to_mean = self._outputs.empty("to_mean", grad.shape, grad.dtype)
+        alpha_grad = np.empty(grad.shape[0])
+        threads = threads_for(grad.shape[0], 4 * grad.size)
+        _mixed.mixed_split(
+            grad, saved.alpha, saved.mx, saved.mean, to_max, to_mean, alpha_grad, threads
+        )
+        grad_x = self._max_mean_backward(to_max, to_mean, state, saved.taps)
+        n, c = state.x_shape[:2]
+        per_plane = alpha_grad.reshape(n, c)  # summed in plane order: thread-independent
+        total = per_plane.sum(axis=0) if self.channels is not None else per_plane.sum().reshape(1)
+        self.alpha.grad += total.astype(self.alpha.grad.dtype)
         return grad_x
 
     def extra_repr(self):
@@ -212,8 +286,10 @@ class GatedPool2d(_Blend, name="gated"):
         dy/dx_t = a [t wins] + (1 - a) / divisor + d * a (1 - a) * w_t
         dy/dw_t = d * a (1 - a) * x_t
 
-    and ``weight.grad`` collects the second over every window.  Pure NumPy
-    (the generic path): the gate needs each window's values anyway.
+    and ``weight.grad`` collects the second over every window.  The kernel
+    tier (``_mixed.pyx``) computes the gate in float64 and rounds each
+    output once; the NumPy tier (``use_fast_path = False``), the reference,
+    works in the input's dtype: the two agree to rounding.
     """
 
     def __init__(
@@ -256,6 +332,59 @@ class GatedPool2d(_Blend, name="gated"):
         a = self._gate(windows).astype(np.float64)
         slope = grad_output * (mx - mean) * a * (1 - a)
         return {self.weight: np.einsum("nchwk,nchw->k", windows, slope)}
+
+    # The kernel tier: MaxPool2d's and MeanPool2d's kernels, and the gate in
+    # compiled loops (_mixed.pyx).
+    def forward_kernel(self, x, geom):
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
+        planes = x.reshape(n * c, h, w)
+        weight = np.array(self.weight.data, dtype=x.dtype)  # this forward's, kept
+        taps, mx, mean = self._max_mean_kernel(x, geom)
+        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
+        saved = _saved_slot(self)
+        gate = saved("gate", (n * c, oh, ow), np.float64)
+        _mixed.gated_forward(
+            planes,
+            weight,
+            mx,
+            mean,
+            out,
+            gate,
+            *geom.kernel_args,
+            threads_for(n * c, x.size + out.size),
+        )
+        saved_x = saved("x", planes.shape, x.dtype)
+        np.copyto(saved_x, planes)  # the caller may edit x before backward
+        _frozen(saved_x, weight, mx, mean, gate)
+        return out.reshape(n, c, oh, ow), GatedSaved(saved_x, weight, taps, mx, mean, gate)
+
+    def backward_kernel(self, grad_output, state):
+        saved, geom = state.saved, state.geometry
+        grad = grad_output.reshape(saved.mx.shape)
+        to_max = self._outputs.empty("to_max", grad.shape, grad.dtype)
+        rest = self._outputs.empty("rest", saved.x.shape, grad.dtype)
+        weight_grad = np.empty((grad.shape[0], geom.window_size))
+        _mixed.gated_backward(
+            saved.x,
+            grad,
+            saved.weight,
+            saved.gate,
+            saved.mx,
+            saved.mean,
+            to_max,
+            rest,
+            weight_grad,
+            self._mean.divisor(geom),
+            *geom.kernel_args,
+            threads_for(grad.shape[0], rest.size + grad.size),
+        )
+        sub = dataclasses.replace(state, saved=saved.taps)
+        grad_x = self._max.backward_kernel(to_max.reshape(state.out_shape), sub)
+        grad_x += rest.reshape(state.x_shape)
+        # Per-plane sums added in plane order: the same bits for any thread count.
+        self.weight.grad += weight_grad.sum(axis=0).astype(self.weight.grad.dtype)
+        return grad_x
 
     def get_config(self):
         config = super().get_config()

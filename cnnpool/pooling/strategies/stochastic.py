@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from ..._parallel import threads_for
 from ..base import Pool2d
+from . import _stochastic
+
+_U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
+
+
+def _saved_slot(layer):
+    """``empty(name, shape, dtype)`` for the state one forward saves.
+
+    Two buffers per name, taken in turn by successive forwards: the previous
+    forward's state is still held while the next forward runs, so its buffer
+    is never handed out; the one before is reused once nothing refers to it
+    (:class:`~cnnpool._buffers.OutputBuffers`), sparing large saved arrays
+    the page faults of a fresh allocation on every call.
+    """
+    layer._saved_slot = slot = 1 - getattr(layer, "_saved_slot", 1)
+    return lambda name, shape, dtype: layer._outputs.empty(f"{name}{slot}", shape, dtype)
+
+
+class StochasticSaved(NamedTuple):
+    """What the kernel tier keeps for its backward (:attr:`PoolState.saved`).
+
+    Training: ``taps`` holds each window's drawn tap number (uint8 for
+    windows of up to 255 taps, else int64) and ``live`` is 1 where the
+    drawn element is positive, i.e. takes the window's gradient; both
+    (N*C, OH, OW), read-only.  Evaluation: ``x`` is a copy of the input
+    (its gradient depends on every positive tap), ``taps`` and ``live``
+    are None.
+    """
+
+    taps: np.ndarray | None
+    live: np.ndarray | None
+    x: np.ndarray | None
 
 
 class StochasticPool2d(Pool2d, name="stochastic"):
@@ -56,6 +91,13 @@ class StochasticPool2d(Pool2d, name="stochastic"):
       formulas as ``S -> 0``; its "drawn" index is its first input tap.
     * A NaN in a window makes that window's output NaN (training: the first
       NaN is "drawn"), with zero gradient.
+
+    The kernel tier (``_stochastic.pyx``) runs these rules in compiled
+    loops: the same uniforms, drawn in Python from :attr:`rng` in the same
+    order, and the same float64 running sums, so it draws exactly the
+    elements the NumPy tier (``use_fast_path = False``) draws, with the
+    same training output and gradient.  Evaluation sums may be paired
+    differently from NumPy's ``sum``: equal to rounding.
     """
 
     pad_value = 0.0
@@ -121,10 +163,55 @@ class StochasticPool2d(Pool2d, name="stochastic"):
             local = (2 * r64 * total - squares) / total**2
         return np.where(positive & (total > 0), local, 0).astype(windows.dtype)
 
+    # ------------------------------------------------------------ kernel tier
+    def forward_kernel(self, x, geom):
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
+        planes = x.reshape(n * c, h, w)
+        out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
+        threads = threads_for(n * c, x.size + out.size)
+        saved = _saved_slot(self)
+        if not self.training:
+            _stochastic.eval_forward(planes, out, *geom.kernel_args, threads)
+            saved_x = saved("x", planes.shape, x.dtype)
+            np.copyto(saved_x, planes)  # the caller may edit x before backward
+            saved_x.flags.writeable = False
+            return out.reshape(n, c, oh, ow), StochasticSaved(None, None, saved_x)
+        # One uniform per window in row-major (N, C, OH, OW) order, as the
+        # NumPy tier draws them: the same seed draws the same elements.
+        u = self.rng.random(out=self._outputs.empty("u", (n * c, oh, ow), np.float64))
+        taps = saved("taps", (n * c, oh, ow), _U8 if geom.window_size <= 255 else _I64)
+        live = saved("live", (n * c, oh, ow), _U8)
+        _stochastic.train_forward(planes, u, out, taps, live, *geom.kernel_args, threads)
+        taps.flags.writeable = False  # backward trusts these: keep them ours
+        live.flags.writeable = False
+        return out.reshape(n, c, oh, ow), StochasticSaved(taps, live, None)
+
+    def backward_kernel(self, grad_output, state):
+        geom, saved = state.geometry, state.saved
+        n, c, h, w = state.x_shape
+        grad = grad_output.reshape((n * c,) + geom.out_size)
+        grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
+        threads = threads_for(n * c, grad_x.size + grad.size)
+        if saved.x is not None:
+            _stochastic.eval_backward(saved.x, grad, grad_x, *geom.kernel_args, threads)
+        else:
+            _stochastic.train_backward(
+                grad, saved.taps, saved.live, grad_x, *geom.kernel_args, threads
+            )
+        return grad_x.reshape(state.x_shape)
+
     @property
     def indices(self):
         state = self._state
-        if state is None or state.saved.ctx.drawn is None:
+        if state is None:
+            return None
+        if state.tier == "kernel":
+            drawn = state.saved.taps
+            if drawn is None:
+                return None
+            return state.geometry.flat_index(drawn.reshape(state.out_shape))
+        if state.saved.ctx.drawn is None:
             return None
         return state.geometry.flat_index(state.saved.ctx.drawn)
 

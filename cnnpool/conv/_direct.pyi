@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool._direct_conv`` (see ``_direct_conv.pyx``).
+"""Type stub of the compiled module ``cnnpool.conv._direct`` (see ``_direct.pyx``).
 
 Arrays are C-contiguous and float32 or float64 (one dtype per call); padded
 images are passed as flat buffers with :data:`MARGIN` spare elements at the
@@ -13,6 +13,7 @@ import numpy.typing as npt
 _Float = npt.NDArray[np.floating[Any]]
 
 SIMD: bool
+AVX512: bool
 MARGIN: int
 
 def forward(
@@ -34,8 +35,6 @@ def backward(
     grad_x: _Float,
     weight_grad: _Float,
     bias_grad: _Float | None,
-    weight_parts: _Float,
-    bias_parts: _Float,
     scratch: _Float,
     pad_h: int,
     pad_w: int,

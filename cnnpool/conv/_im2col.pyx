@@ -11,7 +11,7 @@ matrix product once every receptive field is unrolled into a column:
 from.  Neighbouring receptive fields overlap whenever the stride is smaller
 than the dilated kernel, so col2im *accumulates*.
 
-The Python layer (``cnnpool/conv.py``) validates dtypes and geometry; these
+The Python layer (``cnnpool/conv/layer.py``) validates dtypes and geometry; these
 entry points re-check the shapes they are given (a few integer comparisons,
 with the GIL) because the loops then run with bounds checks off.  Images
 are split across threads, never one image between threads, so col2im's
@@ -80,7 +80,15 @@ cdef void _check(tuple x_shape, tuple cols_shape, Py_ssize_t kernel_h, Py_ssize_
         )
 
 
-def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
+cdef void _rows_contiguous(Py_ssize_t stride, Py_ssize_t itemsize, Py_ssize_t length) except *:
+    """The loops walk a row of ``cols`` with a plain pointer: its elements must be adjacent."""
+    if stride != itemsize and length > 1:
+        raise ValueError(
+            f"cols must have contiguous rows (last stride {itemsize} bytes), got {stride}"
+        )
+
+
+def im2col(const floating[:, :, :, ::1] x, floating[:, :, :] cols,
            Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
            Py_ssize_t out_h, Py_ssize_t out_w, int n_threads):
@@ -90,7 +98,9 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
     ----------
     x : floating[N, C, H, W], C-contiguous
         The input images.
-    cols : floating[N, R, OH*OW], C-contiguous, ``R >= C*kh*kw``
+    cols : floating[N, R, OH*OW], ``R >= C*kh*kw``
+        Each row contiguous (any strides between rows and images: ``Conv2d``
+        passes a (N, R, P) view of one (R, N*P) matrix for a batch-wide GEMM).
         Rows ``[0, C*kh*kw)`` are written completely (padding taps get 0),
         so a reused buffer needs no clearing.  Rows past those are left
         untouched: ``Conv2d`` keeps a row of ones there for its bias.
@@ -104,6 +114,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
            pad_h, pad_w, dil_h, dil_w, out_h, out_w, True)
+    _rows_contiguous(cols.strides[2], sizeof(floating), cols.shape[2])
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n, c, i, j, oh, ow, ih, row, off, ow_lo, ow_hi
@@ -141,7 +152,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, ::1] cols,
                                 dst[ow] = 0
 
 
-def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
+def col2im(const floating[:, :, :] cols, floating[:, :, :, ::1] x,
            Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
            Py_ssize_t out_h, Py_ssize_t out_w, int n_threads):
@@ -153,6 +164,7 @@ def col2im(const floating[:, :, ::1] cols, floating[:, :, :, ::1] x,
     from padding are dropped; overlapping receptive fields accumulate.
     Arguments as in :func:`im2col`.
     """
+    _rows_contiguous(cols.strides[2], sizeof(floating), cols.shape[2])
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
            pad_h, pad_w, dil_h, dil_w, out_h, out_w, False)

@@ -7,7 +7,7 @@ the ``kh*kw`` taps of a run of neighbouring output pixels are runs of
 neighbouring inputs, so a register-blocked kernel can read the (padded)
 input directly: 4 output channels times 2 vectors of pixels per block (4
 vectors with AVX-512), one fused multiply-add per weight and vector
-(``_direct_conv.h``).  The input
+(``_direct.h``).  The input
 gradient is the same kernel run on the zero-padded output gradient with the
 weights transposed and flipped; the weight gradient is a blocked
 correlation of the output gradient with the padded input.
@@ -17,9 +17,10 @@ FMA) and the stride is 1; otherwise it keeps im2col + GEMM.
 
 Images are handed to OpenMP threads one at a time, as each thread becomes
 free (dynamic schedule: on a VM whose second core comes and goes, a thread
-that stalls does not hold back a fixed half of the batch), and
-every per-image partial sum (weight and bias gradients) is added in image
-order afterwards, so results do not depend on the thread count.  They may
+that stalls does not hold back a fixed half of the batch).  The weight and
+bias gradients are sums over the whole batch, the output channels split
+between threads, each sum in one fixed order: results do not depend on the
+thread count.  They may
 differ from im2col + BLAS in the last bits (another summation order).
 
 The checks below run with the GIL, before the unchecked loops.  The entry
@@ -38,8 +39,9 @@ from cnnpool._arrays cimport checked, dims, float_type
 
 cnp.import_array()
 
-cdef extern from "_direct_conv.h" nogil:
+cdef extern from "_direct.h" nogil:
     bint CNNPOOL_CONV_SIMD
+    bint CNNPOOL_CONV_AVX512
     Py_ssize_t CNNPOOL_CONV_OB
     Py_ssize_t CNNPOOL_CONV_MARGIN
     void cnnpool_pad_f32(const float *x, float *xp, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -57,13 +59,17 @@ cdef extern from "_direct_conv.h" nogil:
                               Py_ssize_t M, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
     void cnnpool_conv_wgrad_f32(const float *xp, const Py_ssize_t *offs, Py_ssize_t K,
                                 const float *g, float *gw, Py_ssize_t M, Py_ssize_t OH,
-                                Py_ssize_t OW, Py_ssize_t Wp)
+                                Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t xs,
+                                Py_ssize_t gs)
     void cnnpool_conv_wgrad_f64(const double *xp, const Py_ssize_t *offs, Py_ssize_t K,
                                 const double *g, double *gw, Py_ssize_t M, Py_ssize_t OH,
-                                Py_ssize_t OW, Py_ssize_t Wp)
+                                Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t xs,
+                                Py_ssize_t gs)
 
 #: True when the kernels were compiled with AVX2 and FMA (the fast path).
 SIMD = bool(CNNPOOL_CONV_SIMD)
+#: True when the kernels use 512-bit vectors (the build had AVX-512F).
+AVX512 = bool(CNNPOOL_CONV_AVX512)
 #: Elements a padded buffer needs after its last image (vector over-reads).
 MARGIN = CNNPOOL_CONV_MARGIN
 
@@ -205,21 +211,25 @@ cdef inline void _forward_image(const floating *x, floating *xp, const Py_ssize_
 
 
 cdef bint _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
-                    floating *gw, floating *gb, floating *parts, floating *bias_parts,
-                    floating *scratch, Py_ssize_t scratch_row, Py_ssize_t N, Py_ssize_t C,
-                    Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
-                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
-                    int n_threads) noexcept nogil:
+                    floating *gw, floating *gb, floating *scratch, Py_ssize_t scratch_row,
+                    Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
+                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
+                    Py_ssize_t dw, int n_threads) noexcept nogil:
     """Weight and bias gradients (added into gw, gb) and the input gradient gx.
 
-    Returns True when out of memory.
+    The parameter gradients are sums over the whole batch, one fixed order
+    per output channel; threads split the output channels between them (in
+    multiples of 8, the widest register block), so the bits do not depend
+    on the thread count.  The input gradient goes image by image, images
+    spread over threads.  Returns True when out of memory.
     """
     cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
     cdef Py_ssize_t gph = dh * (kh - 1) - ph, gpw = dw * (kw - 1) - pw
     cdef Py_ssize_t Hg = OH + 2 * gph, Wg = OW + 2 * gpw
     cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
-    cdef Py_ssize_t plane = OH * OW, n, i, t
+    cdef Py_ssize_t plane = OH * OW, n, i, t, lo, hi
+    cdef Py_ssize_t share = ((M + n_threads - 1) // n_threads + 7) // 8 * 8
     cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
     cdef Py_ssize_t *goffs = _offsets(M, kh, kw, Hg, Wg, dh, dw)
     cdef floating *wpack = _pack(w, M, C, kh, kw, True)
@@ -231,57 +241,78 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
     for t in range(n_threads):
         for i in range(M * Hg * Wg, scratch_row):
             scratch[t * scratch_row + i] = 0
+    if n_threads > 1 and M > 8:
+        for t in prange(n_threads, num_threads=n_threads, schedule="static"):
+            lo = t * share
+            hi = min(lo + share, M)
+            if lo < hi:
+                _param_grads(xp, g, gw, gb, offs, K, lo, hi, M, N, OH, OW, Wp, img)
+    else:
+        _param_grads(xp, g, gw, gb, offs, K, 0, M, M, N, OH, OW, Wp, img)
     if n_threads > 1:
         for n in prange(N, num_threads=n_threads, schedule="dynamic"):
-            _backward_image(xp + n * img, g + n * M * plane, gx + n * C * H * W, offs, goffs,
-                            wpack, parts + n * M * K, bias_parts + n * M,
-                            scratch + threadid() * scratch_row, C, H, W, M, OH, OW, Wp,
-                            kh, kw, gph, gpw, Hg, Wg)
+            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack,
+                              scratch + threadid() * scratch_row, C, H, W, M, OH, OW,
+                              kh, kw, gph, gpw, Hg, Wg)
     else:
         for n in range(N):
-            _backward_image(xp + n * img, g + n * M * plane, gx + n * C * H * W, offs, goffs,
-                            wpack, parts + n * M * K, bias_parts + n * M, scratch,
-                            C, H, W, M, OH, OW, Wp, kh, kw, gph, gpw, Hg, Wg)
-    # Add the per-image parts in image order: the same sums for any thread count.
-    for n in range(1, N):
-        for i in range(M * K):
-            parts[i] += parts[n * M * K + i]
-        for i in range(M):
-            bias_parts[i] += bias_parts[n * M + i]
-    if N > 0:
-        for i in range(M * K):
-            gw[i] += parts[i]
-        if gb != NULL:
-            for i in range(M):
-                gb[i] += bias_parts[i]
+            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack, scratch,
+                              C, H, W, M, OH, OW, kh, kw, gph, gpw, Hg, Wg)
     free(offs)
     free(goffs)
     free(wpack)
     return False
 
 
-cdef inline void _backward_image(const floating *xp, const floating *g, floating *gx,
-                                 const Py_ssize_t *offs, const Py_ssize_t *goffs,
-                                 const floating *wpack, floating *part, floating *bias_part,
-                                 floating *row, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                                 Py_ssize_t M, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp,
-                                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t gph, Py_ssize_t gpw,
-                                 Py_ssize_t Hg, Py_ssize_t Wg) noexcept nogil:
-    """One image: its weight and bias gradient parts, and its input gradient
-    (the forward kernel on the zero-padded output gradient in ``row``)."""
-    cdef Py_ssize_t K = C * kh * kw, plane = OH * OW, i
-    for i in range(M * K):
-        part[i] = 0
-    for i in range(M):
-        bias_part[i] = 0
+cdef inline void _param_grads(const floating *xp, const floating *g, floating *gw,
+                              floating *gb, const Py_ssize_t *offs, Py_ssize_t K,
+                              Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t M, Py_ssize_t N,
+                              Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp,
+                              Py_ssize_t img) noexcept nogil:
+    """Output channels [lo, hi): weight gradients over the batch, and bias
+    gradients image by image (each plane's sum added in image order).
+
+    The weight gradient goes a group of images at a time, each group's sums
+    added in order: enough images that the reductions at the end of a block
+    are rare, few enough that the 8 gradient and 3 input planes a register
+    block streams through, ``11 * images * OH*OW`` elements, stay within
+    256 KiB (a quarter of a Zen 5 core's L2) and are re-read from cache by
+    the next block of taps.  The group size depends on the shape only.
+    """
+    cdef Py_ssize_t plane = OH * OW, n, n0, nb
+    nb = (256 * 1024) // (11 * plane * <Py_ssize_t> sizeof(floating))
+    nb = max(1, min(N, nb))
+    n0 = 0
+    while n0 < N:
+        if floating is float:
+            cnnpool_conv_wgrad_f32(xp + n0 * img, offs, K, g + n0 * M * plane + lo * plane,
+                                   gw + lo * K, hi - lo, OH, OW, Wp, min(nb, N - n0), img,
+                                   M * plane)
+        else:
+            cnnpool_conv_wgrad_f64(xp + n0 * img, offs, K, g + n0 * M * plane + lo * plane,
+                                   gw + lo * K, hi - lo, OH, OW, Wp, min(nb, N - n0), img,
+                                   M * plane)
+        n0 += nb
+    if gb != NULL:
+        for n in range(N):
+            if floating is float:
+                cnnpool_plane_sums_f32(g + n * M * plane + lo * plane, gb + lo, hi - lo, plane)
+            else:
+                cnnpool_plane_sums_f64(g + n * M * plane + lo * plane, gb + lo, hi - lo, plane)
+
+
+cdef inline void _input_grad_image(const floating *g, floating *gx, const Py_ssize_t *goffs,
+                                   const floating *wpack, floating *row, Py_ssize_t C,
+                                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t OH,
+                                   Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw,
+                                   Py_ssize_t gph, Py_ssize_t gpw, Py_ssize_t Hg,
+                                   Py_ssize_t Wg) noexcept nogil:
+    """One image's input gradient: the forward kernel on its zero-padded
+    output gradient (padded into ``row``) with the flipped, transposed weights."""
     if floating is float:
-        cnnpool_conv_wgrad_f32(xp, offs, K, g, part, M, OH, OW, Wp)
-        cnnpool_plane_sums_f32(g, bias_part, M, plane)
         cnnpool_pad_f32(g, row, M, OH, OW, Hg, Wg, gph, gpw)
         cnnpool_conv_fwd_f32(row, goffs, M * kh * kw, wpack, NULL, gx, C, H, W, Wg)
     else:
-        cnnpool_conv_wgrad_f64(xp, offs, K, g, part, M, OH, OW, Wp)
-        cnnpool_plane_sums_f64(g, bias_part, M, plane)
         cnnpool_pad_f64(g, row, M, OH, OW, Hg, Wg, gph, gpw)
         cnnpool_conv_fwd_f64(row, goffs, M * kh * kw, wpack, NULL, gx, C, H, W, Wg)
 
@@ -351,9 +382,8 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
         raise MemoryError()
 
 
-def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts, bias_parts,
-             scratch, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
-             int n_threads):
+def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_ssize_t pad_h,
+             Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, int n_threads):
     """Gradients of :func:`forward`: ``grad_x`` written, parameter gradients added.
 
     Parameters
@@ -367,10 +397,8 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
         Written whole: the full correlation of ``grad_out`` with the flipped,
         transposed weights.  Needs ``0 <= padding <= dilation*(kernel-1)``.
     weight_grad : ndarray (M, C, kh, kw); bias_grad : ndarray (M,) or None
-        The sums over the batch are *added* into them.
-    weight_parts : ndarray (N, M, C*kh*kw); bias_parts : ndarray (N, M)
-        Scratch for the per-image sums (added in image order afterwards, so
-        the result does not depend on the thread count).
+        The sums over the batch are *added* into them (in an order that does
+        not depend on the thread count).
     scratch : ndarray (n_threads, S)
         One row per thread for a padded image of ``grad_out``:
         ``S >= M*(OH + 2*gh)*(OW + 2*gw) + MARGIN``, ``g = d*(k-1) - p``.
@@ -383,8 +411,6 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
     cdef cnp.ndarray agw = checked(weight_grad, "weight_grad", 4, typenum, True)
     cdef cnp.ndarray agb = (None if bias_grad is None
                             else checked(bias_grad, "bias_grad", 1, typenum, True))
-    cdef cnp.ndarray aparts = checked(weight_parts, "weight_parts", 3, typenum, True)
-    cdef cnp.ndarray abparts = checked(bias_parts, "bias_parts", 2, typenum, True)
     cdef cnp.ndarray ascratch = checked(scratch, "scratch", 2, typenum, True)
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t C = aw.shape[1], kh = aw.shape[2], kw = aw.shape[3]
@@ -409,8 +435,6 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
     _shape(agw, "weight_grad", (M, C, kh, kw))
     if agb is not None:
         _shape(agb, "bias_grad", (M,))
-    _shape(aparts, "weight_parts", (N, M, C * kh * kw))
-    _shape(abparts, "bias_parts", (N, M))
     _room(axp, "xp", _padded_size(N, C, H, W, pad_h, pad_w))
     if ascratch.shape[0] < n_threads:
         raise ValueError(
@@ -425,7 +449,6 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
                 <float *> cnp.PyArray_DATA(aw), <float *> cnp.PyArray_DATA(agx),
                 <float *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <float *> cnp.PyArray_DATA(agb),
-                <float *> cnp.PyArray_DATA(aparts), <float *> cnp.PyArray_DATA(abparts),
                 <float *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
                 N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
     else:
@@ -435,7 +458,6 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, weight_parts,
                 <double *> cnp.PyArray_DATA(aw), <double *> cnp.PyArray_DATA(agx),
                 <double *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <double *> cnp.PyArray_DATA(agb),
-                <double *> cnp.PyArray_DATA(aparts), <double *> cnp.PyArray_DATA(abparts),
                 <double *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
                 N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
     if failed:

@@ -1,14 +1,16 @@
 """``Conv2d``: 2-D convolution, direct or as im2col + one batched GEMM.
 
 Unit stride (the common case) on a build with AVX2 and FMA runs the direct
-kernels of ``_direct_conv.pyx``: the zero-padded input is read in place by
+kernels of ``_direct.pyx`` where they are the faster (see
+``Conv2d._direct_wins``): the zero-padded input is read in place by
 register-blocked loops, with no unrolled copy of it (see that module).
 Every other case is im2col + GEMM:
 
 Forward: unroll every receptive field of ``x`` into a column (compiled
 ``im2col``), then ``out[n] = W @ cols[n]`` for all images in one
-``np.matmul`` call, which runs BLAS.  Backward, with ``g`` the output
-gradient:
+``np.matmul`` call, which runs BLAS (for output planes of fewer than
+256 pixels, one GEMM ``W @ [cols[0] cols[1] ...]`` over the whole batch
+instead).  Backward, with ``g`` the output gradient:
 
 * ``grad_bias   = sum over n, oh, ow of g``
 * ``grad_weight = sum over n of g[n] @ cols[n].T``  (the saved columns)
@@ -23,21 +25,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, _direct_conv, _im2col
-from ._buffers import OutputBuffers
-from ._init import he_normal, make_rng
-from ._parallel import threads_for
-from .layer import BackwardBeforeForwardError, Layer, Parameter
-from .registry import register
+from .. import _checks
+from .._buffers import OutputBuffers
+from .._init import he_normal, make_rng
+from .._parallel import threads_for
+from ..layer import BackwardBeforeForwardError, Layer, Parameter
+from . import _direct, _im2col
+from ..registry import register
 
-_MARGIN = _direct_conv.MARGIN
+_MARGIN = _direct.MARGIN
 
-# Taps per output (C*kh*kw) up to which the direct kernels beat im2col + BLAS.
-# Past it a register block's weights and input rows no longer fit in L1 and
-# OpenBLAS's packed GEMM wins.  Measured on the benchmark machine, forward +
-# backward: C*9 = 144 to 432, direct 1.1-1.4x faster; 576 about equal; 1152
-# 1.4x and 4608 2x slower.
+# When the direct kernels beat im2col + BLAS, measured per instruction set
+# (forward + backward, one thread; see docs/performance.rst).  With AVX2,
+# up to 432 taps per output (C*kh*kw): past it a register block's weights
+# and input rows no longer fit in L1 and OpenBLAS's packed GEMM wins.  With
+# AVX-512 the direct kernels win at any tap count measured (up to 2304) on
+# rows of at least one full vector (16 floats); on narrower rows most lanes
+# are idle and only small tap counts stay direct.
 _DIRECT_MAX_TAPS = 432
+_DIRECT_WIDE_ROW = 16 if _direct.AVX512 else None
+
+# im2col + GEMM with fewer output pixels per image than this runs one GEMM
+# over the whole batch (columns of all images side by side) instead of one
+# per image: a GEMM of a few columns reads the whole weight matrix for
+# little work (512 channels on 2x2 maps: 4 columns per image).
+_MERGE_BELOW_PIXELS = 256
 
 # Backward turns gradient columns into the input gradient this many bytes of
 # columns at a time, so that col2im reads them from cache.
@@ -85,18 +97,22 @@ class Conv2d(Layer):
     Input ``(N, C, H, W)``, output ``(N, O, OH, OW)`` with
     ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1`` (likewise ``OW``).
 
-    Two implementations give the same numbers to rounding.  With unit stride,
-    ``padding <= dilation*(kernel - 1)`` and at most 432 taps per output
-    (``C*kh*kw``: up to 48 input channels with a 3x3 kernel) on a build with
-    AVX2 and FMA (the default ``-march=native`` build on such a CPU), the
-    direct kernels run: forward keeps one zero-padded copy of the input,
-    ``N*C*(H+2ph)*(W+2pw)`` elements, for the weight gradient.  Otherwise
-    (strides, 1x1 kernels, other CPUs) it is im2col + GEMM: forward keeps
-    the unrolled columns, ``N*C*kh*kw*OH*OW`` elements (plus a row of ones
-    that carries the bias through the GEMM), and backward a scratch buffer
-    for the gradient columns of a chunk of images (about 1 MiB).  Either
-    way the buffers are reused by the next call of the same shape, and
-    backward uses the weights of the last forward.
+    Two implementations give the same numbers to rounding.  With unit stride
+    and ``padding <= dilation*(kernel - 1)`` on a build with AVX2 and FMA
+    (the default ``-march=native`` build on such a CPU) the direct kernels
+    run when they are the faster: up to 432 taps per output (``C*kh*kw``:
+    48 input channels with a 3x3 kernel), and with AVX-512 at any tap count
+    on output rows of at least 16 pixels.  Forward keeps one zero-padded
+    copy of the input, ``N*C*(H+2ph)*(W+2pw)`` elements, for the weight
+    gradient.  Otherwise (strides, 1x1 kernels, many channels on small
+    maps, other CPUs) it is im2col + GEMM: forward keeps the unrolled
+    columns, ``N*C*kh*kw*OH*OW`` elements (plus a row of ones that carries
+    the bias through the GEMM), and backward a scratch buffer for the
+    gradient columns of a chunk of images (about 1 MiB).  Output planes of
+    fewer than 256 pixels put the columns of all images side by side, so
+    that one GEMM serves the batch.  Either way the buffers are reused by
+    the next call of the same shape, and backward uses the weights of the
+    last forward.
 
     Examples
     --------
@@ -145,14 +161,14 @@ class Conv2d(Layer):
         # dilation*(kernel-1) (the input gradient pads the output gradient by
         # the difference); 1x1 kernels keep the plain GEMM, which BLAS does well.
         self._direct = (
-            _direct_conv.SIMD
+            _direct.SIMD
             and self.stride == (1, 1)
             and not self._pointwise
-            and self.in_channels * kh * kw <= _DIRECT_MAX_TAPS
             and all(
                 p <= d * (k - 1) for p, d, k in zip(self.padding, self.dilation, self.kernel_size)
             )
         )
+        self._taps = self.in_channels * kh * kw
         self._out_sizes = {}
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
         self._grad_cols = None  # backward's scratch: gradient columns of one chunk
@@ -212,7 +228,7 @@ class Conv2d(Layer):
                 f"x has {c} channels (shape {x.shape}) but Conv2d expects "
                 f"in_channels={self.in_channels}"
             )
-        if self._direct:
+        if self._direct and self._direct_wins(x.shape):
             return self._forward_direct(x)
         out_h, out_w = self._out_size(x.shape)
         # A copy: backward must use these weights even if an optimizer steps first.
@@ -234,12 +250,35 @@ class Conv2d(Layer):
         # saves two passes over the output.
         k = w2.shape[1]
         ones = bias is not None
-        shape = (n, k + ones, out_h * out_w)
+        pixels = out_h * out_w
+        merged = n > 1 and pixels < _MERGE_BELOW_PIXELS
+        # Merged, the columns of image i are columns [i*P, (i+1)*P) of one
+        # (k + ones, N*P) matrix; im2col writes them through a (N, k + ones, P)
+        # view of it (rows of stride N*P, each run of P contiguous).
+        shape = (k + ones, n * pixels) if merged else (n, k + ones, pixels)
         cols = self._cols
         if cols is None or cols.shape != shape or cols.dtype != x.dtype:
             cols = self._cols = np.empty(shape, x.dtype)
             if ones:
-                cols[:, k] = 1  # im2col writes rows [0, k) only: this row stays ones
+                cols[..., k, :] = 1  # im2col writes rows [0, k) only: this row stays ones
+        if merged:
+            _im2col.im2col(
+                x,
+                cols.reshape(k + ones, n, pixels).transpose(1, 0, 2),
+                *self._geometry_args,
+                out_h,
+                out_w,
+                1,
+            )
+            wmat = np.concatenate((w2, bias.data[:, None]), axis=1) if ones else w2
+            out = self._outputs.empty("out", (n, self.out_channels, out_h, out_w), x.dtype)
+            prod = np.matmul(wmat, cols)  # (O, N*P): one GEMM for the batch
+            np.copyto(
+                out.reshape(n, self.out_channels, pixels),
+                prod.reshape(self.out_channels, n, pixels).transpose(1, 0, 2),
+            )
+            self._saved = ("merged", x.shape, cols, w2, ones)
+            return out
         # im2col runs on the calling thread: the GEMMs are the parallel part
         # (BLAS threads), and an OpenMP team left spinning after a short parallel
         # im2col fights them for the cores (W3 forward on two threads: 24 ms
@@ -256,6 +295,8 @@ class Conv2d(Layer):
             raise BackwardBeforeForwardError("Conv2d.backward called before forward")
         if self._saved[0] == "direct":
             return self._backward_direct(grad_output)
+        if self._saved[0] == "merged":
+            return self._backward_merged(grad_output)
         x_shape, cols, w2, ones = self._saved
         n = x_shape[0]
         out_shape = (n, self.out_channels) + self._out_size(x_shape)
@@ -299,7 +340,49 @@ class Conv2d(Layer):
             _im2col.col2im(buf, grad_x[i:j], *args, threads)
         return grad_x
 
+    def _backward_merged(self, grad_output):
+        """Backward of the merged im2col + GEMM forward (small output planes)."""
+        _, x_shape, cols, w2, ones = self._saved
+        n, o = x_shape[0], self.out_channels
+        out_shape = (n, o) + self._out_size(x_shape)
+        grad = _checks.grad_like(grad_output, out_shape, cols.dtype)
+        pixels = out_shape[2] * out_shape[3]
+        k = w2.shape[1]
+        # The output gradient as one (O, N*P) matrix, the layout of the columns.
+        gm = np.ascontiguousarray(grad.reshape(n, o, pixels).transpose(1, 0, 2))
+        gm = gm.reshape(o, n * pixels)
+        grad_w = gm @ cols.T  # (O, k + ones): one GEMM over the batch
+        if ones:
+            self.bias.grad += grad_w[:, k]
+            grad_w = grad_w[:, :k]
+        elif self.bias is not None:
+            self.bias.grad += gm.sum(axis=1)
+        self.weight.grad += grad_w.reshape(self.weight.grad.shape)
+        grad_x = self._outputs.empty("grad_x", x_shape, cols.dtype)  # col2im zeroes it
+        chunk = self._chunk(n, k * pixels, cols)
+        shape = (k, chunk * pixels)
+        grad_cols = self._grad_cols
+        if grad_cols is None or grad_cols.shape != shape or grad_cols.dtype != cols.dtype:
+            grad_cols = self._grad_cols = np.empty(shape, cols.dtype)
+        args = self._geometry_args + out_shape[2:]
+        w2t = w2.T
+        for i in range(0, n, chunk):
+            j = min(i + chunk, n)
+            buf = grad_cols[:, : (j - i) * pixels]
+            np.matmul(w2t, gm[:, i * pixels : j * pixels], out=buf)
+            view = buf.reshape(k, j - i, pixels).transpose(1, 0, 2)
+            _im2col.col2im(view, grad_x[i:j], *args, 1)
+        return grad_x
+
     # ------------------------------------------------------------- direct path
+    def _direct_wins(self, x_shape):
+        """Whether the direct kernels beat im2col + BLAS on ``x_shape`` (per build)."""
+        if self._taps <= _DIRECT_MAX_TAPS:
+            return True
+        if _DIRECT_WIDE_ROW is None:
+            return False
+        return self._out_size(x_shape)[1] >= _DIRECT_WIDE_ROW
+
     def _forward_direct(self, x):
         plan = self._plan
         if plan is None or plan.x_shape != x.shape or plan.dtype != x.dtype:
@@ -310,7 +393,7 @@ class Conv2d(Layer):
         # Our own padded copy of x goes to plan.xp: backward reads it, so
         # later edits of x change nothing.
         threads = threads_for(plan.x_shape[0], plan.forward_work)
-        _direct_conv.forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
+        _direct.forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
         # Backward uses the weights of this call even if an optimizer steps first.
         self._saved = ("direct", plan, weight.copy())
         return out
@@ -319,18 +402,16 @@ class Conv2d(Layer):
         _, plan, weight = self._saved
         g = _checks.grad_like(grad_output, plan.out_shape, plan.dtype)
         threads = threads_for(plan.x_shape[0], plan.backward_work)
-        plan.backward_scratch(self.out_channels, weight[0].size, self.kernel_size, threads)
+        plan.backward_scratch(self.out_channels, self.kernel_size, threads)
         grad_x = self._outputs.empty("grad_x", plan.x_shape, plan.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
-        _direct_conv.backward(
+        _direct.backward(
             plan.xp,
             g,
             weight,
             grad_x,
             self.weight.grad,
             bias_grad,
-            plan.parts,
-            plan.bias_parts,
             plan.scratch,
             *plan.pads,
             threads,
@@ -373,10 +454,9 @@ class _DirectPlan:
     """What the direct path needs for one input shape, made once per shape.
 
     The padded input (each image followed by a margin of its own, see
-    ``_direct_conv``), the output shape and work sizes, and, from the
-    first backward on, the scratch of the backward: per-image parameter
-    gradient sums (added in image order, so any thread count gives the same
-    bits) and, per thread, one zero-padded image of the output gradient.
+    ``_direct``), the output shape and work sizes, and, from the
+    first backward on, the scratch of the backward: per thread, one
+    zero-padded image of the output gradient.
     A layer keeps the plan of its last input shape: a tiny layer's call
     then costs little more than its kernel (W4 of the benchmark).
     """
@@ -389,8 +469,6 @@ class _DirectPlan:
         "xp",
         "forward_work",
         "backward_work",
-        "parts",
-        "bias_parts",
         "scratch",
     )
 
@@ -405,16 +483,14 @@ class _DirectPlan:
         # thread limit can change between calls: cnnpool.set_num_threads).
         self.forward_work = n * c * h * w * conv.out_channels
         self.backward_work = n * conv.out_channels * self.out_shape[2] * self.out_shape[3] * c
-        self.parts = self.bias_parts = self.scratch = None
+        self.scratch = None
 
-    def backward_scratch(self, out_channels, taps, kernel_size, threads):
+    def backward_scratch(self, out_channels, kernel_size, threads):
         """Allocate the backward's arrays if missing or too few for ``threads``."""
         if self.scratch is not None and self.scratch.shape[0] >= threads:
             return
-        n, o = self.x_shape[0], out_channels
+        o = out_channels
         (kh, kw), (ph, pw, dh, dw) = kernel_size, self.pads
         oh, ow = self.out_shape[2:]
         gh, gw = oh + 2 * (dh * (kh - 1) - ph), ow + 2 * (dw * (kw - 1) - pw)
-        self.parts = np.empty((n, o, taps), self.dtype)
-        self.bias_parts = np.empty((n, o), self.dtype)
         self.scratch = np.empty((threads, o * gh * gw + _MARGIN), self.dtype)

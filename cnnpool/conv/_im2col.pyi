@@ -1,4 +1,4 @@
-"""Type stub of the compiled module ``cnnpool._im2col`` (see ``_im2col.pyx``).
+"""Type stub of the compiled module ``cnnpool.conv._im2col`` (see ``_im2col.pyx``).
 
 Arrays are C-contiguous and float32 or float64 (one dtype per call).  The
 kernels re-check that the shapes agree with the geometry and raise

@@ -1,6 +1,6 @@
 /* Register-blocked micro-kernels of the direct (implicit-GEMM) convolution.
  *
- * Used by _direct_conv.pyx, which validates every size and pointer first:
+ * Used by _direct.pyx, which validates every size and pointer first:
  * nothing here checks bounds.  Each function handles ONE image on the
  * calling thread; the .pyx spreads images over OpenMP threads.
  *
@@ -44,8 +44,8 @@
  * functions available (and correct) there; the tests of the direct path
  * run only on SIMD builds, which include the sanitizer build of CI.
  */
-#ifndef CNNPOOL_DIRECT_CONV_H
-#define CNNPOOL_DIRECT_CONV_H
+#ifndef CNNPOOL_CONV_DIRECT_H
+#define CNNPOOL_CONV_DIRECT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -315,11 +315,17 @@ CNNPOOL_FWD_SCALAR(double, cnnpool_conv_fwd_f64)
 #endif
 
 /* ------------------------------------------------------------- weight gradient
- * gw[o, k] += sum_{oh, ow} g[o, oh, ow] * xp[offs[k] + oh*Wp + ow]
+ * gw[o, k] += sum_{n, oh, ow} g[n*gs + o*OH*OW + oh*OW + ow]
+ *                             * xp[n*xs + offs[k] + oh*Wp + ow]
  *
- * gw is (O, K), row-major.  Blocks of 4 output channels times 3 taps:
- * 12 vector accumulators of partial sums over pixels, reduced at the end
- * in a fixed order.  A partial last vector of a row loads g and x masked
+ * over the N images of a batch (image n of xp starts xs elements after
+ * image n-1, of g gs elements).  gw is (O, K), row-major.  Blocks of 4
+ * output channels times 3 taps: 12 vector accumulators of partial sums over
+ * the pixels of all images, reduced once at the end in a fixed order (one
+ * reduction per batch, not per image: on small maps the reductions cost as
+ * much as the FMAs).  Each gw[o, k] is one accumulator's sum, whichever
+ * other channels share its block, so a caller may split O between threads
+ * without changing a bit.  A partial last vector of a row loads g and x masked
  * (masked lanes read as 0), so an inf or NaN past the row never enters. */
 
 #if CNNPOOL_CONV_SIMD
@@ -351,7 +357,8 @@ static inline double cnnpool_hsum_pd(__m256d v)
 
 #define CNNPOOL_WGRAD_SIMD(T, NAME, VT, L, LOADU, MLOAD, FMADD, SETZERO, MASKGEN, HSUM) \
 static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g,        \
-                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp)        \
+                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,        \
+                 ptrdiff_t N, ptrdiff_t xs, ptrdiff_t gs)                             \
 {                                                                                    \
     const ptrdiff_t plane = OH * OW, full = OW - OW % L;                             \
     const __m256i tail = MASKGEN(OW % L);                                            \
@@ -369,8 +376,9 @@ static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g,   
             VT a10 = SETZERO(), a11 = SETZERO(), a12 = SETZERO();                   \
             VT a20 = SETZERO(), a21 = SETZERO(), a22 = SETZERO();                   \
             VT a30 = SETZERO(), a31 = SETZERO(), a32 = SETZERO();                   \
+            for (ptrdiff_t n = 0; n < N; n++)                                        \
             for (ptrdiff_t oh = 0; oh < OH; oh++) {                                  \
-                const ptrdiff_t gi = oh * OW, xi = oh * Wp;                          \
+                const ptrdiff_t gi = n * gs + oh * OW, xi = n * xs + oh * Wp;        \
                 for (ptrdiff_t ow = 0; ow < OW; ow += L) {                           \
                     VT u0, u1, u2, v0, v1, v2, v3;                                   \
                     if (ow < full) {                                                 \
@@ -464,7 +472,8 @@ static inline double cnnpool_hsum512_pd(__m512d v)
 #define CNNPOOL_WGRAD_512_BLOCK(T, NAME, ROWS, VT, L, MT, LOADU, MLOADZ, TLOAD, FMADD,  \
                                 SETZERO, MASKGEN, HSUM)                              \
 static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g, T *gw, \
-                 ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp, ptrdiff_t o0) \
+                 ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp, ptrdiff_t N,  \
+                 ptrdiff_t xs, ptrdiff_t gs, ptrdiff_t o0)                            \
 {                                                                                    \
     const ptrdiff_t plane = OH * OW, full = OW - OW % L;                             \
     const MT tail = MASKGEN(OW % L);                                                 \
@@ -473,8 +482,9 @@ static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g, T 
         const T *x1 = xp + offs[k0 + 1 < K ? k0 + 1 : K - 1];                        \
         const T *x2 = xp + offs[k0 + 2 < K ? k0 + 2 : K - 1];                        \
         ROWS(CNNPOOL_WG_ROW, T, VT, SETZERO)                                         \
+        for (ptrdiff_t n = 0; n < N; n++)                                            \
         for (ptrdiff_t oh = 0; oh < OH; oh++) {                                      \
-            const ptrdiff_t gi = oh * OW, xi = oh * Wp;                              \
+            const ptrdiff_t gi = n * gs + oh * OW, xi = n * xs + oh * Wp;            \
             ptrdiff_t ow = 0;                                                        \
             for (; ow < full; ow += L) {                                             \
                 VT u0 = LOADU(x0 + xi + ow), u1 = LOADU(x1 + xi + ow);               \
@@ -498,13 +508,14 @@ CNNPOOL_WGRAD_512_BLOCK(T, NAME##_8, CNNPOOL_ROWS8, VT, L, MT, LOADU, MLOADZ, TL
 CNNPOOL_WGRAD_512_BLOCK(T, NAME##_4, CNNPOOL_ROWS4, VT, L, MT, LOADU, MLOADZ, TLOAD,  \
                         FMADD, SETZERO, MASKGEN, HSUM)                               \
 static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g,        \
-                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp)        \
+                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,        \
+                 ptrdiff_t N, ptrdiff_t xs, ptrdiff_t gs)                             \
 {                                                                                    \
     ptrdiff_t o0 = 0;                                                                \
     for (; O - o0 > 4; o0 += 8)                                                      \
-        NAME##_8(xp, offs, K, g, gw, O, OH, OW, Wp, o0);                             \
+        NAME##_8(xp, offs, K, g, gw, O, OH, OW, Wp, N, xs, gs, o0);                  \
     if (o0 < O)                                                                      \
-        NAME##_4(xp, offs, K, g, gw, O, OH, OW, Wp, o0);                             \
+        NAME##_4(xp, offs, K, g, gw, O, OH, OW, Wp, N, xs, gs, o0);                  \
 }
 #define CNNPOOL_TLOAD_PS(p) _mm512_maskz_loadu_ps(tail, (p))
 #define CNNPOOL_TLOAD_PD(p) _mm512_maskz_loadu_pd(tail, (p))
@@ -520,12 +531,13 @@ CNNPOOL_WGRAD_512(double, cnnpool_conv_wgrad512_f64, __m512d, 8, __mmask8, _mm51
  * GFLOP/s on a Zen 5). */
 #define CNNPOOL_WGRAD_PICK(T, NAME, NARROW, WIDE, L)                                \
 static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g,       \
-                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp)       \
+                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,       \
+                 ptrdiff_t N, ptrdiff_t xs, ptrdiff_t gs)                            \
 {                                                                                   \
     if (OW <= L / 2)                                                                \
-        NARROW(xp, offs, K, g, gw, O, OH, OW, Wp);                                  \
+        NARROW(xp, offs, K, g, gw, O, OH, OW, Wp, N, xs, gs);                       \
     else                                                                            \
-        WIDE(xp, offs, K, g, gw, O, OH, OW, Wp);                                    \
+        WIDE(xp, offs, K, g, gw, O, OH, OW, Wp, N, xs, gs);                         \
 }
 CNNPOOL_WGRAD_PICK(float, cnnpool_conv_wgrad_f32, cnnpool_conv_wgrad256_f32,
                    cnnpool_conv_wgrad512_f32, 16)
@@ -547,14 +559,17 @@ CNNPOOL_WGRAD_SIMD(double, cnnpool_conv_wgrad_f64, __m256d, 4, _mm256_loadu_pd,
 
 #define CNNPOOL_WGRAD_SCALAR(T, NAME)                                               \
 static void NAME(const T *xp, const ptrdiff_t *offs, ptrdiff_t K, const T *g,       \
-                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp)       \
+                 T *gw, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,       \
+                 ptrdiff_t N, ptrdiff_t xs, ptrdiff_t gs)                            \
 {                                                                                   \
     for (ptrdiff_t o = 0; o < O; o++)                                               \
         for (ptrdiff_t k = 0; k < K; k++) {                                         \
             T s = 0;                                                                \
+            for (ptrdiff_t n = 0; n < N; n++)                                       \
             for (ptrdiff_t oh = 0; oh < OH; oh++)                                   \
                 for (ptrdiff_t ow = 0; ow < OW; ow++)                               \
-                    s += g[(o * OH + oh) * OW + ow] * xp[offs[k] + oh * Wp + ow];   \
+                    s += g[n * gs + (o * OH + oh) * OW + ow]                        \
+                         * xp[n * xs + offs[k] + oh * Wp + ow];                     \
             gw[o * K + k] += s;                                                     \
         }                                                                           \
 }
@@ -563,4 +578,4 @@ CNNPOOL_WGRAD_SCALAR(double, cnnpool_conv_wgrad_f64)
 
 #endif
 
-#endif /* CNNPOOL_DIRECT_CONV_H */
+#endif /* CNNPOOL_CONV_DIRECT_H */
