@@ -30,8 +30,8 @@ from .._buffers import OutputBuffers
 from .._init import he_normal, make_rng
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
-from . import _direct, _im2col
 from ..registry import register
+from . import _direct, _im2col
 
 _MARGIN = _direct.MARGIN
 
