@@ -314,7 +314,8 @@ def extensions():
                 [str(rel)],
                 depends=[str(header)] if (HERE / header).exists() else [],
                 include_dirs=[np.get_include()],
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+                + ([("CNNPOOL_DEBUG", "1")] if DEBUG else []),
             )
         )
     directives = {

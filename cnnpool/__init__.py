@@ -28,6 +28,7 @@ from . import _dispatch  # noqa: F401
 # scikit-image, scipy, matplotlib and joblib load only when they are used.
 from . import datasets as datasets
 from . import experiments as experiments
+from . import registry as registry
 from ._config import show_config
 from ._parallel import get_num_threads, set_num_threads
 from .activations import ReLU, Sigmoid, Tanh
@@ -36,7 +37,7 @@ from .gradcheck import gradcheck
 from .layer import BackwardBeforeForwardError, Layer, Parameter
 from .linear import Flatten, Linear
 from .losses import MSELoss, SoftmaxCrossEntropy
-from .model import Sequential, load, register_layer
+from .model import Sequential, load
 from .optim import SGD, Adam
 from .pooling import (
     AdaptiveAvgPool2d,
@@ -60,6 +61,7 @@ from .pooling import (
     StochasticPool2d,
     make_pool,
 )
+from .registry import register, unregister
 
 __all__ = [
     "__version__",
@@ -93,7 +95,7 @@ __all__ = [
     "Parameter",
     "Pool2d",
     "PoolGeometry",
-    "register_layer",
+    "register",
     "ReLU",
     "Sequential",
     "set_num_threads",
@@ -103,4 +105,5 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StochasticPool2d",
     "Tanh",
+    "unregister",
 ]

@@ -1,12 +1,12 @@
 """Array checks with the NumPy C API, shared by the compiled entry points.
 
-Acquiring a typed memoryview costs about 0.1 us per array (measured on a
-Zen 5), a good part of a tiny layer's call; the entry points of
-``conv._direct``, ``_elementwise`` and ``pooling._ext._kernels`` take ndarrays
-instead and check them here: that each is an ndarray of the expected rank
-and dtype (native byte order), aligned, C order, and writeable where it is
-an output.  Also
-the reference test of ``cnnpool._buffers``.  Nothing here is public.
+Acquiring a typed memoryview is a noticeable part of a tiny layer's whole
+call, so the compiled entry points (``conv._direct``, ``_elementwise``,
+``pooling._ext._kernels``, ``_windows``, ``_adaptive`` and the strategy
+driver ``pooling.tiers._strategy``) take ndarrays instead and check them
+here: that each is an ndarray of the expected rank and dtype (native byte
+order), aligned, C order, and writeable where it is an output.  Also the
+reference test of ``cnnpool._buffers``.  Nothing here is public.
 """
 
 cimport numpy as cnp

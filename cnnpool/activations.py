@@ -17,6 +17,7 @@ from . import _checks, _elementwise
 from ._buffers import OutputBuffers
 from ._parallel import threads_for
 from .layer import BackwardBeforeForwardError, Layer
+from .registry import register
 
 
 class _Elementwise(Layer):
@@ -37,6 +38,7 @@ class _Elementwise(Layer):
         return tuple(input_shape)
 
 
+@register
 class ReLU(_Elementwise):
     """Rectified linear unit, ``max(x, 0)``, as ``torch.nn.ReLU``.
 
@@ -77,6 +79,7 @@ class ReLU(_Elementwise):
         return out
 
 
+@register
 class Tanh(_Elementwise):
     """Hyperbolic tangent, as ``torch.nn.Tanh``."""
 
@@ -94,6 +97,7 @@ class Tanh(_Elementwise):
         return grad * (1 - y * y)
 
 
+@register
 class Sigmoid(_Elementwise):
     """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``torch.nn.Sigmoid``."""
 

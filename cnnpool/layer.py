@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from . import registry as _registry
+
 _L = TypeVar("_L", bound="Layer")
 
 
@@ -85,6 +87,11 @@ class Layer:
     """
 
     training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Known to saved models by its class name from now on (cnnpool.registry).
+        _registry._note_defined(cls)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Compute the output for input ``x`` and remember what backward needs."""

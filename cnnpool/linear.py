@@ -19,8 +19,10 @@ from . import _checks
 from ._buffers import OutputBuffers
 from ._init import he_normal, make_rng
 from .layer import BackwardBeforeForwardError, Layer, Parameter
+from .registry import register
 
 
+@register
 class Flatten(Layer):
     """Flatten every axis but the first: ``(N, C, H, W) -> (N, C*H*W)``.
 
@@ -55,6 +57,7 @@ class Flatten(Layer):
         return (input_shape[0], math.prod(input_shape[1:]))
 
 
+@register
 class Linear(Layer):
     """Fully connected layer ``y = x @ weight.T + bias``, as ``torch.nn.Linear``.
 

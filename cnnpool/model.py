@@ -9,10 +9,12 @@ A saved model is one ``.npz`` file (uncompressed ZIP of ``.npy`` arrays):
 
 Loading never unpickles (``np.load(..., allow_pickle=False)``) and never
 imports or evaluates a name found in the file: a layer's class is looked
-up in a registry of known classes (the built-in layers, plus whatever the
-user registers with :func:`register_layer`).  Everything in the file is
-checked against the architecture before a single value is used, so a
-truncated, tampered or mismatched file raises ``ValueError``.
+up by name in :mod:`cnnpool.registry`, which knows every
+:class:`~cnnpool.Layer` subclass defined so far (so a file naming a class
+that is not defined is refused with a message saying to import or define
+it first).  Everything in the file is checked against the architecture
+before a single value is used, so a truncated, tampered or mismatched file
+raises ``ValueError``.
 
 A file from a stranger is bad input, and reading it costs no more than
 its honest content would: the ZIP directory and each array's ``.npy``
@@ -38,25 +40,13 @@ import zipfile
 
 import numpy as np
 
-from . import _checks
+from . import _checks, registry
 from ._init import weight_budget
 from ._version import __version__
-from .activations import ReLU, Sigmoid, Tanh
 from .conv import Conv2d
 from .layer import Layer
-from .linear import Flatten, Linear
-from .pooling import (
-    AdaptiveMaxPool2d,
-    AdaptiveMeanPool2d,
-    GatedPool2d,
-    GlobalMaxPool2d,
-    GlobalMeanPool2d,
-    LpPool2d,
-    MaxPool2d,
-    MeanPool2d,
-    MixedPool2d,
-    StochasticPool2d,
-)
+from .linear import Linear
+from .pooling.strategies.mixed import GatedPool2d, MixedPool2d
 
 FORMAT = "cnnpool.Sequential"
 FORMAT_VERSION = 1
@@ -72,52 +62,6 @@ MAX_ARCHITECTURE_BYTES = 4 << 20
 # Deeper text is refused before it is parsed: the parser recurses.  The count
 # includes brackets inside strings, hence the generous bound.
 _MAX_NESTING = 64
-
-_REGISTRY: dict[str, type[Layer]] = {}
-_ALLOCATES: dict[type[Layer], object] = {}
-
-
-def register_layer(cls=None, *, allocates=None):
-    """Allow layers of class ``cls`` in saved models, under ``cls.__name__``.
-
-    Loading rebuilds a layer as ``cls(**config)`` from its saved
-    ``get_config()``, so ``cls`` must implement ``get_config`` when its
-    constructor takes arguments.  Usable as a class decorator (also as
-    ``@register_layer(allocates=...)``).
-
-    Parameters
-    ----------
-    cls : type
-        A :class:`~cnnpool.Layer` subclass.
-    allocates : callable, optional
-        ``allocates(config) -> int``: how many array elements the
-        constructor allocates for this configuration.  :func:`load` checks
-        it against the parameter elements the file declares for the layer
-        *before* calling the constructor, so a file whose configuration
-        asks for gigabytes is refused without allocating them.  Give it
-        when your constructor allocates arrays sized by its arguments
-        other than through Kaiming initialisation (which is checked
-        anyway); the built-in layers have theirs.
-
-    Raises
-    ------
-    ValueError
-        If another class is already registered under the same name.
-    """
-    if cls is None:
-        return lambda c: register_layer(c, allocates=allocates)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise TypeError(f"register_layer needs a Layer subclass, got {cls!r}")
-    if allocates is not None and not callable(allocates):
-        raise TypeError(f"allocates must be a callable config -> int, got {allocates!r}")
-    name = cls.__name__
-    known = _REGISTRY.get(name)
-    if known is not None and known is not cls:
-        raise ValueError(f"a different layer class is already registered as {name!r} ({known!r})")
-    _REGISTRY[name] = cls
-    if allocates is not None:
-        _ALLOCATES[cls] = allocates
-    return cls
 
 
 # What each built-in constructor allocates, from the config alone (values
@@ -157,35 +101,12 @@ def _gated_allocates(config):
     return _area(config, "kernel_size")
 
 
-# The package's own layers (StochasticPool2d's config carries its random
-# generator's state, so a loaded one continues the same draws).
-for _cls in (
-    Conv2d,
-    Linear,
-    Flatten,
-    ReLU,
-    Tanh,
-    Sigmoid,
-    MaxPool2d,
-    MeanPool2d,
-    LpPool2d,
-    StochasticPool2d,
-    MixedPool2d,
-    GatedPool2d,
-    AdaptiveMaxPool2d,
-    AdaptiveMeanPool2d,
-    GlobalMaxPool2d,
-    GlobalMeanPool2d,
-):
-    register_layer(_cls)
-_ALLOCATES.update(
-    {
-        Conv2d: _conv_allocates,
-        Linear: _linear_allocates,
-        MixedPool2d: _mixed_allocates,
-        GatedPool2d: _gated_allocates,
-    }
-)
+# The built-in layers whose constructors allocate by their config, through
+# the same door a user's layer takes (see cnnpool.registry.register).
+registry.register(Conv2d, allocates=_conv_allocates)
+registry.register(Linear, allocates=_linear_allocates)
+registry.register(MixedPool2d, allocates=_mixed_allocates)
+registry.register(GatedPool2d, allocates=_gated_allocates)
 
 
 class Sequential(Layer):
@@ -335,10 +256,24 @@ class Sequential(Layer):
         layers = []
         for i, layer in enumerate(self.layers):
             cls = type(layer)
-            if _REGISTRY.get(cls.__name__) is not cls:
+            if isinstance(layer, Sequential):
                 raise ValueError(
-                    f"cannot save layer {i} ({cls.__name__}): its class is not "
-                    f"registered; call cnnpool.register_layer({cls.__name__}) first"
+                    f"cannot save layer {i}: a Sequential inside a Sequential is not "
+                    f"supported; list its layers in the outer one instead"
+                )
+            try:
+                known = registry.layer_class(cls.__name__)
+            except ValueError as exc:
+                raise ValueError(f"cannot save layer {i} ({cls.__name__}): {exc}") from None
+            if known is not cls and (known.__module__, known.__qualname__) != (
+                cls.__module__,
+                cls.__qualname__,
+            ):
+                raise ValueError(
+                    f"cannot save layer {i}: its class {cls.__module__}.{cls.__qualname__} "
+                    f"shares the name {cls.__name__!r} with the registered class "
+                    f"{known.__module__}.{known.__qualname__}, which a load would build "
+                    f"instead; rename your class"
                 )
             config = layer.get_config()
             try:
@@ -426,10 +361,10 @@ def load(path):
     ------
     ValueError
         If the file is not a readable cnnpool model: truncated or corrupt,
-        compressed, holding pickled objects, naming an unregistered layer
-        class, with a configuration that asks for more memory than the
-        parameters it declares, or with weights that do not match the
-        architecture or its checksums.
+        compressed, holding pickled objects, naming a layer class that is
+        not defined (or two that share its name), with a configuration that
+        asks for more memory than the parameters it declares, or with
+        weights that do not match the architecture or its checksums.
     OSError
         If ``path`` cannot be opened at all (``FileNotFoundError``,
         ``IsADirectoryError``, ``PermissionError``): the file is not at fault.
@@ -437,15 +372,12 @@ def load(path):
     arch, arrays = _read(path)
     layers = []
     for i, entry in enumerate(arch["layers"]):
-        cls = _REGISTRY.get(entry["type"])
-        if cls is None:
-            raise ValueError(
-                f"{os.fspath(path)!r}: layer {i} has unknown type {entry['type']!r}; "
-                f"known types are {sorted(_REGISTRY)} (register others with "
-                f"cnnpool.register_layer)"
-            )
+        try:
+            cls = registry.layer_class(entry["type"])
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)!r}: layer {i}: {exc}") from None
         declared = sum(math.prod(spec["shape"]) for spec in entry["params"])
-        allocates = _ALLOCATES.get(cls)
+        allocates = registry.allocates_of(cls)
         if allocates is not None:
             try:
                 wanted = int(allocates(entry["config"]))

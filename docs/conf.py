@@ -70,6 +70,7 @@ myst_heading_anchors = 3
 
 #: Modules documented whole in the API reference (those present are listed).
 API_MODULES = [
+    "cnnpool.registry",
     "cnnpool.pooling.geometry",
     "cnnpool.datasets",
     "cnnpool.experiments.stats",

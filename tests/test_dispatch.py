@@ -76,7 +76,12 @@ def _run(code, *args, level=None):
     if level is not None:
         env[_dispatch.ENV] = level
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=HERE,  # not the repository root, whose unbuilt cnnpool/ would shadow the installed one
     )
 
 

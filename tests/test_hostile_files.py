@@ -205,7 +205,7 @@ def test_registered_layers_can_declare_what_they_allocate(tmp_path):
         def get_config(self):
             return {"rows": self.rows}
 
-    cp.register_layer(Table, allocates=lambda config: config["rows"])
+    cp.register(Table, allocates=lambda config: config["rows"])
     try:
         path = tmp_path / "t.npz"
         cp.Sequential(Table(3)).save(path)
@@ -216,10 +216,10 @@ def test_registered_layers_can_declare_what_they_allocate(tmp_path):
         with pytest.raises(ValueError, match="10,000,000,000 array elements"):
             cp.load(path)
     finally:
-        cnnpool.model._REGISTRY.pop("Table")
-        cnnpool.model._ALLOCATES.pop(Table)
+        cp.unregister(Table)
+    assert cnnpool.registry.allocates_of(Table) is None
     with pytest.raises(TypeError, match="allocates must be a callable"):
-        cp.register_layer(Table, allocates=3)
+        cp.register(Table, allocates=3)
 
 
 def test_member_declared_larger_than_the_file(tmp_path, saved):
@@ -381,6 +381,7 @@ def peak_growth(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=where,  # not the repository root, whose unbuilt cnnpool/ would shadow the installed one
     )
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.strip().split("\n")]

@@ -5,7 +5,8 @@
   them: ``output_size``, ``make_geometry``, ``Pool2d.output_shape``,
   ``conv_output_size`` and ``Conv2d.output_shape``.
 * The compiled kernels declare every index, size and offset
-  ``Py_ssize_t``: a source audit of every ``.pyx`` refuses C ``int``,
+  ``Py_ssize_t``: a source audit of every ``.pyx``, ``.pxd`` and ``.pxi``
+  (the included parts of ``_kernels.pyx``) refuses C ``int``,
   ``long`` or ``unsigned`` anywhere but the few named non-index uses.
 """
 
@@ -111,6 +112,7 @@ ALLOWED = {
     "_max_backward",
     "_mean_forward",
     "_mean_backward",
+    "_debug_check_taps",  # _windows.pyx: the same convention
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }
@@ -121,7 +123,7 @@ C_INT = re.compile(
 
 def test_kernels_index_with_py_ssize_t_only():
     root = Path(cp.__file__).parent
-    sources = sorted(root.rglob("*.pyx")) + sorted(root.rglob("*.pxd"))
+    sources = [p for ext in ("pyx", "pxd", "pxi") for p in sorted(root.rglob(f"*.{ext}"))]
     if not sources:
         pytest.skip("the .pyx sources are not installed alongside the package")
     offenders = []

@@ -324,7 +324,10 @@ def killed(file, **arrays):
 m.np.savez = killed
 model.save({str(path)!r})
 """
-    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), check=False)
+    # cwd: from the repository root, "python -c" would import the unbuilt source folder
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), check=False, cwd=tmp_path
+    )
     assert done.returncode == 9
     leftovers = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     assert len(leftovers) == 1
@@ -333,7 +336,7 @@ model.save({str(path)!r})
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
-def test_unregistered_layers_are_refused_then_accepted_once_registered(tmp_path):
+def test_a_user_layer_saves_and_loads_once_defined(tmp_path):
     class Scale(cp.Layer):
         def __init__(self, factor=2.0):
             self.factor = factor
@@ -347,18 +350,24 @@ def test_unregistered_layers_are_refused_then_accepted_once_registered(tmp_path)
         def get_config(self):
             return {"factor": self.factor}
 
-    with pytest.raises(ValueError, match=r"not registered.*register_layer\(Scale\)"):
-        cp.Sequential(Scale()).save(tmp_path / "s.npz")
-    cp.register_layer(Scale)
-    try:
-        cp.Sequential(Scale(3.5)).save(tmp_path / "s.npz")
-        assert cp.load(tmp_path / "s.npz")[0].factor == 3.5
-        with pytest.raises(ValueError, match="already registered"):
-            cp.register_layer(type("Scale", (cp.Layer,), {}))
-    finally:
-        del model_module._REGISTRY["Scale"]
-    with pytest.raises(ValueError, match="unknown type 'Scale'"):
-        cp.load(tmp_path / "s.npz")
+    cp.Sequential(Scale(3.5)).save(tmp_path / "s.npz")
+    loaded = cp.load(tmp_path / "s.npz")[0]
+    assert type(loaded) is Scale and loaded.factor == 3.5
+
+
+def test_a_file_naming_an_undefined_class_is_refused(tmp_path):
+    cp.Sequential(cp.ReLU()).save(tmp_path / "m.npz")
+    entries = _entries(tmp_path / "m.npz")
+    arch = _arch(entries)
+    arch["layers"][0]["type"] = "NeverDefinedLayer"
+    entries["__architecture__"] = np.array(json.dumps(arch))
+    np.savez(tmp_path / "m.npz", **entries)
+    with pytest.raises(
+        ValueError,
+        match=r"layer 0: unknown type 'NeverDefinedLayer'.*"
+        r"never imports.*define the class NeverDefinedLayer",
+    ):
+        cp.load(tmp_path / "m.npz")
 
 
 # ------------------------------------------------------- tampered files

@@ -14,7 +14,7 @@ import pytest
 import cnnpool as cp
 from cnnpool.pooling.strategies._lp import LpWindow
 from cnnpool.pooling.tiers import _strategy
-from cnnpool.pooling.tiers.compiled import strategy_backward, strategy_forward
+from cnnpool.pooling.tiers.compiled import strategy_backward, strategy_forward, window_plan
 
 GEOMETRIES = [
     dict(kernel_size=2),
@@ -29,25 +29,30 @@ def x():
     return np.abs(np.random.default_rng(0).standard_normal((2, 3, 7, 6))) + 0.1
 
 
+@pytest.mark.parametrize("p", [2.0, 3.0])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_compiled_lp_strategy_matches_the_numpy_strategy(x, geometry):
-    """LpWindow run by the driver = the same Lp written in NumPy (Pool2d's generic path)."""
+def test_compiled_lp_strategy_matches_the_numpy_strategy(x, geometry, p):
+    """LpWindow run by the driver = the same Lp written in NumPy (Pool2d's generic path).
+
+    p = 2 runs LpWindow's own block loops (with 2x2 and 3x3 windows their
+    constant-window copies), p = 3 the per-window arithmetic.
+    """
 
     class NumpyLp(cp.Pool2d):
         def pool(self, windows):
             inside = self.geometry.inside
             n = inside.sum(axis=-1)
-            s = np.where(inside, windows**3, 0).sum(axis=-1) / n * windows.shape[-1]
-            return s ** (1 / 3)
+            s = np.where(inside, windows**p, 0).sum(axis=-1) / n * windows.shape[-1]
+            return s ** (1 / p)
 
         def route(self, windows, pooled):
             inside = self.geometry.inside
             n = inside.sum(axis=-1)[..., None]
             k = windows.shape[-1]
-            s = np.where(inside, windows**3, 0).sum(axis=-1, keepdims=True) / n * k
-            return np.where(inside, k / n * s ** (1 / 3 - 1) * windows**2, 0)
+            s = np.where(inside, windows**p, 0).sum(axis=-1, keepdims=True) / n * k
+            return np.where(inside, k / n * s ** (1 / p - 1) * windows ** (p - 1), 0)
 
-    compiled = cp.CompiledPool2d(LpWindow(3.0), **geometry)
+    compiled = cp.CompiledPool2d(LpWindow(p), **geometry)
     reference = NumpyLp(**geometry)
     y = compiled(x)
     np.testing.assert_allclose(y, reference(x), rtol=1e-13)
@@ -79,21 +84,73 @@ def test_generic_path_runs_the_same_compiled_strategy(x):
     np.testing.assert_allclose(layer.backward(g), gx_fast, rtol=1e-15, atol=1e-15)
 
 
-def test_lp_layer_uses_the_driver_and_threads_do_not_change_results():
-    x = np.abs(np.random.default_rng(3).standard_normal((16, 8, 20, 20))).astype(np.float32)
-    layer = cp.LpPool2d(2, 3, 2)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", [(2, 2, 0), (3, 2, 0), (3, 1, 0), (3, 2, 1)])
+def test_lp_layer_uses_the_driver_and_threads_do_not_change_results(dtype, geometry):
+    """The layer = the driver called directly, bit for bit, on one thread and on two."""
+    k, s, pad = geometry
+    x = np.abs(np.random.default_rng(3).standard_normal((16, 8, 20, 20))).astype(dtype)
+    layer = cp.CompiledPool2d(LpWindow(2.0), k, s, padding=pad)
     y = layer(x)
     gx = layer.backward(np.ones_like(y))
-    planes, taps = x.reshape(128, 400), layer.geometry.taps.reshape(-1, 9)
-    # The same driver called directly on one thread gives the same bits.
-    out = np.empty((128, taps.shape[0]), np.float32)
-    _strategy.forward(LpWindow(2.0), planes, taps, out, np.empty((1, 9)), 1)
-    np.testing.assert_array_equal(out.reshape(y.shape), y)
-    grad = np.zeros_like(planes)
-    _strategy.backward(
-        LpWindow(2.0), planes, taps, out, np.ones_like(out), grad, np.empty((1, 18)), 1
-    )
-    np.testing.assert_array_equal(grad.reshape(x.shape), gx)
+    planes = x.reshape(128, 400)
+    plan = window_plan(layer.geometry.taps.reshape(-1, k * k), 400)
+    assert plan.full == (pad == 0) and plan.disjoint == (k == s == 2)
+    for threads in (1, 2):
+        out = np.empty((128, plan.taps.shape[0]), dtype)
+        _strategy.forward(LpWindow(2.0), planes, plan.taps, plan.counts, plan.full, out, threads)
+        np.testing.assert_array_equal(out.reshape(y.shape), y)
+        grad = np.zeros_like(planes)
+        _strategy.backward(
+            LpWindow(2.0),
+            planes,
+            plan.taps,
+            plan.counts,
+            plan.full,
+            plan.disjoint,
+            out,
+            np.ones_like(out),
+            grad,
+            threads,
+        )
+        np.testing.assert_array_equal(grad.reshape(x.shape), gx)
+
+
+def test_window_plan_compacts_the_tap_table():
+    taps = np.array([[-1, 0, 1, -1], [2, 3, 4, 5], [5, -1, 6, 7]], dtype=np.intp)
+    plan = window_plan(taps, 8)
+    assert plan.taps[:, :3].tolist()[0][:2] == [0, 1]
+    assert plan.taps[2, :3].tolist() == [5, 6, 7]
+    assert plan.counts.tolist() == [2, 4, 3]
+    assert not plan.full and not plan.disjoint and plan.covers
+    disjoint = window_plan(np.array([[0, 1], [2, -1]], dtype=np.intp), 4)
+    assert disjoint.disjoint and not disjoint.covers
+
+
+def test_the_driver_rejects_disagreeing_shapes():
+    plan = window_plan(np.array([[0, 1]], dtype=np.intp), 4)
+    x = np.ones((2, 4))
+    with pytest.raises(ValueError, match="shapes disagree"):
+        _strategy.forward(LpWindow(2.0), x, plan.taps, plan.counts, True, np.empty((2, 2)), 1)
+    with pytest.raises(TypeError, match="out must have dtype float64"):
+        _strategy.forward(
+            LpWindow(2.0), x, plan.taps, plan.counts, True, np.empty((2, 1), np.float32), 1
+        )
+    with pytest.raises(ValueError, match="grad_x must be writeable"):
+        ro = np.zeros((2, 4))
+        ro.flags.writeable = False
+        _strategy.backward(
+            LpWindow(2.0),
+            x,
+            plan.taps,
+            plan.counts,
+            True,
+            False,
+            np.ones((2, 1)),
+            np.ones((2, 1)),
+            ro,
+            1,
+        )
 
 
 def test_driver_checks_its_inputs():

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -268,6 +269,7 @@ def _cli(*args):
     return subprocess.Popen(
         [sys.executable, "-m", "cnnpool.experiments.cli", *args],
         env=env,
+        cwd=tempfile.gettempdir(),  # not the repository root: its cnnpool/ is not built
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -539,6 +541,7 @@ def test_cli_in_a_terminal_with_60_runs_writes_no_cursor_up(tmp_path):
             str(out),
         ],
         env=env,
+        cwd=tmp_path,  # not the repository root: its cnnpool/ is not built
         stdin=slave,
         stdout=subprocess.DEVNULL,
         stderr=slave,

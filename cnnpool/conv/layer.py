@@ -30,6 +30,7 @@ from .._buffers import OutputBuffers
 from .._init import he_normal, make_rng
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
+from ..registry import register
 from . import _direct, _im2col
 
 _MARGIN = _direct.MARGIN
@@ -60,6 +61,7 @@ def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+@register
 class Conv2d(Layer):
     """2-D convolution over NCHW arrays, as ``torch.nn.Conv2d`` (groups=1).
 

@@ -1,9 +1,8 @@
 """Pooling layers: the :class:`Pool2d` base and its strategies."""
 
-from . import registry
+from ..registry import make_pool
 from .base import Pool2d
 from .geometry import PoolGeometry, output_size
-from .registry import make_pool
 from .strategies.adaptive import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -39,5 +38,4 @@ __all__ += [
     "StochasticPool2d",
     "WindowStrategy",
     "make_pool",
-    "registry",
 ]

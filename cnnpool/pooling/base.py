@@ -53,6 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _checks
+from .. import registry as _registry
 from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
@@ -200,6 +201,14 @@ class Pool2d(Layer):
     above.  A strategy with a kernel tier adds its parameter gradients in
     :meth:`backward_kernel` itself.
 
+    A subclass gets a short name for :func:`~cnnpool.registry.make_pool` and
+    ``cnnpool-compare --pool`` with class keywords,
+    ``class SoftmaxPool2d(Pool2d, name="softmax")`` (and
+    ``defaults={...}`` for constructor arguments that ``make_pool`` should
+    fill, ``allocates=`` for a constructor that allocates by its
+    arguments); every subclass is known to saved models by its class name
+    (see :mod:`cnnpool.registry`).
+
     Threads: the compiled kernels release the GIL and give bit-identical
     results for any ``OMP_NUM_THREADS``, and different layer instances may
     run in different threads at once.  One instance must not be shared
@@ -244,7 +253,13 @@ class Pool2d(Layer):
     has_kernel = False
     _pool_ctx = _route_ctx = _grads_ctx = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        name: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        allocates: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init_subclass__(**kwargs)
         if cls.forward_kernel is not Pool2d.forward_kernel:
             if cls.backward_kernel is Pool2d.backward_kernel:
@@ -253,6 +268,10 @@ class Pool2d(Layer):
         cls._pool_ctx = _takes_ctx(cls.pool)
         cls._route_ctx = _takes_ctx(cls.route)
         cls._grads_ctx = _takes_ctx(cls.param_grads)
+        if name is not None or defaults is not None or allocates is not None:
+            # ``class SoftmaxPool2d(Pool2d, name="softmax")``: a short name for
+            # make_pool and cnnpool-compare, through the one registry.
+            _registry.register(cls, name, defaults=defaults, allocates=allocates)
 
     # ------------------------------------------------------------------ geometry
     def geometry_for(self, height: int, width: int) -> PoolGeometry:

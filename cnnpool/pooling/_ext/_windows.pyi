@@ -1,7 +1,7 @@
 """Type stub of the compiled module ``cnnpool.pooling._ext._windows`` (see ``_windows.pyx``).
 
 Arrays are C-contiguous and float32 or float64 (one dtype per call);
-shapes are checked by the callers in ``base.py``, not here.
+the tap table intp; the module checks that the shapes agree.
 """
 
 from typing import Any

@@ -52,12 +52,52 @@ cdef inline double _sum(const double* values, Py_ssize_t n, int whole, double p)
     return total
 
 
+cdef inline double _reduce(const double* values, Py_ssize_t n, Py_ssize_t window_size,
+                           int whole, double p, double inv) noexcept nogil:
+    """The pooled value of one window (``reduce``), inlined in the block loops."""
+    cdef double s = _sum(values, n, whole, p) / n * window_size
+    if whole == 1:
+        return s
+    if whole == 2:
+        return sqrt(s)
+    return pow(s, inv)
+
+
+cdef inline void _route(const double* values, Py_ssize_t n, Py_ssize_t window_size,
+                        int whole, double p, double inv, double* local) noexcept nogil:
+    """The local gradient of one window (``route``), inlined in the block loops."""
+    cdef double avg = _sum(values, n, whole, p) / n, s, coef
+    cdef Py_ssize_t i
+    if avg == 0:
+        coef = 0
+    else:
+        s = avg * window_size
+        if whole == 1:
+            coef = 1
+        elif whole == 2:
+            coef = 1 / sqrt(s)
+        else:
+            coef = pow(s, inv - 1)
+        coef = coef * (<double>window_size / n)
+    if whole == 1:
+        for i in range(n):
+            local[i] = coef
+    elif whole == 2:
+        for i in range(n):
+            local[i] = coef * values[i]
+    else:
+        for i in range(n):
+            local[i] = coef * _power(values[i], whole - 1 if whole else 0, p - 1)
+
+
 cdef class LpWindow(WindowStrategy):
     """Compiled Lp reduction for a finite, non-zero ``norm_type``.
 
     Integer ``norm_type`` up to 16 in size uses multiplications instead of
     ``pow``, and ``p = 2`` a square root for the final root (PyTorch
-    specialises the same exponents).
+    specialises the same exponents).  The block methods run the per-window
+    arithmetic inlined, with ``p = 2`` as its own loop: the same numbers as
+    ``reduce``/``route``, without a call per window.
     """
 
     cdef readonly double norm_type
@@ -75,35 +115,96 @@ cdef class LpWindow(WindowStrategy):
 
     cdef double reduce(self, const double* values, Py_ssize_t n,
                        Py_ssize_t window_size) noexcept nogil:
-        cdef double s = _sum(values, n, self.whole, self.norm_type) / n * window_size
-        if self.whole == 1:
-            return s
-        if self.whole == 2:
-            return sqrt(s)
-        return pow(s, self.inv)
+        return _reduce(values, n, window_size, self.whole, self.norm_type, self.inv)
 
     cdef void route(self, const double* values, Py_ssize_t n, Py_ssize_t window_size,
                     double pooled, double* local) noexcept nogil:
-        cdef double avg = _sum(values, n, self.whole, self.norm_type) / n, s, coef
-        cdef Py_ssize_t i
-        if avg == 0:
-            coef = 0
-        else:
-            s = avg * window_size
-            if self.whole == 1:
-                coef = 1
-            elif self.whole == 2:
-                coef = 1 / sqrt(s)
+        _route(values, n, window_size, self.whole, self.norm_type, self.inv, local)
+
+    cdef void reduce_windows(self, const double* values, const Py_ssize_t* counts,
+                             Py_ssize_t n_windows, Py_ssize_t stride,
+                             Py_ssize_t window_size, double* out) noexcept nogil:
+        cdef Py_ssize_t w
+        if self.whole == 2:
+            # The common kernels get a copy with a constant window (unrolled).
+            if stride == 4 and _all(counts, n_windows, 4):
+                _reduce_l2(values, counts, n_windows, 4, window_size, out, 4)
+            elif stride == 9 and _all(counts, n_windows, 9):
+                _reduce_l2(values, counts, n_windows, 9, window_size, out, 9)
             else:
-                coef = pow(s, self.inv - 1)
-            coef = coef * (<double>window_size / n)
-        if self.whole == 1:
-            for i in range(n):
-                local[i] = coef
-        elif self.whole == 2:
-            for i in range(n):
-                local[i] = coef * values[i]
+                _reduce_l2(values, counts, n_windows, stride, window_size, out, 0)
         else:
+            for w in range(n_windows):
+                out[w] = _reduce(values + w * stride, counts[w], window_size, self.whole,
+                                 self.norm_type, self.inv)
+
+    cdef void route_windows(self, const double* values, const Py_ssize_t* counts,
+                            Py_ssize_t n_windows, Py_ssize_t stride,
+                            Py_ssize_t window_size, const double* pooled,
+                            double* local) noexcept nogil:
+        cdef Py_ssize_t w
+        if self.whole == 2:
+            if stride == 4 and _all(counts, n_windows, 4):
+                _route_l2(values, counts, n_windows, 4, window_size, local, 4)
+            elif stride == 9 and _all(counts, n_windows, 9):
+                _route_l2(values, counts, n_windows, 9, window_size, local, 9)
+            else:
+                _route_l2(values, counts, n_windows, stride, window_size, local, 0)
+        else:
+            for w in range(n_windows):
+                _route(values + w * stride, counts[w], window_size, self.whole,
+                       self.norm_type, self.inv, local + w * stride)
+
+
+# ------------------------------------------------------------------ p = 2 blocks
+# The same arithmetic as _reduce/_route with p = 2, in passes over many
+# windows: the sums, then one loop of square roots and divisions the
+# compiler turns into vector instructions.  ``fixed`` > 0 (a literal at the
+# call) says every window has that many taps, so the inlined copy has
+# constant inner loops.
+
+cdef enum:
+    CHUNK = 64  # windows per pass of _route_l2 (its coefficients live on the stack)
+
+
+cdef inline bint _all(const Py_ssize_t* counts, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t w
+    for w in range(n):
+        if counts[w] != k:
+            return False
+    return True
+
+
+cdef inline void _reduce_l2(const double* values, const Py_ssize_t* counts,
+                            Py_ssize_t n_windows, Py_ssize_t stride, Py_ssize_t window_size,
+                            double* out, Py_ssize_t fixed) noexcept nogil:
+    cdef Py_ssize_t w, n
+    for w in range(n_windows):
+        n = fixed if fixed else counts[w]
+        out[w] = _sum(values + w * stride, n, 2, 2.0) / n * window_size
+    for w in range(n_windows):
+        out[w] = sqrt(out[w])
+
+
+cdef inline void _route_l2(const double* values, const Py_ssize_t* counts,
+                           Py_ssize_t n_windows, Py_ssize_t stride, Py_ssize_t window_size,
+                           double* local, Py_ssize_t fixed) noexcept nogil:
+    cdef double coef[CHUNK]
+    cdef double avg, ws = <double>window_size
+    cdef Py_ssize_t start = 0, size, w, i, n
+    cdef const double* v
+    while start < n_windows:
+        size = min(<Py_ssize_t>CHUNK, n_windows - start)
+        for w in range(size):
+            n = fixed if fixed else counts[start + w]
+            coef[w] = _sum(values + (start + w) * stride, n, 2, 2.0)
+        for w in range(size):
+            n = fixed if fixed else counts[start + w]
+            avg = coef[w] / n
+            coef[w] = 0 if avg == 0 else 1 / sqrt(avg * ws) * (ws / n)
+        for w in range(size):
+            n = fixed if fixed else counts[start + w]
+            v = values + (start + w) * stride
             for i in range(n):
-                local[i] = coef * _power(values[i], self.whole - 1 if self.whole else 0,
-                                         self.norm_type - 1)
+                local[(start + w) * stride + i] = coef[w] * v[i]
+        start += size

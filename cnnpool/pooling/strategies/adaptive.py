@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..._parallel import threads_for
+from ...registry import register
 from .._ext import _adaptive
 from ..base import Pool2d
 from ..geometry import AxisTaps, PoolGeometry
@@ -127,6 +128,7 @@ class _Adaptive(Pool2d):
         return {"output_size": list(self.output_size)}
 
 
+@register
 class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
     """Adaptive max pooling, as ``torch.nn.AdaptiveMaxPool2d``.
 
@@ -187,6 +189,7 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
         return grad_x.reshape(x_shape)
 
 
+@register
 class AdaptiveMeanPool2d(_Adaptive):
     """Adaptive mean pooling, as ``torch.nn.AdaptiveAvgPool2d`` (``AdaptiveAvgPool2d``).
 
@@ -242,6 +245,7 @@ class AdaptiveMeanPool2d(_Adaptive):
 AdaptiveAvgPool2d = AdaptiveMeanPool2d
 
 
+@register
 class GlobalMaxPool2d(AdaptiveMaxPool2d):
     """The max of each whole (H, W) plane: output ``(N, C, 1, 1)``.
 
@@ -260,6 +264,7 @@ class GlobalMaxPool2d(AdaptiveMaxPool2d):
         return {}
 
 
+@register
 class GlobalMeanPool2d(AdaptiveMeanPool2d):
     """The mean of each whole (H, W) plane: output ``(N, C, 1, 1)``.
 

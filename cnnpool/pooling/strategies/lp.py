@@ -8,12 +8,12 @@ import numbers
 import numpy as np
 
 from ..base import Pool2d
-from ..tiers.compiled import strategy_backward, strategy_forward
+from ..tiers.compiled import kernel_backward, kernel_forward
 from ._lp import LpWindow
 from .max import MaxPool2d, _winner
 
 
-class LpPool2d(Pool2d):
+class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     """2-D power-average pooling, ``torch.nn.LPPool2d`` to float tolerance.
 
     For each window, with ``p = norm_type``, ``K = kh * kw`` and ``n`` the
@@ -139,27 +139,15 @@ class LpPool2d(Pool2d):
 
     # --------------------------------------------------------------- kernel tier
     def forward_kernel(self, x, geom):
-        n, c, h, w = x.shape
         if self._max is not None:
             y = self._max.forward(self._sign * np.abs(x))
             return self._sign * y, np.sign(x)
-        planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
-        taps = geom.taps.reshape(-1, geom.window_size)
-        out = strategy_forward(self._window, planes, taps)
-        saved = out.copy()
-        saved.flags.writeable = False
-        planes.flags.writeable = False
-        return out.reshape((n, c) + geom.out_size), (planes, saved)
+        return kernel_forward(self, self._window, x, geom)
 
     def backward_kernel(self, grad_output, state):
         if self._max is not None:
             return self._max.backward(grad_output) * state.saved
-        planes, pooled = state.saved
-        taps = state.geometry.taps.reshape(-1, state.geometry.window_size)
-        grad = strategy_backward(
-            self._window, planes, taps, pooled, grad_output.reshape(pooled.shape)
-        )
-        return grad.reshape(state.x_shape)
+        return kernel_backward(self, self._window, grad_output, state)
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):

@@ -80,7 +80,7 @@ class MaxReduction:
     _indices_cache = None
 
 
-class MaxPool2d(MaxReduction, Pool2d):
+class MaxPool2d(MaxReduction, Pool2d, name="max"):
     """2-D max pooling, as ``torch.nn.MaxPool2d``.
 
     Parameters

@@ -7,11 +7,12 @@ import numbers
 import numpy as np
 
 from ..._parallel import threads_for
+from ...registry import register
 from .._ext import _kernels
 from ..base import Pool2d
 
 
-class MeanPool2d(Pool2d):
+class MeanPool2d(Pool2d, name="mean"):
     """2-D mean pooling, as ``torch.nn.AvgPool2d``.  ``AvgPool2d`` is this class.
 
     Parameters
@@ -128,3 +129,4 @@ class MeanPool2d(Pool2d):
 
 
 AvgPool2d = MeanPool2d
+register(MeanPool2d, "avg")  # PyTorch's name for the same strategy

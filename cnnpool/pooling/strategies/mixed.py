@@ -125,7 +125,7 @@ class _Blend(Pool2d):
         return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
-class MixedPool2d(_Blend):
+class MixedPool2d(_Blend, name="mixed"):
     """Mixed max-average pooling with a learned blend: ``a * max + (1 - a) * mean``.
 
     Parameters
@@ -258,7 +258,7 @@ class MixedPool2d(_Blend):
         return config
 
 
-class GatedPool2d(_Blend):
+class GatedPool2d(_Blend, name="gated"):
     """Gated max-average pooling: ``a * max + (1 - a) * mean`` with ``a = sigmoid(w . window)``.
 
     Parameters

@@ -42,7 +42,7 @@ class StochasticSaved(NamedTuple):
     x: np.ndarray | None
 
 
-class StochasticPool2d(Pool2d):
+class StochasticPool2d(Pool2d, name="stochastic"):
     """Stochastic pooling: in training, each window outputs one of its elements
     drawn with probability proportional to its activation; in evaluation,
     the probability-weighted average.

@@ -1,11 +1,11 @@
-# The compiled extension point of cnnpool's pooling: one window at a time.
+# The compiled extension point of cnnpool's pooling.
 #
-# Subclass ``WindowStrategy`` in your own .pyx file and override its two
+# Subclass ``WindowStrategy`` in your own .pyx file and override its
 # methods; ``cnnpool.CompiledPool2d(YourStrategy(...), kernel_size, ...)``
 # then runs it over every window of a batch inside the compiled driver of
 # ``_strategy.pyx`` (GIL released, OpenMP over the N*C planes), for any
 # geometry cnnpool supports.  This is the compiled twin of the Python
-# contract of ``Pool2d``:
+# contract of ``Pool2d``, one window at a time:
 #
 #   reduce(values, n, window_size) -> pooled         ~ Pool2d.pool
 #   route(values, n, window_size, pooled, local)     ~ Pool2d.route
@@ -19,7 +19,18 @@
 # i < n; ``pooled`` is the value ``reduce`` returned for this window, as
 # stored in the output dtype.
 #
-# Both run without the GIL and concurrently on several threads: treat
+# The driver calls the block methods ``reduce_windows``/``route_windows``,
+# once per block of up to a few hundred windows of one plane: window ``w``
+# of the block is ``values[w * stride : w * stride + counts[w]]`` (its
+# ``local`` the same slice), ``out[w]`` / ``pooled[w]`` its pooled value.
+# Their default implementations call ``reduce``/``route`` per window; a
+# strategy whose speed matters overrides them too, with the per-window
+# arithmetic inlined in one loop (no call per window, and a loop the C
+# compiler can optimise across windows; see ``LpWindow`` in
+# ``cnnpool/pooling/strategies/_lp.pyx``).  Both forms must give the same
+# numbers.
+#
+# All run without the GIL and concurrently on several threads: treat
 # ``self`` as read-only there (set attributes in __init__), allocate
 # nothing, raise nothing (return NaN for "undefined").
 #
@@ -38,3 +49,10 @@ cdef class WindowStrategy:
                        Py_ssize_t window_size) noexcept nogil
     cdef void route(self, const double* values, Py_ssize_t n, Py_ssize_t window_size,
                     double pooled, double* local) noexcept nogil
+    cdef void reduce_windows(self, const double* values, const Py_ssize_t* counts,
+                             Py_ssize_t n_windows, Py_ssize_t stride,
+                             Py_ssize_t window_size, double* out) noexcept nogil
+    cdef void route_windows(self, const double* values, const Py_ssize_t* counts,
+                            Py_ssize_t n_windows, Py_ssize_t stride,
+                            Py_ssize_t window_size, const double* pooled,
+                            double* local) noexcept nogil

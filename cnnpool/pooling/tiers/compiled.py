@@ -14,6 +14,8 @@ table's range) before entering it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..._parallel import threads_for
@@ -21,10 +23,48 @@ from ..base import Pool2d
 from . import _strategy
 from ._strategy import WindowStrategy
 
-__all__ = ["CompiledPool2d", "WindowStrategy", "strategy_forward", "strategy_backward"]
+__all__ = [
+    "CompiledPool2d",
+    "WindowPlan",
+    "WindowStrategy",
+    "kernel_backward",
+    "kernel_forward",
+    "strategy_backward",
+    "strategy_forward",
+    "window_plan",
+]
 
 
-def _check_taps(taps, plane_size):
+class WindowPlan(NamedTuple):
+    """A checked tap table in the form the driver takes (see ``_strategy.pyx``).
+
+    ``taps`` (O, K): each row's input taps first, in window order;
+    ``counts`` (O,): how many; ``full``: every window has all K;
+    ``disjoint``: no input element is in two windows; ``covers``: every
+    element of a plane is in some window (so a disjoint backward writes the
+    whole input gradient and it needs no zeroing).
+    """
+
+    taps: np.ndarray
+    counts: np.ndarray
+    full: bool
+    disjoint: bool
+    covers: bool
+    plane_size: int
+
+
+def window_plan(taps, plane_size):
+    """Check a tap table ``taps`` (O, K) and build the driver's :class:`WindowPlan`.
+
+    ``taps[o]`` lists the flat index in a plane of ``plane_size`` elements
+    of each tap of window ``o``, -1 for a tap outside the input.
+    """
+    if isinstance(taps, WindowPlan):
+        if taps.plane_size != plane_size:
+            raise ValueError(
+                f"the plan is for planes of {taps.plane_size} elements, not {plane_size}"
+            )
+        return taps
     if not (isinstance(taps, np.ndarray) and taps.dtype == np.intp and taps.ndim == 2):
         raise TypeError("taps must be a 2-D intp array (windows, taps per window)")
     if taps.shape[1] < 1:
@@ -34,9 +74,18 @@ def _check_taps(taps, plane_size):
             f"taps must lie in [-1, {plane_size}) (flat index into a plane of "
             f"{plane_size} elements, -1 for none), got [{taps.min()}, {taps.max()}]"
         )
-    if taps.shape[0] and not (taps >= 0).any(axis=1).all():
+    inside = taps >= 0
+    counts = inside.sum(axis=1, dtype=np.intp)
+    if taps.shape[0] and counts.min() == 0:
         raise ValueError("every window must hold at least one tap inside the input")
-    return np.ascontiguousarray(taps)
+    full = bool(counts.size == 0 or counts.min() == taps.shape[1])
+    used = np.bincount(taps.ravel() if full else taps[inside], minlength=plane_size)
+    if not full:  # a stable sort of each row puts its input taps first, in order
+        order = np.argsort(~inside, axis=1, kind="stable")
+        taps = np.take_along_axis(taps, order, axis=1)
+    disjoint = bool(used.size == 0 or used.max() <= 1)
+    covers = bool(used.size == 0 or used.min() >= 1)
+    return WindowPlan(np.ascontiguousarray(taps), counts, full, disjoint, covers, plane_size)
 
 
 def _check_planes(array, name, dtype, shape=None):
@@ -56,46 +105,100 @@ def _strategy_arg(strategy):
     return strategy
 
 
-def strategy_forward(strategy, x, taps):
-    """Run ``strategy.reduce`` over every window: ``x`` (P, S), ``taps`` (O, K) -> (P, O).
+def _float_planes(x):
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        raise TypeError("x must be a float32 or float64 array")
+    return _check_planes(x, "x", x.dtype)
+
+
+def strategy_forward(strategy, x, taps, *, buffers=None):
+    """Run ``strategy`` over every window: ``x`` (P, S), ``taps`` (O, K) -> (P, O).
 
     ``x`` holds P independent planes of S elements (float32 or float64);
     ``taps[o]`` lists the flat indices in a plane of window ``o``'s taps,
-    -1 for a tap outside the input.  Returns the pooled values in the dtype
-    of ``x``.
+    -1 for a tap outside the input (or ``taps`` is a :class:`WindowPlan`
+    of such a table).  Returns the pooled values in the dtype of ``x``;
+    ``buffers`` (an ``OutputBuffers``) may supply the output array.
     """
     strategy = _strategy_arg(strategy)
-    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise TypeError("x must be a float32 or float64 array")
-    x = _check_planes(x, "x", x.dtype)
-    taps = _check_taps(taps, x.shape[1])
-    planes, (n_out, k) = x.shape[0], taps.shape
-    out = np.empty((planes, n_out), dtype=x.dtype)
+    x = _float_planes(x)
+    plan = window_plan(taps, x.shape[1])
+    planes, (n_out, k) = x.shape[0], plan.taps.shape
+    shape = (planes, n_out)
+    out = np.empty(shape, x.dtype) if buffers is None else buffers.empty("out", shape, x.dtype)
     threads = threads_for(planes, x.size + out.size * k)
-    work = np.empty((threads, k), dtype=np.float64)
-    _strategy.forward(strategy, x, taps, out, work, threads)
+    _strategy.forward(strategy, x, plan.taps, plan.counts, plan.full, out, threads)
     return out
 
 
-def strategy_backward(strategy, x, taps, pooled, grad_output):
-    """Input gradient through ``strategy.route``: (P, S) from ``grad_output`` (P, O).
+def strategy_backward(strategy, x, taps, pooled, grad_output, *, buffers=None):
+    """Input gradient through the strategy's route: (P, S) from ``grad_output`` (P, O).
 
     ``pooled`` is what :func:`strategy_forward` returned for ``x``.  Windows
-    that share an input element accumulate into it.
+    that share an input element accumulate into it.  ``buffers`` (an
+    ``OutputBuffers``) may supply the result array.
     """
     strategy = _strategy_arg(strategy)
-    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise TypeError("x must be a float32 or float64 array")
-    x = _check_planes(x, "x", x.dtype)
-    taps = _check_taps(taps, x.shape[1])
-    planes, (n_out, k) = x.shape[0], taps.shape
+    x = _float_planes(x)
+    plan = window_plan(taps, x.shape[1])
+    planes, (n_out, k) = x.shape[0], plan.taps.shape
     pooled = _check_planes(pooled, "pooled", x.dtype, (planes, n_out))
     grad_output = _check_planes(grad_output, "grad_output", x.dtype, (planes, n_out))
-    grad_x = np.zeros_like(x)
+    if buffers is None:
+        grad_x = np.empty_like(x)
+    else:
+        grad_x = buffers.empty("grad_x", x.shape, x.dtype)
+    if not (plan.disjoint and plan.covers):
+        grad_x.fill(0)
     threads = threads_for(planes, x.size + grad_output.size * k)
-    work = np.empty((threads, 2 * k), dtype=np.float64)
-    _strategy.backward(strategy, x, taps, pooled, grad_output, grad_x, work, threads)
+    _strategy.backward(
+        strategy,
+        x,
+        plan.taps,
+        plan.counts,
+        plan.full,
+        plan.disjoint,
+        pooled,
+        grad_output,
+        grad_x,
+        threads,
+    )
     return grad_x
+
+
+def kernel_forward(layer, strategy, x, geom):
+    """The kernel tier of a layer whose strategy is ``strategy``: ``(y, saved)``.
+
+    Shared by :class:`CompiledPool2d` and ``LpPool2d``.  The plan of a
+    geometry is built once and kept on the layer (beside its geometries).
+    """
+    n, c, h, w = x.shape
+    plans = layer.__dict__.setdefault("_window_plans", {})
+    plan = plans.get(id(geom))
+    if plan is None or plan[0] is not geom:
+        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
+        plan = plans[id(geom)] = (geom, window_plan(taps, h * w))
+    # Backward needs x and the output unchanged: private copies, in buffers
+    # reused from one call to the next once the last forward's record lets go.
+    layer._state = None
+    buffers = layer._outputs
+    planes = buffers.empty("planes", (n * c, h * w), x.dtype)
+    np.copyto(planes, x.reshape(n * c, h * w))
+    out = strategy_forward(strategy, planes, plan[1], buffers=buffers)
+    saved = buffers.empty("pooled", out.shape, out.dtype)
+    np.copyto(saved, out)
+    saved.flags.writeable = False
+    planes.flags.writeable = False
+    return out.reshape((n, c) + geom.out_size), (planes, saved, plan[1])
+
+
+def kernel_backward(layer, strategy, grad_output, state):
+    """The backward of :func:`kernel_forward`: the input gradient, shape ``state.x_shape``."""
+    planes, pooled, plan = state.saved
+    grad = strategy_backward(
+        strategy, planes, plan, pooled, grad_output.reshape(pooled.shape), buffers=layer._outputs
+    )
+    return grad.reshape(state.x_shape)
 
 
 class CompiledPool2d(Pool2d):
@@ -156,22 +259,26 @@ class CompiledPool2d(Pool2d):
 
     # The kernel tier: the tap table of the input itself.
     def forward_kernel(self, x, geom):
-        n, c, h, w = x.shape
-        planes = x.reshape(n * c, h * w).copy()  # ours: backward needs it unchanged
-        taps = geom.taps.reshape(-1, geom.taps.shape[-1])
-        out = strategy_forward(self.strategy, planes, taps)
-        saved = out.copy()
-        saved.flags.writeable = False
-        planes.flags.writeable = False
-        return out.reshape((n, c) + geom.out_size), (planes, saved)
+        return kernel_forward(self, self.strategy, x, geom)
 
     def backward_kernel(self, grad_output, state):
-        planes, pooled = state.saved
-        taps = state.geometry.taps.reshape(-1, state.geometry.taps.shape[-1])
-        grad = strategy_backward(
-            self.strategy, planes, taps, pooled, grad_output.reshape(pooled.shape)
-        )
-        return grad.reshape(state.x_shape)
+        return kernel_backward(self, self.strategy, grad_output, state)
 
     def extra_repr(self):
         return f"{type(self.strategy).__name__}, " + super().extra_repr()
+
+    def get_config(self):
+        """Constructor arguments, for saved models.
+
+        A bare ``CompiledPool2d(strategy, ...)`` cannot be saved (a compiled
+        strategy object is not a configuration); subclass it with a
+        constructor that builds its strategy from plain arguments, and
+        extend this dict with them.
+        """
+        if type(self) is CompiledPool2d:
+            raise ValueError(
+                f"a bare CompiledPool2d({type(self.strategy).__name__}(...)) cannot be "
+                f"saved: subclass CompiledPool2d with a constructor that builds the "
+                f"strategy from plain arguments (and a get_config returning them)"
+            )
+        return super().get_config()
