@@ -20,7 +20,7 @@ still enters), else as the first positional argument.  A constructor with
 an ``rng`` parameter that the spec leaves unset gets a seed derived from
 the run's seed, so that random strategies are reproducible.
 
-Every call into the pooling registry made by :mod:`cnnpool.experiments`
+Every call into :mod:`cnnpool.registry` made by :mod:`cnnpool.experiments`
 lives in this module (:func:`available`, :meth:`Strategy.make`,
 :func:`resolve_strategy`).
 """
@@ -37,6 +37,7 @@ import re
 import sys
 from dataclasses import dataclass
 
+from .. import registry
 from ..pooling import Pool2d
 
 __all__ = ["Strategy", "resolve_strategy", "resolve_strategies", "available"]
@@ -86,7 +87,7 @@ class Strategy:
     def make(self, kernel_size, seed=None):
         """A fresh layer; ``seed`` reaches strategies that draw random numbers."""
         if self.registered and not self.kwargs:
-            return _registry().make_pool(self.registered, kernel_size, seed=seed)
+            return registry.make_pool(self.registered, kernel_size, seed=seed)
         return _construct(self.cls, kernel_size, dict(self.kwargs), seed)
 
 
@@ -113,7 +114,7 @@ def resolve_strategy(spec):
         origin = text
         if head in _registered_names():
             registered = head
-            cls = type(_registry().make_pool(head, 2, seed=0))
+            cls = registry.pool_class(head)
         elif ":" in head:
             module_name, _, attr = head.rpartition(":")
             if not module_name or not attr:
@@ -145,7 +146,7 @@ def resolve_strategy(spec):
     kwargs = _check_keywords(cls, kwargs, text)
     try:
         if registered and not kwargs:
-            _registry().make_pool(registered, 2, seed=0)
+            registry.make_pool(registered, 2, seed=0)
         else:
             _construct(cls, 2, kwargs, seed=0)
     except Exception as exc:  # noqa: BLE001 - the user's constructor may raise anything
@@ -202,14 +203,7 @@ def _short_name(cls, kwargs, given_as_object):
     """The registry's first short name for a built-in class passed as an object."""
     if not given_as_object or kwargs:
         return None
-    reg = _registry()
-    for short in reg.POOLS if reg is not None else ():
-        try:
-            if type(reg.make_pool(short, 2, seed=0)) is cls:
-                return short
-        except Exception:  # noqa: BLE001 - a user-registered factory may raise; skip it
-            continue
-    return None
+    return registry.pool_name(cls)
 
 
 def _hashable(value):
@@ -308,17 +302,8 @@ def _kw_text(kwargs):
     return ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
 
 
-def _registry():
-    try:
-        from ..pooling import registry
-    except ImportError:  # an older cnnpool without the registry: built-ins only
-        return None
-    return registry
-
-
 def _registered_names():
-    reg = _registry()
-    return set(reg.available()) if reg is not None else set()
+    return set(registry.pool_names())
 
 
 def _is_path(module_name):
