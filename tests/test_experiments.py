@@ -352,6 +352,26 @@ def _run_example(name, *args, cwd):
     return proc.stdout
 
 
+def test_example_ray_sweep_says_what_it_needs_without_ray(tmp_path):
+    """The README's manual Ray check: without Ray it stops with a one-line instruction."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['ray'] = None; "
+            f"sys.argv = ['ray_sweep.py']; exec(open({str(EXAMPLES / 'ray_sweep.py')!r}).read())",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "this check needs Ray: pip install ray"
+
+
 def test_example_compare_pooling(tmp_path):
     out = _run_example(
         "compare_pooling.py",

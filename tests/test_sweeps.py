@@ -624,31 +624,6 @@ def test_dask_local_cluster_matches_the_serial_run_bit_for_bit(tmp_path):
     assert len(list((tmp_path / "dask" / "runs").glob("*-seed*.json"))) == 8
 
 
-def test_ray_matches_the_serial_run_bit_for_bit(tmp_path):
-    """Ray is not a test dependency (a large install): this runs where ray is installed,
-    as the README's manual check (``pip install ray``, then this test)."""
-    ray = pytest.importorskip("ray")
-    from joblib import parallel_config
-    from ray.util.joblib import register_ray
-
-    settings = dict(dataset="faces", seeds=(0, 1, 2, 3), epochs=1, arch="c2-p-c4-p-fc")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        register_ray()
-        with parallel_config(backend="ray"):
-            remote = run_experiment(Settings(jobs=2, **settings), store=tmp_path / "ray")
-    finally:
-        ray.shutdown()
-    threads = cp.get_num_threads()
-    cp.set_num_threads(1)
-    try:
-        local = run_experiment(Settings(jobs=1, **settings))
-    finally:
-        cp.set_num_threads(threads)
-    assert without_times(remote) == without_times(local)
-    assert len(list((tmp_path / "ray" / "runs").glob("*-seed*.json"))) == 8
-
-
 def test_log_progress_takes_the_times_from_the_record_when_no_epoch_came():
     stream = io.StringIO()
     bar = SweepProgress(1, 2, mode="log", stream=stream)
