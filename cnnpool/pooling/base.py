@@ -46,7 +46,6 @@ that both agree).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -115,12 +114,14 @@ class WindowsSaved(NamedTuple):
     ctx: SimpleNamespace | None
 
 
-@dataclass(frozen=True)
-class PoolState:
+class PoolState(NamedTuple):
     """What one forward pass leaves for its backward: the saved-state record.
 
     A :class:`Pool2d` makes one per forward call and hands it to the
     backward of that call; :meth:`Pool2d.backward_kernel` receives it.
+    Immutable (a named tuple: it is built on every forward call, where a
+    frozen dataclass cost several times more); ``state._replace(saved=...)``
+    gives a copy with other fields.
 
     Attributes
     ----------

@@ -13,7 +13,6 @@ Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from typing import NamedTuple
@@ -105,9 +104,9 @@ class _Blend(Pool2d):
 
     def _max_mean_backward(self, to_max, to_mean, state, taps):
         """``dx`` of the max fed ``to_max`` plus that of the mean fed ``to_mean``."""
-        sub = dataclasses.replace(state, saved=taps)
+        sub = state._replace(saved=taps)
         grad_x = self._max.backward_kernel(to_max.reshape(state.out_shape), sub)
-        sub = dataclasses.replace(state, saved=None)
+        sub = state._replace(saved=None)
         grad_x += self._mean.backward_kernel(to_mean.reshape(state.out_shape), sub)
         return grad_x
 
@@ -379,7 +378,7 @@ class GatedPool2d(_Blend, name="gated"):
             *geom.kernel_args,
             threads_for(grad.shape[0], rest.size + grad.size),
         )
-        sub = dataclasses.replace(state, saved=saved.taps)
+        sub = state._replace(saved=saved.taps)
         grad_x = self._max.backward_kernel(to_max.reshape(state.out_shape), sub)
         grad_x += rest.reshape(state.x_shape)
         # Per-plane sums added in plane order: the same bits for any thread count.
