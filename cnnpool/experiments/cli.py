@@ -13,10 +13,13 @@ split of the training images.
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 
 from .settings import Settings
@@ -334,6 +337,39 @@ def main(argv=None):
     Ctrl-C stops the sweep cleanly: the runs that finished are kept in
     ``OUT/runs/``, a summary says what finished, and the status is 130.
     """
+    with _ctrl_c_never_lost():
+        return _main(argv)
+
+
+@contextlib.contextmanager
+def _ctrl_c_never_lost():
+    """Let Ctrl-C stop the command even when it lands in a callback.
+
+    Python raises ``KeyboardInterrupt`` in whatever code runs when the
+    signal arrives.  In a weakref callback or ``__del__`` (an import's
+    module-lock callback, for one) it cannot propagate: Python prints
+    "Exception ignored ... Traceback" and carries on as if no key was
+    pressed.  This hook catches exactly that case and interrupts the main
+    thread again a moment later (from a timer thread: raised at once, it
+    would land in the hook itself and be ignored the same way), so it is
+    raised in the command's own code, which stops cleanly.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.01, _thread.interrupt_main).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.replot is not None:
