@@ -577,7 +577,8 @@ def test_mixed_dtypes():
 @pytest.mark.parametrize(
     ("x", "error", "match"),
     [
-        (np.zeros((1, 5, 5), np.float32), ValueError, "must be 4-D"),
+        (np.zeros((5, 5), np.float32), ValueError, r"must be 4-D .* or, unbatched, 3-D"),
+        (np.zeros((1, 1, 1, 5, 5), np.float32), ValueError, "got a 5-D array"),
         (np.zeros((1, 1, 5, 5), np.int64), TypeError, "float32 or float64"),
         ([[[[1, 2, 3]]]], TypeError, "float32"),
         ("image", TypeError, "NumPy array"),

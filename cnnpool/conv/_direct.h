@@ -578,4 +578,64 @@ CNNPOOL_WGRAD_SCALAR(double, cnnpool_conv_wgrad_f64)
 
 #endif
 
+/* ------------------------------------------------------------- depthwise
+ * Depthwise convolution (groups == channels) has one kh x kw filter per
+ * output plane: a register block of 4 output channels over shared inputs
+ * (above) would idle 3 of its 4 rows.  These loops work one plane at a
+ * time, a whole output row per tap: the innermost loop is a plain
+ * element-wise update over the row, which every compiler vectorises at the
+ * width of the variant it builds, so the same C serves every CPU level.
+ * Each output element (and each lane of a weight-gradient row) is summed in
+ * one fixed order, whatever the thread count.  Nothing here reads outside
+ * the padded plane: no margin is needed. */
+#if defined(_MSC_VER)
+#define CNNPOOL_RESTRICT __restrict
+#else
+#define CNNPOOL_RESTRICT restrict
+#endif
+
+/* out (OH, OW) = bias + sum_{i,j} w[i*kw + j] * xp[(oh + i*dh)*Wp + ow + j*dw]
+ * (the taps added row-major after the bias); with `accumulate` the sum is
+ * added to out instead (bias unused). */
+#define CNNPOOL_DW_PLANE(T, NAME)                                                   \
+static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT w, T bias,  \
+                 int accumulate, T *CNNPOOL_RESTRICT out, ptrdiff_t kh, ptrdiff_t kw, \
+                 ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp) \
+{                                                                                   \
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
+        T *CNNPOOL_RESTRICT o = out + oh * OW;                                      \
+        if (!accumulate)                                                            \
+            for (ptrdiff_t ow = 0; ow < OW; ow++) o[ow] = bias;                     \
+        for (ptrdiff_t i = 0; i < kh; i++)                                          \
+            for (ptrdiff_t j = 0; j < kw; j++) {                                    \
+                const T v = w[i * kw + j];                                          \
+                const T *CNNPOOL_RESTRICT s = xp + (oh + i * dh) * Wp + j * dw;     \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) o[ow] += v * s[ow];           \
+            }                                                                       \
+    }                                                                               \
+}
+CNNPOOL_DW_PLANE(float, cnnpool_dw_plane_f32)
+CNNPOOL_DW_PLANE(double, cnnpool_dw_plane_f64)
+
+/* Weight gradient of one plane, kept per lane: acc[(i*kw + j)*OW + ow] +=
+ * sum_oh g[oh*OW + ow] * xp[(oh + i*dh)*Wp + ow + j*dw].  The caller sums
+ * each row of acc once the whole batch is in (cnnpool_plane_sums). */
+#define CNNPOOL_DW_WGRAD(T, NAME)                                                   \
+static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT g,          \
+                 T *CNNPOOL_RESTRICT acc, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh,  \
+                 ptrdiff_t dw, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp)             \
+{                                                                                   \
+    for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
+        const T *CNNPOOL_RESTRICT gr = g + oh * OW;                                 \
+        for (ptrdiff_t i = 0; i < kh; i++)                                          \
+            for (ptrdiff_t j = 0; j < kw; j++) {                                    \
+                T *CNNPOOL_RESTRICT a = acc + (i * kw + j) * OW;                    \
+                const T *CNNPOOL_RESTRICT s = xp + (oh + i * dh) * Wp + j * dw;     \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) a[ow] += gr[ow] * s[ow];      \
+            }                                                                       \
+    }                                                                               \
+}
+CNNPOOL_DW_WGRAD(float, cnnpool_dw_wgrad_f32)
+CNNPOOL_DW_WGRAD(double, cnnpool_dw_wgrad_f64)
+
 #endif /* CNNPOOL_CONV_DIRECT_H */

@@ -65,6 +65,18 @@ cdef extern from "_direct.h" nogil:
                                 const double *g, double *gw, Py_ssize_t M, Py_ssize_t OH,
                                 Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t xs,
                                 Py_ssize_t gs)
+    void cnnpool_dw_plane_f32(const float *xp, const float *w, float bias, int accumulate,
+                              float *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
+                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+    void cnnpool_dw_plane_f64(const double *xp, const double *w, double bias, int accumulate,
+                              double *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
+                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+    void cnnpool_dw_wgrad_f32(const float *xp, const float *g, float *acc, Py_ssize_t kh,
+                              Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t Wp)
+    void cnnpool_dw_wgrad_f64(const double *xp, const double *g, double *acc, Py_ssize_t kh,
+                              Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t Wp)
 
 #: True when the kernels were compiled with AVX2 and FMA (the fast path).
 SIMD = bool(CNNPOOL_CONV_SIMD)
@@ -93,36 +105,49 @@ cdef Py_ssize_t *_offsets(Py_ssize_t C, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t
     return offs
 
 
-cdef floating *_pack(const floating *w, Py_ssize_t M, Py_ssize_t C, Py_ssize_t kh,
-                     Py_ssize_t kw, bint transpose) noexcept nogil:
-    """Weights (M, C, kh, kw) in register-block order ``[ob][k][OB]``; NULL when out of memory.
+cdef inline Py_ssize_t _pack_stride(Py_ssize_t M, Py_ssize_t C, Py_ssize_t kh, Py_ssize_t kw,
+                                    bint transpose) noexcept nogil:
+    """Elements of one group's packed weights (see :func:`_pack`)."""
+    cdef Py_ssize_t rows = C if transpose else M
+    cdef Py_ssize_t ob = CNNPOOL_CONV_OB
+    return (rows + ob - 1) // ob * ob * (M if transpose else C) * kh * kw
 
-    Rows past the last output channel are zero.  With ``transpose`` the
-    packed filters are those of the input gradient: output channel c, tap
-    (m, i, j) holds ``w[m, c, kh-1-i, kw-1-j]``.
+
+cdef floating *_pack(const floating *w, Py_ssize_t M, Py_ssize_t C, Py_ssize_t kh,
+                     Py_ssize_t kw, bint transpose, Py_ssize_t G) noexcept nogil:
+    """Weights of G groups, each (M, C, kh, kw), in register-block order; NULL when out of memory.
+
+    Group g's pack, ``[ob][k][OB]``, starts at ``g * _pack_stride(...)``.
+    Rows past the group's last output channel are zero.  With ``transpose``
+    the packed filters are those of the input gradient: output channel c,
+    tap (m, i, j) holds ``w[m, c, kh-1-i, kw-1-j]`` (of the same group).
     """
     cdef Py_ssize_t rows = C if transpose else M
     cdef Py_ssize_t cols = (M if transpose else C) * kh * kw
     cdef Py_ssize_t ob = CNNPOOL_CONV_OB
     cdef Py_ssize_t nob = (rows + ob - 1) // ob
-    cdef Py_ssize_t r, k, a, i, j
-    cdef floating *pack = <floating *> malloc(max(nob * cols * ob, 1) * sizeof(floating))
+    cdef Py_ssize_t stride = _pack_stride(M, C, kh, kw, transpose)
+    cdef Py_ssize_t r, k, a, i, j, grp
+    cdef floating *pack = <floating *> malloc(max(G * stride, 1) * sizeof(floating))
     cdef floating *dst
+    cdef const floating *wg
     if pack == NULL:
         return NULL
-    for r in range(nob * ob):
-        dst = pack + (r // ob) * cols * ob + r % ob
-        k = 0
-        for a in range(M if transpose else C):
-            for i in range(kh):
-                for j in range(kw):
-                    if r >= rows:
-                        dst[k * ob] = 0
-                    elif transpose:
-                        dst[k * ob] = w[((a * C + r) * kh + kh - 1 - i) * kw + kw - 1 - j]
-                    else:
-                        dst[k * ob] = w[((r * C + a) * kh + i) * kw + j]
-                    k += 1
+    for grp in range(G):
+        wg = w + grp * M * C * kh * kw
+        for r in range(nob * ob):
+            dst = pack + grp * stride + (r // ob) * cols * ob + r % ob
+            k = 0
+            for a in range(M if transpose else C):
+                for i in range(kh):
+                    for j in range(kw):
+                        if r >= rows:
+                            dst[k * ob] = 0
+                        elif transpose:
+                            dst[k * ob] = wg[((a * C + r) * kh + kh - 1 - i) * kw + kw - 1 - j]
+                        else:
+                            dst[k * ob] = wg[((r * C + a) * kh + i) * kw + j]
+                        k += 1
     return pack
 
 
@@ -134,20 +159,34 @@ cdef void _shape(cnp.ndarray a, str name, tuple expected) except *:
             raise ValueError(f"{name} must have shape {expected}, got {dims(a)}")
 
 
-cdef void _geometry(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h,
-                    Py_ssize_t dil_w) except *:
-    """Padding >= 0 and dilation >= 1, both below 2**31: the size arithmetic
-    below (Py_ssize_t) then cannot overflow."""
-    if min(pad_h, pad_w) < 0 or min(dil_h, dil_w) < 1 or max(pad_h, pad_w, dil_h, dil_w) > 2**31:
+cdef tuple _pads(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t pad_bottom,
+                 Py_ssize_t pad_right, Py_ssize_t dil_h, Py_ssize_t dil_w):
+    """(top, bottom, left, right), checked: padding >= 0 and dilation >= 1,
+    both at most 2**31, so the size arithmetic below (Py_ssize_t) cannot
+    overflow.  A negative ``pad_bottom``/``pad_right`` repeats the top/left."""
+    cdef Py_ssize_t pb = pad_h if pad_bottom < 0 else pad_bottom
+    cdef Py_ssize_t pr = pad_w if pad_right < 0 else pad_right
+    if min(pad_h, pad_w) < 0 or min(dil_h, dil_w) < 1 \
+            or max(pad_h, pad_w, pb, pr, dil_h, dil_w) > 2**31:
         raise ValueError(
-            f"need 0 <= padding and 1 <= dilation, both <= 2**31, got padding=({pad_h}, "
-            f"{pad_w}), dilation=({dil_h}, {dil_w})"
+            f"need 0 <= padding and 1 <= dilation, both <= 2**31, got padding (top, bottom, "
+            f"left, right) = ({pad_h}, {pb}, {pad_w}, {pr}), dilation=({dil_h}, {dil_w})"
+        )
+    return pad_h, pb, pad_w, pr
+
+
+cdef void _groups(Py_ssize_t groups, Py_ssize_t C, Py_ssize_t M, cnp.ndarray aw) except *:
+    if groups < 1 or C % groups or M % groups:
+        raise ValueError(
+            f"groups={groups} must be >= 1 and divide both the input channels ({C}) and "
+            f"the output channels ({M}); weight has shape {dims(aw)}"
         )
 
 
 cdef object _padded_size(object n, object c, object h, object w, object ph, object pw):
-    """Elements of N padded images with their margins, in Python ints (no overflow)."""
-    return n * (c * (h + 2 * ph) * (w + 2 * pw) + CNNPOOL_CONV_MARGIN)
+    """Elements of N images padded by ph rows and pw columns in all, with their
+    margins, in Python ints (no overflow)."""
+    return n * (c * (h + ph) * (w + pw) + CNNPOOL_CONV_MARGIN)
 
 
 cdef void _room(cnp.ndarray a, str name, object needed) except *:
@@ -159,21 +198,26 @@ cdef void _room(cnp.ndarray a, str name, object needed) except *:
 
 
 # ------------------------------------------------------------------ the loops
-cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const floating *w,
+cdef bint _forward(const floating *x, floating *xp, const floating *w,
                    const floating *bias, floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H,
-                   Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph,
-                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
+                   Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt,
+                   Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t dh, Py_ssize_t dw,
+                   Py_ssize_t G, int n_threads) noexcept nogil:
     """Pad every image into ``xp``, then convolve; True when out of memory.
 
     Image n starts at ``xp + n * (C*Hp*Wp + MARGIN)``: each has a margin of
     its own, zeroed by the thread that pads it, so the kernel's over-reads
-    never touch memory another thread is writing.
+    never touch memory another thread is writing.  With G groups, group g
+    convolves input channels ``[g*C/G, (g+1)*C/G)`` into output channels
+    ``[g*M/G, (g+1)*M/G)``.
     """
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
     cdef Py_ssize_t img = C * Hp * Wp + CNNPOOL_CONV_MARGIN, n
-    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
-    cdef floating *wpack = _pack(w, M, C, kh, kw, False)
+    cdef Py_ssize_t Cg = C // G, Mg = M // G
+    cdef Py_ssize_t stride = _pack_stride(Mg, Cg, kh, kw, False)
+    cdef Py_ssize_t *offs = _offsets(Cg, kh, kw, Hp, Wp, dh, dw)
+    cdef floating *wpack = _pack(w, Mg, Cg, kh, kw, False, G)
     if offs == NULL or wpack == NULL:
         free(offs)
         free(wpack)
@@ -181,40 +225,51 @@ cdef bint _forward(const floating *x, floating *xp, Py_ssize_t xp_size, const fl
     # One thread runs the loop outside OpenMP (a region costs ~0.4 us even so).
     if n_threads > 1:
         for n in prange(N, num_threads=n_threads, schedule="dynamic"):
-            _forward_image(x + n * C * H * W, xp + n * img, offs, wpack, bias,
-                           out + n * M * OH * OW, C, H, W, M, ph, pw, kh, kw, dh, dw)
+            _forward_image(x + n * C * H * W, xp + n * img, offs, wpack, stride, bias,
+                           out + n * M * OH * OW, C, H, W, M, G, pt, pl, Hp, Wp, OH, OW,
+                           Cg * kh * kw)
     else:
         for n in range(N):
-            _forward_image(x + n * C * H * W, xp + n * img, offs, wpack, bias,
-                           out + n * M * OH * OW, C, H, W, M, ph, pw, kh, kw, dh, dw)
+            _forward_image(x + n * C * H * W, xp + n * img, offs, wpack, stride, bias,
+                           out + n * M * OH * OW, C, H, W, M, G, pt, pl, Hp, Wp, OH, OW,
+                           Cg * kh * kw)
     free(offs)
     free(wpack)
     return False
 
 
 cdef inline void _forward_image(const floating *x, floating *xp, const Py_ssize_t *offs,
-                                const floating *wpack, const floating *bias, floating *out,
-                                Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
-                                Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t kh, Py_ssize_t kw,
-                                Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    """Pad one image (and zero its margin), then convolve it."""
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, i
-    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1), K = C * kh * kw
+                                const floating *wpack, Py_ssize_t stride,
+                                const floating *bias, floating *out, Py_ssize_t C,
+                                Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t G,
+                                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t Hp, Py_ssize_t Wp,
+                                Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K) noexcept nogil:
+    """Pad one image (and zero its margin), then convolve it, group by group."""
+    cdef Py_ssize_t i, grp, Cg = C // G, Mg = M // G
+    cdef const floating *b = NULL
     for i in range(C * Hp * Wp, C * Hp * Wp + CNNPOOL_CONV_MARGIN):
         xp[i] = 0
     if floating is float:
-        cnnpool_pad_f32(x, xp, C, H, W, Hp, Wp, ph, pw)
-        cnnpool_conv_fwd_f32(xp, offs, K, wpack, bias, out, M, OH, OW, Wp)
+        cnnpool_pad_f32(x, xp, C, H, W, Hp, Wp, pt, pl)
     else:
-        cnnpool_pad_f64(x, xp, C, H, W, Hp, Wp, ph, pw)
-        cnnpool_conv_fwd_f64(xp, offs, K, wpack, bias, out, M, OH, OW, Wp)
+        cnnpool_pad_f64(x, xp, C, H, W, Hp, Wp, pt, pl)
+    for grp in range(G):
+        if bias != NULL:
+            b = bias + grp * Mg
+        if floating is float:
+            cnnpool_conv_fwd_f32(xp + grp * Cg * Hp * Wp, offs, K, wpack + grp * stride, b,
+                                 out + grp * Mg * OH * OW, Mg, OH, OW, Wp)
+        else:
+            cnnpool_conv_fwd_f64(xp + grp * Cg * Hp * Wp, offs, K, wpack + grp * stride, b,
+                                 out + grp * Mg * OH * OW, Mg, OH, OW, Wp)
 
 
 cdef bint _backward(const floating *xp, const floating *g, const floating *w, floating *gx,
                     floating *gw, floating *gb, floating *scratch, Py_ssize_t scratch_row,
                     Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
-                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
-                    Py_ssize_t dw, int n_threads) noexcept nogil:
+                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl,
+                    Py_ssize_t pr, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t G,
+                    int n_threads) noexcept nogil:
     """Weight and bias gradients (added into gw, gb) and the input gradient gx.
 
     The parameter gradients are sums over the whole batch, one fixed order
@@ -223,16 +278,19 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
     on the thread count.  The input gradient goes image by image, images
     spread over threads.  Returns True when out of memory.
     """
-    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
     cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
-    cdef Py_ssize_t gph = dh * (kh - 1) - ph, gpw = dw * (kw - 1) - pw
-    cdef Py_ssize_t Hg = OH + 2 * gph, Wg = OW + 2 * gpw
-    cdef Py_ssize_t K = C * kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
+    cdef Py_ssize_t gpt = dh * (kh - 1) - pt, gpb = dh * (kh - 1) - pb
+    cdef Py_ssize_t gpl = dw * (kw - 1) - pl, gpr = dw * (kw - 1) - pr
+    cdef Py_ssize_t Hg = OH + gpt + gpb, Wg = OW + gpl + gpr
+    cdef Py_ssize_t Cg = C // G, Mg = M // G
+    cdef Py_ssize_t K = Cg * kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
     cdef Py_ssize_t plane = OH * OW, n, i, t, lo, hi
     cdef Py_ssize_t share = ((M + n_threads - 1) // n_threads + 7) // 8 * 8
-    cdef Py_ssize_t *offs = _offsets(C, kh, kw, Hp, Wp, dh, dw)
-    cdef Py_ssize_t *goffs = _offsets(M, kh, kw, Hg, Wg, dh, dw)
-    cdef floating *wpack = _pack(w, M, C, kh, kw, True)
+    cdef Py_ssize_t stride = _pack_stride(Mg, Cg, kh, kw, True)
+    cdef Py_ssize_t *offs = _offsets(Cg, kh, kw, Hp, Wp, dh, dw)
+    cdef Py_ssize_t *goffs = _offsets(Mg, kh, kw, Hg, Wg, dh, dw)
+    cdef floating *wpack = _pack(w, Mg, Cg, kh, kw, True, G)
     if offs == NULL or goffs == NULL or wpack == NULL:
         free(offs)
         free(goffs)
@@ -246,18 +304,19 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
             lo = t * share
             hi = min(lo + share, M)
             if lo < hi:
-                _param_grads(xp, g, gw, gb, offs, K, lo, hi, M, N, OH, OW, Wp, img)
+                _param_grads(xp, g, gw, gb, offs, K, lo, hi, M, Mg, Cg * Hp * Wp, N, OH, OW,
+                             Wp, img)
     else:
-        _param_grads(xp, g, gw, gb, offs, K, 0, M, M, N, OH, OW, Wp, img)
+        _param_grads(xp, g, gw, gb, offs, K, 0, M, M, Mg, Cg * Hp * Wp, N, OH, OW, Wp, img)
     if n_threads > 1:
         for n in prange(N, num_threads=n_threads, schedule="dynamic"):
-            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack,
-                              scratch + threadid() * scratch_row, C, H, W, M, OH, OW,
-                              kh, kw, gph, gpw, Hg, Wg)
+            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack, stride,
+                              scratch + threadid() * scratch_row, C, H, W, M, G, OH, OW,
+                              kh, kw, gpt, gpl, Hg, Wg)
     else:
         for n in range(N):
-            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack, scratch,
-                              C, H, W, M, OH, OW, kh, kw, gph, gpw, Hg, Wg)
+            _input_grad_image(g + n * M * plane, gx + n * C * H * W, goffs, wpack, stride,
+                              scratch, C, H, W, M, G, OH, OW, kh, kw, gpt, gpl, Hg, Wg)
     free(offs)
     free(goffs)
     free(wpack)
@@ -266,9 +325,9 @@ cdef bint _backward(const floating *xp, const floating *g, const floating *w, fl
 
 cdef inline void _param_grads(const floating *xp, const floating *g, floating *gw,
                               floating *gb, const Py_ssize_t *offs, Py_ssize_t K,
-                              Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t M, Py_ssize_t N,
-                              Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp,
-                              Py_ssize_t img) noexcept nogil:
+                              Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t M, Py_ssize_t Mg,
+                              Py_ssize_t group_in, Py_ssize_t N, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t img) noexcept nogil:
     """Output channels [lo, hi): weight gradients over the batch, and bias
     gradients image by image (each plane's sum added in image order).
 
@@ -278,20 +337,25 @@ cdef inline void _param_grads(const floating *xp, const floating *g, floating *g
     block streams through, ``11 * images * OH*OW`` elements, stay within
     256 KiB (a quarter of a Zen 5 core's L2) and are re-read from cache by
     the next block of taps.  The group size depends on the shape only.
+    Output channel o belongs to convolution group ``o // Mg``, whose inputs
+    start ``group_in`` elements into each padded image.
     """
-    cdef Py_ssize_t plane = OH * OW, n, n0, nb
+    cdef Py_ssize_t plane = OH * OW, n, n0, nb, grp, a, b
     nb = (256 * 1024) // (11 * plane * <Py_ssize_t> sizeof(floating))
     nb = max(1, min(N, nb))
     n0 = 0
     while n0 < N:
-        if floating is float:
-            cnnpool_conv_wgrad_f32(xp + n0 * img, offs, K, g + n0 * M * plane + lo * plane,
-                                   gw + lo * K, hi - lo, OH, OW, Wp, min(nb, N - n0), img,
-                                   M * plane)
-        else:
-            cnnpool_conv_wgrad_f64(xp + n0 * img, offs, K, g + n0 * M * plane + lo * plane,
-                                   gw + lo * K, hi - lo, OH, OW, Wp, min(nb, N - n0), img,
-                                   M * plane)
+        for grp in range(lo // Mg, (hi - 1) // Mg + 1):
+            a = max(lo, grp * Mg)
+            b = min(hi, (grp + 1) * Mg)
+            if floating is float:
+                cnnpool_conv_wgrad_f32(xp + n0 * img + grp * group_in, offs, K,
+                                       g + n0 * M * plane + a * plane, gw + a * K, b - a, OH,
+                                       OW, Wp, min(nb, N - n0), img, M * plane)
+            else:
+                cnnpool_conv_wgrad_f64(xp + n0 * img + grp * group_in, offs, K,
+                                       g + n0 * M * plane + a * plane, gw + a * K, b - a, OH,
+                                       OW, Wp, min(nb, N - n0), img, M * plane)
         n0 += nb
     if gb != NULL:
         for n in range(N):
@@ -302,40 +366,198 @@ cdef inline void _param_grads(const floating *xp, const floating *g, floating *g
 
 
 cdef inline void _input_grad_image(const floating *g, floating *gx, const Py_ssize_t *goffs,
-                                   const floating *wpack, floating *row, Py_ssize_t C,
-                                   Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t OH,
-                                   Py_ssize_t OW, Py_ssize_t kh, Py_ssize_t kw,
-                                   Py_ssize_t gph, Py_ssize_t gpw, Py_ssize_t Hg,
-                                   Py_ssize_t Wg) noexcept nogil:
+                                   const floating *wpack, Py_ssize_t stride, floating *row,
+                                   Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
+                                   Py_ssize_t G, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t kh,
+                                   Py_ssize_t kw, Py_ssize_t gpt, Py_ssize_t gpl,
+                                   Py_ssize_t Hg, Py_ssize_t Wg) noexcept nogil:
     """One image's input gradient: the forward kernel on its zero-padded
-    output gradient (padded into ``row``) with the flipped, transposed weights."""
+    output gradient (padded into ``row``) with the flipped, transposed
+    weights, group by group."""
+    cdef Py_ssize_t grp, Cg = C // G, Mg = M // G
     if floating is float:
-        cnnpool_pad_f32(g, row, M, OH, OW, Hg, Wg, gph, gpw)
-        cnnpool_conv_fwd_f32(row, goffs, M * kh * kw, wpack, NULL, gx, C, H, W, Wg)
+        cnnpool_pad_f32(g, row, M, OH, OW, Hg, Wg, gpt, gpl)
     else:
-        cnnpool_pad_f64(g, row, M, OH, OW, Hg, Wg, gph, gpw)
-        cnnpool_conv_fwd_f64(row, goffs, M * kh * kw, wpack, NULL, gx, C, H, W, Wg)
+        cnnpool_pad_f64(g, row, M, OH, OW, Hg, Wg, gpt, gpl)
+    for grp in range(G):
+        if floating is float:
+            cnnpool_conv_fwd_f32(row + grp * Mg * Hg * Wg, goffs, Mg * kh * kw,
+                                 wpack + grp * stride, NULL, gx + grp * Cg * H * W, Cg, H, W,
+                                 Wg)
+        else:
+            cnnpool_conv_fwd_f64(row + grp * Mg * Hg * Wg, goffs, Mg * kh * kw,
+                                 wpack + grp * stride, NULL, gx + grp * Cg * H * W, Cg, H, W,
+                                 Wg)
+
+
+# ------------------------------------------------------------ depthwise loops
+cdef void _dw_forward(const floating *x, floating *xp, const floating *w, const floating *bias,
+                      floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                      Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pb,
+                      Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t dh, Py_ssize_t dw,
+                      int n_threads) noexcept nogil:
+    """Depthwise forward: plane (n, c) is padded into ``xp``, then convolved
+    into output planes ``c*mult .. c*mult + mult - 1`` (``mult = M // C``);
+    planes spread over threads."""
+    cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
+    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
+    cdef Py_ssize_t img = C * Hp * Wp + CNNPOOL_CONV_MARGIN, p
+    if n_threads > 1:
+        for p in prange(N * C, num_threads=n_threads, schedule="dynamic"):
+            _dw_forward_plane(x + p * H * W, xp + (p // C) * img + (p % C) * Hp * Wp, w, bias,
+                              out + (p // C) * M * OH * OW, p % C, C, H, W, M, kh, kw, pt,
+                              pl, dh, dw, Hp, Wp, OH, OW)
+    else:
+        for p in range(N * C):
+            _dw_forward_plane(x + p * H * W, xp + (p // C) * img + (p % C) * Hp * Wp, w, bias,
+                              out + (p // C) * M * OH * OW, p % C, C, H, W, M, kh, kw, pt,
+                              pl, dh, dw, Hp, Wp, OH, OW)
+
+
+cdef inline void _dw_forward_plane(const floating *x, floating *xp, const floating *w,
+                                   const floating *bias, floating *out, Py_ssize_t c,
+                                   Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
+                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl,
+                                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Hp, Py_ssize_t Wp,
+                                   Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t m, o, mult = M // C
+    if floating is float:
+        cnnpool_pad_f32(x, xp, 1, H, W, Hp, Wp, pt, pl)
+    else:
+        cnnpool_pad_f64(x, xp, 1, H, W, Hp, Wp, pt, pl)
+    for m in range(mult):
+        o = c * mult + m
+        if floating is float:
+            cnnpool_dw_plane_f32(xp, w + o * kh * kw, 0 if bias == NULL else bias[o], 0,
+                                 out + o * OH * OW, kh, kw, dh, dw, OH, OW, Wp)
+        else:
+            cnnpool_dw_plane_f64(xp, w + o * kh * kw, 0 if bias == NULL else bias[o], 0,
+                                 out + o * OH * OW, kh, kw, dh, dw, OH, OW, Wp)
+
+
+cdef bint _dw_backward(const floating *xp, const floating *g, const floating *w,
+                       floating *gx, floating *gw, floating *gb, Py_ssize_t N, Py_ssize_t C,
+                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
+                       Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
+    """Depthwise backward; True when out of memory.
+
+    Each output channel's weight and bias gradients are summed by one
+    thread over the whole batch in image order (threads split the
+    channels); each input plane's gradient by one thread: the bits do not
+    depend on the thread count.
+    """
+    cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
+    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
+    cdef Py_ssize_t gpt = dh * (kh - 1) - pt, gpb = dh * (kh - 1) - pb
+    cdef Py_ssize_t gpl = dw * (kw - 1) - pl, gpr = dw * (kw - 1) - pr
+    cdef Py_ssize_t Hg = OH + gpt + gpb, Wg = OW + gpl + gpr
+    cdef Py_ssize_t K = kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
+    cdef Py_ssize_t row = max(K * OW, Hg * Wg), o, p, i, j
+    cdef floating *flipped = <floating *> malloc(max(M * K, 1) * sizeof(floating))
+    cdef floating *buf = <floating *> malloc(max(n_threads * row, 1) * sizeof(floating))
+    if flipped == NULL or buf == NULL:
+        free(flipped)
+        free(buf)
+        return True
+    for o in range(M):
+        for i in range(kh):
+            for j in range(kw):
+                flipped[o * K + i * kw + j] = w[o * K + (kh - 1 - i) * kw + kw - 1 - j]
+    if n_threads > 1:
+        for o in prange(M, num_threads=n_threads, schedule="dynamic"):
+            _dw_param_grads(xp, g, gw, gb, buf + threadid() * row, o, N, C, M, kh, kw, dh,
+                            dw, Hp, Wp, OH, OW, img)
+        for p in prange(N * C, num_threads=n_threads, schedule="dynamic"):
+            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, flipped,
+                                 buf + threadid() * row, p % C, C, H, W, M, kh, kw, dh, dw,
+                                 gpt, gpl, Hg, Wg, OH, OW)
+    else:
+        for o in range(M):
+            _dw_param_grads(xp, g, gw, gb, buf, o, N, C, M, kh, kw, dh, dw, Hp, Wp, OH, OW, img)
+        for p in range(N * C):
+            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, flipped, buf,
+                                 p % C, C, H, W, M, kh, kw, dh, dw, gpt, gpl, Hg, Wg, OH, OW)
+    free(flipped)
+    free(buf)
+    return False
+
+
+cdef inline void _dw_param_grads(const floating *xp, const floating *g, floating *gw,
+                                 floating *gb, floating *acc, Py_ssize_t o, Py_ssize_t N,
+                                 Py_ssize_t C, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
+                                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Hp, Py_ssize_t Wp,
+                                 Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t img) noexcept nogil:
+    """Output channel o: per-lane sums over the batch in ``acc``, then one
+    sum per tap (added into gw), and the bias gradient plane by plane."""
+    cdef Py_ssize_t n, i, c = o // (M // C), plane = OH * OW
+    for i in range(kh * kw * OW):
+        acc[i] = 0
+    for n in range(N):
+        if floating is float:
+            cnnpool_dw_wgrad_f32(xp + n * img + c * Hp * Wp, g + (n * M + o) * plane, acc, kh,
+                                 kw, dh, dw, OH, OW, Wp)
+        else:
+            cnnpool_dw_wgrad_f64(xp + n * img + c * Hp * Wp, g + (n * M + o) * plane, acc, kh,
+                                 kw, dh, dw, OH, OW, Wp)
+    if floating is float:
+        cnnpool_plane_sums_f32(acc, gw + o * kh * kw, kh * kw, OW)
+    else:
+        cnnpool_plane_sums_f64(acc, gw + o * kh * kw, kh * kw, OW)
+    if gb != NULL:
+        for n in range(N):
+            if floating is float:
+                cnnpool_plane_sums_f32(g + (n * M + o) * plane, gb + o, 1, plane)
+            else:
+                cnnpool_plane_sums_f64(g + (n * M + o) * plane, gb + o, 1, plane)
+
+
+cdef inline void _dw_input_grad_plane(const floating *g, floating *gx, const floating *flipped,
+                                      floating *row, Py_ssize_t c, Py_ssize_t C, Py_ssize_t H,
+                                      Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
+                                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t gpt,
+                                      Py_ssize_t gpl, Py_ssize_t Hg, Py_ssize_t Wg,
+                                      Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """Input plane c of one image: the sum over its ``mult`` output planes of
+    each zero-padded gradient plane correlated with the flipped filter."""
+    cdef Py_ssize_t m, o, mult = M // C
+    for m in range(mult):
+        o = c * mult + m
+        if floating is float:
+            cnnpool_pad_f32(g + o * OH * OW, row, 1, OH, OW, Hg, Wg, gpt, gpl)
+            cnnpool_dw_plane_f32(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, dh, dw, H,
+                                 W, Wg)
+        else:
+            cnnpool_pad_f64(g + o * OH * OW, row, 1, OH, OW, Hg, Wg, gpt, gpl)
+            cnnpool_dw_plane_f64(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, dh, dw, H,
+                                 W, Wg)
 
 
 # ------------------------------------------------------------------ entry points
 def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h,
-            Py_ssize_t dil_w, int n_threads):
+            Py_ssize_t dil_w, int n_threads, Py_ssize_t pad_bottom=-1,
+            Py_ssize_t pad_right=-1, Py_ssize_t groups=1):
     """Zero-pad ``x`` into ``xp`` and write ``out = conv(x, weight) + bias`` (unit stride).
 
     Parameters
     ----------
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
-    xp : ndarray, 1-D, of at least ``N*(C*(H+2ph)*(W+2pw) + MARGIN)`` elements
+    xp : ndarray, 1-D, of at least ``N*(C*(H+pt+pb)*(W+pl+pr) + MARGIN)`` elements
         Receives the padded images, each followed by ``MARGIN`` zeros (kept
         by the caller for :func:`backward`).
-    weight : ndarray (M, C, kh, kw)
+    weight : ndarray (M, C/groups, kh, kw)
     bias : ndarray (M,) or None
     out : ndarray (N, M, OH, OW), written whole
-        ``OH = H + 2ph - dh*(kh-1)``, ``OW = W + 2pw - dw*(kw-1)``.
+        ``OH = H + pt + pb - dh*(kh-1)``, ``OW = W + pl + pr - dw*(kw-1)``.
     pad_h, pad_w, dil_h, dil_w : int
-        Padding >= 0, dilation >= 1.
+        Padding (top, left) >= 0, dilation >= 1.
     n_threads : int
         Threads for the loop over images.
+    pad_bottom, pad_right : int
+        Padding at the bottom and right; negative (the default): as top and left.
+    groups : int
+        Input and output channels split into this many groups, each
+        convolved on its own (as ``torch.nn.Conv2d``).
     """
     cdef int typenum = float_type(x, "x")
     cdef cnp.ndarray ax = checked(x, "x", 4, typenum, False)
@@ -345,16 +567,18 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
     cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
     cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
-    _geometry(pad_h, pad_w, dil_h, dil_w)
-    if pad_h < 0 or pad_w < 0 or dil_h < 1 or dil_w < 1 or n_threads < 1:
+    cdef Py_ssize_t pt, pb, pl, pr
+    pt, pb, pl, pr = _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w)
+    if n_threads < 1:
+        raise ValueError(f"need n_threads >= 1, got n_threads={n_threads}")
+    _groups(groups, C, M, aw)
+    cdef Py_ssize_t OH = H + pt + pb - dil_h * (kh - 1)
+    cdef Py_ssize_t OW = W + pl + pr - dil_w * (kw - 1)
+    if aw.shape[1] != C // groups or kh < 1 or kw < 1 or M < 1:
         raise ValueError(
-            f"need padding >= 0, dilation >= 1 and n_threads >= 1, got padding=({pad_h}, "
-            f"{pad_w}), dilation=({dil_h}, {dil_w}), n_threads={n_threads}"
+            f"weight must have shape (M, {C // groups}, kh, kw) for {C} input channels in "
+            f"{groups} groups, got {dims(aw)}"
         )
-    cdef Py_ssize_t OH = H + 2 * pad_h - dil_h * (kh - 1)
-    cdef Py_ssize_t OW = W + 2 * pad_w - dil_w * (kw - 1)
-    if aw.shape[1] != C or kh < 1 or kw < 1 or M < 1:
-        raise ValueError(f"weight must have shape (M, {C}, kh, kw), got {dims(aw)}")
     if OH < 1 or OW < 1:
         raise ValueError(
             f"the kernel {dims(aw)} does not fit x {dims(ax)} with this padding"
@@ -362,28 +586,64 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     _shape(aout, "out", (N, M, OH, OW))
     if ab is not None:
         _shape(ab, "bias", (M,))
-    _room(axp, "xp", _padded_size(N, C, H, W, pad_h, pad_w))
+    _room(axp, "xp", _padded_size(N, C, H, W, pt + pb, pl + pr))
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
             failed = _forward(<float *> cnp.PyArray_DATA(ax), <float *> cnp.PyArray_DATA(axp),
-                              axp.shape[0], <float *> cnp.PyArray_DATA(aw),
+                              <float *> cnp.PyArray_DATA(aw),
                               NULL if ab is None else <float *> cnp.PyArray_DATA(ab),
                               <float *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
-                              pad_h, pad_w, dil_h, dil_w, n_threads)
+                              pt, pb, pl, pr, dil_h, dil_w, groups, n_threads)
     else:
         with nogil:
             failed = _forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
-                              axp.shape[0], <double *> cnp.PyArray_DATA(aw),
+                              <double *> cnp.PyArray_DATA(aw),
                               NULL if ab is None else <double *> cnp.PyArray_DATA(ab),
                               <double *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw,
-                              pad_h, pad_w, dil_h, dil_w, n_threads)
+                              pt, pb, pl, pr, dil_h, dil_w, groups, n_threads)
     if failed:
         raise MemoryError()
 
 
+cdef tuple _backward_checks(cnp.ndarray ag, cnp.ndarray axp, cnp.ndarray aw, cnp.ndarray agx,
+                            cnp.ndarray agw, cnp.ndarray agb, Py_ssize_t pad_h,
+                            Py_ssize_t pad_w, Py_ssize_t pad_bottom, Py_ssize_t pad_right,
+                            Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
+                            int n_threads):
+    """The checks :func:`backward` and :func:`depthwise_backward` share;
+    returns the padding (top, bottom, left, right)."""
+    cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
+    cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
+    cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
+    cdef Py_ssize_t pt, pb, pl, pr
+    pt, pb, pl, pr = _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w)
+    if kh < 1 or kw < 1 or n_threads < 1 or max(pt, pb) > dil_h * (kh - 1) \
+            or max(pl, pr) > dil_w * (kw - 1):
+        raise ValueError(
+            f"backward needs dilation >= 1, 0 <= padding <= dilation*(kernel-1) and "
+            f"n_threads >= 1, got padding (top, bottom, left, right) = ({pt}, {pb}, {pl}, "
+            f"{pr}), dilation=({dil_h}, {dil_w}), kernel=({kh}, {kw}), n_threads={n_threads}"
+        )
+    _groups(groups, C, M, aw)
+    _shape(aw, "weight", (M, C // groups, kh, kw))
+    _shape(agx, "grad_x", (N, C, H, W))
+    if H + pt + pb - dil_h * (kh - 1) != OH or W + pl + pr - dil_w * (kw - 1) != OW:
+        raise ValueError(
+            f"grad_out {dims(ag)} does not match grad_x {dims(agx)} with kernel "
+            f"({kh}, {kw}), padding (top, bottom, left, right) ({pt}, {pb}, {pl}, {pr}) and "
+            f"dilation ({dil_h}, {dil_w})"
+        )
+    _shape(agw, "weight_grad", (M, C // groups, kh, kw))
+    if agb is not None:
+        _shape(agb, "bias_grad", (M,))
+    _room(axp, "xp", _padded_size(N, C, H, W, pt + pb, pl + pr))
+    return pt, pb, pl, pr
+
+
 def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_ssize_t pad_h,
-             Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, int n_threads):
+             Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w, int n_threads,
+             Py_ssize_t pad_bottom=-1, Py_ssize_t pad_right=-1, Py_ssize_t groups=1):
     """Gradients of :func:`forward`: ``grad_x`` written, parameter gradients added.
 
     Parameters
@@ -391,17 +651,21 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
     xp : ndarray, 1-D
         The padded images :func:`forward` wrote.
     grad_out : ndarray (N, M, OH, OW)
-    weight : ndarray (M, C, kh, kw)
+    weight : ndarray (M, C/groups, kh, kw)
         The weights of that forward call.
     grad_x : ndarray (N, C, H, W)
         Written whole: the full correlation of ``grad_out`` with the flipped,
-        transposed weights.  Needs ``0 <= padding <= dilation*(kernel-1)``.
-    weight_grad : ndarray (M, C, kh, kw); bias_grad : ndarray (M,) or None
+        transposed weights.  Needs ``0 <= padding <= dilation*(kernel-1)``
+        on every side.
+    weight_grad : ndarray (M, C/groups, kh, kw); bias_grad : ndarray (M,) or None
         The sums over the batch are *added* into them (in an order that does
         not depend on the thread count).
     scratch : ndarray (n_threads, S)
         One row per thread for a padded image of ``grad_out``:
-        ``S >= M*(OH + 2*gh)*(OW + 2*gw) + MARGIN``, ``g = d*(k-1) - p``.
+        ``S >= M*(OH + gt + gb)*(OW + gl + gr) + MARGIN``, ``g = d*(k-1) - p``
+        on each side.
+    pad_bottom, pad_right, groups : int
+        As in :func:`forward`.
     """
     cdef int typenum = float_type(grad_out, "grad_out")
     cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
@@ -413,34 +677,17 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
                             else checked(bias_grad, "bias_grad", 1, typenum, True))
     cdef cnp.ndarray ascratch = checked(scratch, "scratch", 2, typenum, True)
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
-    cdef Py_ssize_t C = aw.shape[1], kh = aw.shape[2], kw = aw.shape[3]
-    cdef Py_ssize_t H = agx.shape[2], W = agx.shape[3]
-    _geometry(pad_h, pad_w, dil_h, dil_w)
-    cdef Py_ssize_t gph = dil_h * (kh - 1) - pad_h, gpw = dil_w * (kw - 1) - pad_w
-    if dil_h < 1 or dil_w < 1 or pad_h < 0 or pad_w < 0 or gph < 0 or gpw < 0 or kh < 1 \
-            or kw < 1 or n_threads < 1:
-        raise ValueError(
-            f"backward needs dilation >= 1, 0 <= padding <= dilation*(kernel-1) and "
-            f"n_threads >= 1, got padding=({pad_h}, {pad_w}), dilation=({dil_h}, {dil_w}), "
-            f"kernel=({kh}, {kw}), n_threads={n_threads}"
-        )
-    _shape(aw, "weight", (M, C, kh, kw))
-    _shape(agx, "grad_x", (N, C, H, W))
-    if H + 2 * pad_h - dil_h * (kh - 1) != OH or W + 2 * pad_w - dil_w * (kw - 1) != OW:
-        raise ValueError(
-            f"grad_out {dims(ag)} does not match grad_x {dims(agx)} with kernel "
-            f"({kh}, {kw}), "
-            f"padding ({pad_h}, {pad_w}) and dilation ({dil_h}, {dil_w})"
-        )
-    _shape(agw, "weight_grad", (M, C, kh, kw))
-    if agb is not None:
-        _shape(agb, "bias_grad", (M,))
-    _room(axp, "xp", _padded_size(N, C, H, W, pad_h, pad_w))
+    cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
+    cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
+    cdef Py_ssize_t pt, pb, pl, pr
+    pt, pb, pl, pr = _backward_checks(ag, axp, aw, agx, agw, agb, pad_h, pad_w, pad_bottom,
+                                      pad_right, dil_h, dil_w, groups, n_threads)
     if ascratch.shape[0] < n_threads:
         raise ValueError(
             f"scratch needs one row per thread ({n_threads}), got {dims(ascratch)}"
         )
-    _room(ascratch, "scratch", _padded_size(1, M, OH, OW, gph, gpw))
+    _room(ascratch, "scratch", _padded_size(1, M, OH, OW, 2 * dil_h * (kh - 1) - pt - pb,
+                                            2 * dil_w * (kw - 1) - pl - pr))
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
@@ -450,7 +697,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
                 <float *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <float *> cnp.PyArray_DATA(agb),
                 <float *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
-                N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, groups, n_threads)
     else:
         with nogil:
             failed = _backward(
@@ -459,6 +706,98 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
                 <double *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <double *> cnp.PyArray_DATA(agb),
                 <double *> cnp.PyArray_DATA(ascratch), ascratch.shape[1],
-                N, C, H, W, M, kh, kw, pad_h, pad_w, dil_h, dil_w, n_threads)
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, groups, n_threads)
+    if failed:
+        raise MemoryError()
+
+
+def depthwise_forward(x, xp, weight, bias, out, Py_ssize_t pad_top, Py_ssize_t pad_bottom,
+                      Py_ssize_t pad_left, Py_ssize_t pad_right, Py_ssize_t dil_h,
+                      Py_ssize_t dil_w, int n_threads):
+    """Depthwise convolution (``groups == C``), unit stride: as :func:`forward`.
+
+    ``weight`` is (M, 1, kh, kw) with M a multiple of C: output channel o
+    filters input channel ``o // (M // C)``.  ``xp`` has the layout of
+    :func:`forward` (its margins are neither read nor written here).  Any
+    CPU: plain C loops the compiler vectorises.
+    """
+    cdef int typenum = float_type(x, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 4, typenum, False)
+    cdef cnp.ndarray axp = checked(xp, "xp", 1, typenum, True)
+    cdef cnp.ndarray aw = checked(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray aout = checked(out, "out", 4, typenum, True)
+    cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
+    cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
+    cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
+    cdef Py_ssize_t pt, pb, pl, pr
+    pt, pb, pl, pr = _pads(pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w)
+    if n_threads < 1:
+        raise ValueError(f"need n_threads >= 1, got n_threads={n_threads}")
+    _groups(C, C, M, aw)
+    cdef Py_ssize_t OH = H + pt + pb - dil_h * (kh - 1)
+    cdef Py_ssize_t OW = W + pl + pr - dil_w * (kw - 1)
+    if aw.shape[1] != 1 or kh < 1 or kw < 1 or M < 1:
+        raise ValueError(f"weight must have shape (M, 1, kh, kw), got {dims(aw)}")
+    if OH < 1 or OW < 1:
+        raise ValueError(
+            f"the kernel {dims(aw)} does not fit x {dims(ax)} with this padding"
+        )
+    _shape(aout, "out", (N, M, OH, OW))
+    if ab is not None:
+        _shape(ab, "bias", (M,))
+    _room(axp, "xp", _padded_size(N, C, H, W, pt + pb, pl + pr))
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            _dw_forward(<float *> cnp.PyArray_DATA(ax), <float *> cnp.PyArray_DATA(axp),
+                        <float *> cnp.PyArray_DATA(aw),
+                        NULL if ab is None else <float *> cnp.PyArray_DATA(ab),
+                        <float *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw, pt, pb, pl,
+                        pr, dil_h, dil_w, n_threads)
+    else:
+        with nogil:
+            _dw_forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
+                        <double *> cnp.PyArray_DATA(aw),
+                        NULL if ab is None else <double *> cnp.PyArray_DATA(ab),
+                        <double *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw, pt, pb, pl,
+                        pr, dil_h, dil_w, n_threads)
+
+
+def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
+                       Py_ssize_t pad_top, Py_ssize_t pad_bottom, Py_ssize_t pad_left,
+                       Py_ssize_t pad_right, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                       int n_threads):
+    """Gradients of :func:`depthwise_forward`, as :func:`backward` (no scratch:
+    a few rows per thread are allocated here)."""
+    cdef int typenum = float_type(grad_out, "grad_out")
+    cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
+    cdef cnp.ndarray axp = checked(xp, "xp", 1, typenum, False)
+    cdef cnp.ndarray aw = checked(weight, "weight", 4, typenum, False)
+    cdef cnp.ndarray agx = checked(grad_x, "grad_x", 4, typenum, True)
+    cdef cnp.ndarray agw = checked(weight_grad, "weight_grad", 4, typenum, True)
+    cdef cnp.ndarray agb = (None if bias_grad is None
+                            else checked(bias_grad, "bias_grad", 1, typenum, True))
+    cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1]
+    cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
+    cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
+    cdef Py_ssize_t pt, pb, pl, pr
+    pt, pb, pl, pr = _backward_checks(ag, axp, aw, agx, agw, agb, pad_top, pad_left,
+                                      pad_bottom, pad_right, dil_h, dil_w, C, n_threads)
+    cdef bint failed
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            failed = _dw_backward(
+                <float *> cnp.PyArray_DATA(axp), <float *> cnp.PyArray_DATA(ag),
+                <float *> cnp.PyArray_DATA(aw), <float *> cnp.PyArray_DATA(agx),
+                <float *> cnp.PyArray_DATA(agw),
+                NULL if agb is None else <float *> cnp.PyArray_DATA(agb),
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, n_threads)
+    else:
+        with nogil:
+            failed = _dw_backward(
+                <double *> cnp.PyArray_DATA(axp), <double *> cnp.PyArray_DATA(ag),
+                <double *> cnp.PyArray_DATA(aw), <double *> cnp.PyArray_DATA(agx),
+                <double *> cnp.PyArray_DATA(agw),
+                NULL if agb is None else <double *> cnp.PyArray_DATA(agb),
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, n_threads)
     if failed:
         raise MemoryError()

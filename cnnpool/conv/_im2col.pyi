@@ -26,6 +26,8 @@ def im2col(
     out_h: int,
     out_w: int,
     n_threads: int,
+    pad_bottom: int = -1,
+    pad_right: int = -1,
 ) -> None: ...
 def col2im(
     cols: _Float,
@@ -41,4 +43,6 @@ def col2im(
     out_h: int,
     out_w: int,
     n_threads: int,
+    pad_bottom: int = -1,
+    pad_right: int = -1,
 ) -> None: ...

@@ -51,11 +51,17 @@ cdef inline Py_ssize_t _run_stop(Py_ssize_t off, Py_ssize_t width, Py_ssize_t ou
 cdef void _check(tuple x_shape, tuple cols_shape, Py_ssize_t kernel_h, Py_ssize_t kernel_w,
                  Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
                  Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t out_h,
-                 Py_ssize_t out_w, bint extra_rows) except *:
+                 Py_ssize_t out_w, bint extra_rows, Py_ssize_t pad_bottom,
+                 Py_ssize_t pad_right) except *:
     """Refuse shapes that would make the unchecked loops read or write out of bounds.
 
-    With ``extra_rows``, ``cols`` may have more than ``C*kh*kw`` rows.
+    With ``extra_rows``, ``cols`` may have more than ``C*kh*kw`` rows.  A
+    negative ``pad_bottom``/``pad_right`` means "as ``pad_h``/``pad_w``".
     """
+    if pad_bottom < 0:
+        pad_bottom = pad_h
+    if pad_right < 0:
+        pad_right = pad_w
     if min(kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w) < 1 or min(pad_h, pad_w) < 0:
         raise ValueError(
             f"kernel, stride and dilation must be >= 1 and padding >= 0, got "
@@ -63,8 +69,8 @@ cdef void _check(tuple x_shape, tuple cols_shape, Py_ssize_t kernel_h, Py_ssize_
             f"padding=({pad_h}, {pad_w}), dilation=({dil_h}, {dil_w})"
         )
     n, c, h, w = x_shape
-    expected_h = (h + 2 * pad_h - dil_h * (kernel_h - 1) - 1) // stride_h + 1
-    expected_w = (w + 2 * pad_w - dil_w * (kernel_w - 1) - 1) // stride_w + 1
+    expected_h = (h + pad_h + pad_bottom - dil_h * (kernel_h - 1) - 1) // stride_h + 1
+    expected_w = (w + pad_w + pad_right - dil_w * (kernel_w - 1) - 1) // stride_w + 1
     if (out_h, out_w) != (expected_h, expected_w) or out_h < 1 or out_w < 1:
         raise ValueError(
             f"output size ({out_h}, {out_w}) does not match the geometry, which "
@@ -91,7 +97,8 @@ cdef void _rows_contiguous(Py_ssize_t stride, Py_ssize_t itemsize, Py_ssize_t le
 def im2col(const floating[:, :, :, ::1] x, floating[:, :, :] cols,
            Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
-           Py_ssize_t out_h, Py_ssize_t out_w, int n_threads):
+           Py_ssize_t out_h, Py_ssize_t out_w, int n_threads, Py_ssize_t pad_bottom=-1,
+           Py_ssize_t pad_right=-1):
     """Unroll every receptive field of ``x`` into a column of ``cols``.
 
     Parameters
@@ -110,10 +117,14 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, :] cols,
         Output size; must equal what the geometry gives.
     n_threads : int
         Threads for the loop over images (1 stays on the calling thread).
+    pad_bottom, pad_right : int
+        Padding at the bottom and right when it differs from ``pad_h`` (top)
+        and ``pad_w`` (left); negative (the default): the same.  The loops
+        need only the top and left padding; these check ``out_h, out_w``.
     """
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
-           pad_h, pad_w, dil_h, dil_w, out_h, out_w, True)
+           pad_h, pad_w, dil_h, dil_w, out_h, out_w, True, pad_bottom, pad_right)
     _rows_contiguous(cols.strides[2], sizeof(floating), cols.shape[2])
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -155,7 +166,8 @@ def im2col(const floating[:, :, :, ::1] x, floating[:, :, :] cols,
 def col2im(const floating[:, :, :] cols, floating[:, :, :, ::1] x,
            Py_ssize_t kernel_h, Py_ssize_t kernel_w, Py_ssize_t stride_h, Py_ssize_t stride_w,
            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t dil_h, Py_ssize_t dil_w,
-           Py_ssize_t out_h, Py_ssize_t out_w, int n_threads):
+           Py_ssize_t out_h, Py_ssize_t out_w, int n_threads, Py_ssize_t pad_bottom=-1,
+           Py_ssize_t pad_right=-1):
     """Sum every column entry of ``cols`` onto the input element it came from.
 
     The adjoint of :func:`im2col`.  ``x`` (N, C, H, W) is overwritten: each
@@ -167,7 +179,7 @@ def col2im(const floating[:, :, :] cols, floating[:, :, :, ::1] x,
     _rows_contiguous(cols.strides[2], sizeof(floating), cols.shape[2])
     _check((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
            (cols.shape[0], cols.shape[1], cols.shape[2]), kernel_h, kernel_w, stride_h, stride_w,
-           pad_h, pad_w, dil_h, dil_w, out_h, out_w, False)
+           pad_h, pad_w, dil_h, dil_w, out_h, out_w, False, pad_bottom, pad_right)
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n, c, i, j, oh, ow, ih, row, off, ow_lo, ow_hi
