@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_layers.py                  # 1 and 2 threads, rewrites its marked part of RESULTS.md
+    python benchmarks/bench_layers.py                  # 1 and 2 threads; its part of RESULTS.md
     python benchmarks/bench_layers.py --quick          # fewer repeats
     python benchmarks/bench_layers.py --threads 1 --only W1,W2 --out ''
     python benchmarks/bench_layers.py --threads 1 --only R18,V11,I19,TL --list
