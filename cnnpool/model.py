@@ -83,7 +83,15 @@ def _bias(config, out):
 
 def _conv_allocates(config):
     out = _size(config.get("out_channels"))
-    weight = out * _size(config.get("in_channels")) * _area(config, "kernel_size")
+    fan_in = _size(config.get("in_channels"))
+    groups = config.get("groups", 1)
+    # A valid groups divides in_channels; any other value the constructor
+    # refuses before it allocates: count nothing then, and let it say why.
+    if isinstance(groups, numbers.Integral) and not isinstance(groups, bool) and groups >= 1:
+        fan_in //= int(groups)
+    else:
+        fan_in = 0
+    weight = out * fan_in * _area(config, "kernel_size")
     return weight + _bias(config, out)
 
 

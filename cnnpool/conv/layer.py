@@ -289,8 +289,10 @@ class Conv2d(Layer):
         # gradient by the difference); 1x1 kernels keep the plain GEMM, which
         # BLAS does well.
         (dh, dw) = self.dilation
-        unit_stride_fits = self.stride == (1, 1) and max(top, bottom) <= dh * (kh - 1) and (
-            max(left, right) <= dw * (kw - 1)
+        unit_stride_fits = (
+            self.stride == (1, 1)
+            and max(top, bottom) <= dh * (kh - 1)
+            and (max(left, right) <= dw * (kw - 1))
         )
         self._direct = _direct.SIMD and unit_stride_fits and not self._pointwise
         # Depthwise: one filter per output plane, too little work per tap for
@@ -349,15 +351,16 @@ class Conv2d(Layer):
         (``(O, OH, OW)``) of the same dtype."""
         given = x
         x = _checks.as_float_array(x, "x")
-        self._unbatched = x.ndim == 3
-        if self._unbatched:
-            return self._forward(x[None], given)[0]
-        if x.ndim != 4:
+        if x.ndim == 4:
+            self._unbatched = False
+            return self._forward(x, given)
+        if x.ndim != 3:
             raise ValueError(
                 f"x must be 4-D (N, C, H, W) or, unbatched, 3-D (C, H, W); got a "
                 f"{x.ndim}-D array of shape {x.shape}"
             )
-        return self._forward(x, given)
+        self._unbatched = True
+        return self._forward(x[None], given)[0]
 
     def _forward(self, x, given):
         weight = self.weight.data
@@ -619,20 +622,13 @@ class Conv2d(Layer):
         bias = None if self.bias is None else self.bias.data
         # Our own padded copy of x goes to plan.xp: backward reads it, so
         # later edits of x change nothing.
-        top, bottom, left, right = self._pads
-        dh, dw = self.dilation
         if depthwise:
             # Planes, not images, are spread over threads there.
             threads = threads_for(plan.x_shape[0] * plan.x_shape[1], plan.forward_work)
-            _direct.depthwise_forward(
-                x, plan.xp, weight, bias, out, top, bottom, left, right, dh, dw, threads
-            )
+            _direct.depthwise_forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
         else:
             threads = threads_for(plan.x_shape[0], plan.forward_work)
-            _direct.forward(
-                x, plan.xp, weight, bias, out, top, left, dh, dw, threads, bottom, right,
-                self.groups,
-            )
+            _direct.forward(x, plan.xp, weight, bias, out, *plan.args, threads, *plan.tail)
         # Backward uses the weights of this call even if an optimizer steps first.
         self._saved = ("direct", plan, weight.copy(), depthwise)
         return out
@@ -642,14 +638,11 @@ class Conv2d(Layer):
         g = _checks.grad_like(grad_output, plan.out_shape, plan.dtype)
         grad_x = self._outputs.empty("grad_x", plan.x_shape, plan.dtype)
         bias_grad = None if self.bias is None else self.bias.grad
-        top, bottom, left, right = self._pads
-        dh, dw = self.dilation
         if depthwise:
             threads = threads_for(plan.x_shape[0] * plan.x_shape[1], plan.backward_work)
             _direct.depthwise_backward(
-                plan.xp, g, weight, grad_x, self.weight.grad, bias_grad,
-                top, bottom, left, right, dh, dw, threads,
-            )  # fmt: skip
+                plan.xp, g, weight, grad_x, self.weight.grad, bias_grad, *plan.pads, threads
+            )
             return grad_x
         threads = threads_for(plan.x_shape[0], plan.backward_work)
         plan.backward_scratch(self.out_channels, self.kernel_size, threads)
@@ -661,14 +654,9 @@ class Conv2d(Layer):
             self.weight.grad,
             bias_grad,
             plan.scratch,
-            top,
-            left,
-            dh,
-            dw,
+            *plan.args,
             threads,
-            bottom,
-            right,
-            self.groups,
+            *plan.tail,
         )
         return grad_x
 
@@ -723,6 +711,8 @@ class _DirectPlan:
         "dtype",
         "out_shape",
         "pads",
+        "args",
+        "tail",
         "xp",
         "forward_work",
         "backward_work",
@@ -734,7 +724,14 @@ class _DirectPlan:
         top, bottom, left, right = conv._pads
         self.x_shape, self.dtype = x_shape, dtype
         self.out_shape = (n, conv.out_channels) + conv._out_size(x_shape)
+        # The depthwise kernels' geometry arguments, and the others' (top,
+        # left, dilation, then after the thread count: bottom, right, groups;
+        # none when they are the defaults, the symmetric ungrouped case).
         self.pads = (top, bottom, left, right) + conv.dilation
+        self.args = (top, left) + conv.dilation
+        self.tail = (
+            () if (top, left, 1) == (bottom, right, conv.groups) else (bottom, right, conv.groups)
+        )
         self.xp = np.empty((n * (c * (h + top + bottom) * (w + left + right) + _MARGIN),), dtype)
         # Work sizes for threads_for, which is asked on every call (the
         # thread limit can change between calls: cnnpool.set_num_threads).
