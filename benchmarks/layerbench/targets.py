@@ -19,6 +19,8 @@ TARGET_THREADS = 1.05
 TARGET_SHAPE = 1.0
 STRETCH_SHAPE = 0.8
 TARGET_TRAIN_LARGE = 0.7
+# Issue 17: depthwise 3x3 forward+backward on (64,32,32,32) <= 1.0x torch.
+TARGET_DEPTHWISE = 1.0
 
 
 def rows_by_key(res):
@@ -72,6 +74,7 @@ def target_check(results):
     for key, limit, label in (
         ("W3 conv", TARGET_CONV, "≤ 1.2× torch"),
         ("W4 tiny", TARGET_TINY, "≤ 0.3× torch"),
+        ("I17 depthwise", TARGET_DEPTHWISE, "≤ 1.0× torch (issue 17)"),
         ("TS train", TARGET_TRAIN, "faster than torch"),
     ):
         c = _med(one, key, "forward+backward", "cnnpool")

@@ -124,14 +124,25 @@ def pool_workload(cp, torch, kind, k, s, p, dtype):
 
 # ========================================================== convolution ====
 def conv_workload(
-    cp, torch, shape, out_channels, k, p, dtype="float32", stride=1, numpy=True, forward=True
+    cp,
+    torch,
+    shape,
+    out_channels,
+    k,
+    p,
+    dtype="float32",
+    stride=1,
+    numpy=True,
+    forward=True,
+    groups=1,
 ):
     """Conv2d on ``shape`` (N, C, H, W): forward (optional) and forward+backward."""
     np, _ = np_modules()
     Conv2d = require(cp, "Conv2d")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(dtype)
-    conv = Conv2d(shape[1], out_channels, k, stride=stride, padding=p, dtype=dtype, rng=0)
+    extra = {"groups": groups} if groups != 1 else {}  # older cnnpool: no groups argument
+    conv = Conv2d(shape[1], out_channels, k, stride=stride, padding=p, dtype=dtype, rng=0, **extra)
     y = conv.forward(x)
     g = rng.standard_normal(y.shape).astype(dtype)
     weight, bias = conv.weight.data, conv.bias.data
@@ -153,15 +164,15 @@ def conv_workload(
 
         def t_fwd():
             with torch.no_grad():
-                F.conv2d(xt, wt, bt, stride=stride, padding=p)
+                F.conv2d(xt, wt, bt, stride=stride, padding=p, groups=groups)
 
         def t_fb():
             xg.grad = wg.grad = bg.grad = None
-            F.conv2d(xg, wg, bg, stride=stride, padding=p).backward(gt)
+            F.conv2d(xg, wg, bg, stride=stride, padding=p, groups=groups).backward(gt)
 
         fwd["torch"] = t_fwd
         fb["torch"] = t_fb
-    if numpy and stride == 1:
+    if numpy and stride == 1 and groups == 1:
         fwd["numpy"] = lambda: np_conv_forward(x, weight, bias, p)
         fb["numpy"] = lambda: np_conv_fwdbwd(x, weight, bias, g, p)
     passes = {"forward": fwd} if forward else {}
@@ -406,6 +417,22 @@ for _key, _shape, _out, _k, _s, _p in CONV_SHAPES:
         ),
         seconds=6.0,
     )
+# Issue 17: depthwise 3x3 (groups == channels), forward+backward no slower
+# than PyTorch on one thread.
+add(
+    "I17 depthwise",
+    "depthwise conv (64, 32, 32, 32) -> 32, 3x3/1 pad 1, groups 32, f32",
+    partial(
+        conv_workload,
+        shape=(64, 32, 32, 32),
+        out_channels=32,
+        k=3,
+        p=1,
+        groups=32,
+        numpy=False,
+    ),
+    seconds=6.0,
+)
 add(
     "TL train",
     "training step, c32-p-c64-p-c128-p-fc, batch 32x3x64x64, 10 classes, Adam",

@@ -159,11 +159,14 @@ cdef void _shape(cnp.ndarray a, str name, tuple expected) except *:
             raise ValueError(f"{name} must have shape {expected}, got {dims(a)}")
 
 
-cdef tuple _pads(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t pad_bottom,
-                 Py_ssize_t pad_right, Py_ssize_t dil_h, Py_ssize_t dil_w):
-    """(top, bottom, left, right), checked: padding >= 0 and dilation >= 1,
-    both at most 2**31, so the size arithmetic below (Py_ssize_t) cannot
-    overflow.  A negative ``pad_bottom``/``pad_right`` repeats the top/left."""
+cdef void _pads(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t pad_bottom,
+                Py_ssize_t pad_right, Py_ssize_t dil_h, Py_ssize_t dil_w,
+                Py_ssize_t *pads) except *:
+    """``pads`` = (top, bottom, left, right), checked: padding >= 0 and
+    dilation >= 1, both at most 2**31, so the size arithmetic below
+    (Py_ssize_t) cannot overflow.  A negative ``pad_bottom``/``pad_right``
+    repeats the top/left.  (Written through a pointer: no Python tuple on
+    the way, which a tiny layer's call would notice.)"""
     cdef Py_ssize_t pb = pad_h if pad_bottom < 0 else pad_bottom
     cdef Py_ssize_t pr = pad_w if pad_right < 0 else pad_right
     if min(pad_h, pad_w) < 0 or min(dil_h, dil_w) < 1 \
@@ -172,7 +175,7 @@ cdef tuple _pads(Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t pad_bottom,
             f"need 0 <= padding and 1 <= dilation, both <= 2**31, got padding (top, bottom, "
             f"left, right) = ({pad_h}, {pb}, {pad_w}, {pr}), dilation=({dil_h}, {dil_w})"
         )
-    return pad_h, pb, pad_w, pr
+    pads[0], pads[1], pads[2], pads[3] = pad_h, pb, pad_w, pr
 
 
 cdef void _groups(Py_ssize_t groups, Py_ssize_t C, Py_ssize_t M, cnp.ndarray aw) except *:
@@ -567,8 +570,9 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
     cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
     cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
     cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
-    cdef Py_ssize_t pt, pb, pl, pr
-    pt, pb, pl, pr = _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w)
+    cdef Py_ssize_t pads[4]
+    _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w, pads)
+    cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     if n_threads < 1:
         raise ValueError(f"need n_threads >= 1, got n_threads={n_threads}")
     _groups(groups, C, M, aw)
@@ -606,18 +610,18 @@ def forward(x, xp, weight, bias, out, Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssi
         raise MemoryError()
 
 
-cdef tuple _backward_checks(cnp.ndarray ag, cnp.ndarray axp, cnp.ndarray aw, cnp.ndarray agx,
-                            cnp.ndarray agw, cnp.ndarray agb, Py_ssize_t pad_h,
-                            Py_ssize_t pad_w, Py_ssize_t pad_bottom, Py_ssize_t pad_right,
-                            Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
-                            int n_threads):
+cdef void _backward_checks(cnp.ndarray ag, cnp.ndarray axp, cnp.ndarray aw, cnp.ndarray agx,
+                           cnp.ndarray agw, cnp.ndarray agb, Py_ssize_t pad_h,
+                           Py_ssize_t pad_w, Py_ssize_t pad_bottom, Py_ssize_t pad_right,
+                           Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
+                           int n_threads, Py_ssize_t *pads) except *:
     """The checks :func:`backward` and :func:`depthwise_backward` share;
-    returns the padding (top, bottom, left, right)."""
+    writes the padding (top, bottom, left, right) to ``pads``."""
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
-    cdef Py_ssize_t pt, pb, pl, pr
-    pt, pb, pl, pr = _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w)
+    _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w, pads)
+    cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     if kh < 1 or kw < 1 or n_threads < 1 or max(pt, pb) > dil_h * (kh - 1) \
             or max(pl, pr) > dil_w * (kw - 1):
         raise ValueError(
@@ -638,7 +642,6 @@ cdef tuple _backward_checks(cnp.ndarray ag, cnp.ndarray axp, cnp.ndarray aw, cnp
     if agb is not None:
         _shape(agb, "bias_grad", (M,))
     _room(axp, "xp", _padded_size(N, C, H, W, pt + pb, pl + pr))
-    return pt, pb, pl, pr
 
 
 def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_ssize_t pad_h,
@@ -679,9 +682,10 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
-    cdef Py_ssize_t pt, pb, pl, pr
-    pt, pb, pl, pr = _backward_checks(ag, axp, aw, agx, agw, agb, pad_h, pad_w, pad_bottom,
-                                      pad_right, dil_h, dil_w, groups, n_threads)
+    cdef Py_ssize_t pads[4]
+    _backward_checks(ag, axp, aw, agx, agw, agb, pad_h, pad_w, pad_bottom, pad_right, dil_h,
+                     dil_w, groups, n_threads, pads)
+    cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     if ascratch.shape[0] < n_threads:
         raise ValueError(
             f"scratch needs one row per thread ({n_threads}), got {dims(ascratch)}"
@@ -729,8 +733,9 @@ def depthwise_forward(x, xp, weight, bias, out, Py_ssize_t pad_top, Py_ssize_t p
     cdef cnp.ndarray ab = None if bias is None else checked(bias, "bias", 1, typenum, False)
     cdef Py_ssize_t N = ax.shape[0], C = ax.shape[1], H = ax.shape[2], W = ax.shape[3]
     cdef Py_ssize_t M = aw.shape[0], kh = aw.shape[2], kw = aw.shape[3]
-    cdef Py_ssize_t pt, pb, pl, pr
-    pt, pb, pl, pr = _pads(pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w)
+    cdef Py_ssize_t pads[4]
+    _pads(pad_top, pad_left, pad_bottom, pad_right, dil_h, dil_w, pads)
+    cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     if n_threads < 1:
         raise ValueError(f"need n_threads >= 1, got n_threads={n_threads}")
     _groups(C, C, M, aw)
@@ -779,9 +784,10 @@ def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1]
     cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
-    cdef Py_ssize_t pt, pb, pl, pr
-    pt, pb, pl, pr = _backward_checks(ag, axp, aw, agx, agw, agb, pad_top, pad_left,
-                                      pad_bottom, pad_right, dil_h, dil_w, C, n_threads)
+    cdef Py_ssize_t pads[4]
+    _backward_checks(ag, axp, aw, agx, agw, agb, pad_top, pad_left, pad_bottom, pad_right,
+                     dil_h, dil_w, C, n_threads, pads)
+    cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
         with nogil:
