@@ -195,3 +195,46 @@ def adam_step(p, g, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     m_hat = m / (1 - b1**t)
     v_hat = v / (1 - b2**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def grouped_conv2d(x, w, b, stride, pads, dilation, groups):
+    """:func:`conv2d` with ``groups`` and padding ``(top, bottom, left, right)``.
+
+    Group g convolves input channels ``[g*C/G, (g+1)*C/G)`` with output
+    channels ``[g*M/G, (g+1)*M/G)`` (PyTorch's ``groups``); the padding is
+    applied first with ``np.pad``, then an unpadded :func:`conv2d` per group.
+    """
+    t, bottom, left, right = pads
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (t, bottom), (left, right)))
+    cg, mg = x.shape[1] // groups, w.shape[0] // groups
+    out = [
+        conv2d(
+            xp[:, g * cg : (g + 1) * cg], w[g * mg : (g + 1) * mg], None, stride, (0, 0), dilation
+        )
+        for g in range(groups)
+    ]
+    out = np.concatenate(out, axis=1)
+    if b is not None:
+        out += b[None, :, None, None]
+    return out
+
+
+def grouped_conv2d_backward(x, w, grad_y, stride, pads, dilation, groups):
+    """Gradients ``(grad_x, grad_w, grad_b)`` of :func:`grouped_conv2d`."""
+    t, bottom, left, right = pads
+    n, c, h, width = x.shape
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (t, bottom), (left, right)))
+    cg, mg = c // groups, w.shape[0] // groups
+    gxp, gw = np.zeros_like(xp), np.zeros(w.shape)
+    for g in range(groups):
+        gx_g, gw_g, _ = conv2d_backward(
+            xp[:, g * cg : (g + 1) * cg],
+            w[g * mg : (g + 1) * mg],
+            grad_y[:, g * mg : (g + 1) * mg],
+            stride,
+            (0, 0),
+            dilation,
+        )
+        gxp[:, g * cg : (g + 1) * cg] = gx_g
+        gw[g * mg : (g + 1) * mg] = gw_g
+    return gxp[:, :, t : t + h, left : left + width], gw, grad_y.sum(axis=(0, 2, 3))

@@ -1,6 +1,10 @@
-"""Conv2d's groups (depthwise included), padding forms and unbatched input, against PyTorch.
+"""Conv2d's groups (depthwise included), padding forms and unbatched input.
 
-Every path is exercised and each test says which one it expects to run:
+Against PyTorch (``torch.nn.functional.conv2d``, which reads "same" and
+"valid" itself) and against the plain NumPy reference of
+``tests/reference.py`` (which needs no PyTorch, so the kernel tests also run
+in CI's sanitizer build).  Every path is exercised and each test says which
+one it expects to run:
 ``depthwise`` (its own kernels, unit stride, any build), ``direct`` (the
 register-blocked kernels: unit stride on an AVX2/FMA build) and the
 im2col + GEMM paths (``grouped`` for groups > 1).  A layer is forced off a
@@ -15,14 +19,18 @@ import zipfile
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnpool as cp
 from cnnpool.conv import _direct
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)  # tiny tensors: worker threads only add overhead
+    return torch
 
 
 # ------------------------------------------------------------------ helpers
@@ -76,6 +84,8 @@ def _torch_reference(conv, x, g, padding):
     the other forms as an explicit ``F.pad``, whose order is (left, right,
     top, bottom).
     """
+    torch = _torch()
+    F = torch.nn.functional
     tx = torch.tensor(x.astype(np.float64), requires_grad=True)
     tw = torch.tensor(conv.weight.data.astype(np.float64), requires_grad=True)
     tb = None if conv.bias is None else torch.tensor(conv.bias.data, dtype=torch.float64)
@@ -98,12 +108,23 @@ def _tol(dtype):
     return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
 
 
-def _check_against_torch(conv, x, padding, seed=0):
+def _numpy_reference(conv, x, g, padding):
+    """The same from tests/reference.py's definitions, in float64."""
+    pads = _explicit_pads(padding, conv.kernel_size, conv.dilation)
+    w = conv.weight.data.astype(np.float64)
+    b = None if conv.bias is None else conv.bias.data.astype(np.float64)
+    args = (conv.stride, pads, conv.dilation, conv.groups)
+    y = ref.grouped_conv2d(x, w, b, *args)
+    gx, gw, gb = ref.grouped_conv2d_backward(x, w, g.astype(np.float64), *args)
+    return y, gx, gw, gb
+
+
+def _check(conv, x, padding, seed=0, reference=_torch_reference):
     rng = np.random.default_rng(seed)
     y = conv(x)
     g = rng.standard_normal(y.shape).astype(x.dtype)
     gx = conv.backward(g)
-    ty, tgx, tgw, tgb = _torch_reference(conv, x, g, padding)
+    ty, tgx, tgw, tgb = reference(conv, x, g, padding)
     tol = _tol(x.dtype)
     assert y.shape == ty.shape and y.dtype == x.dtype
     np.testing.assert_allclose(y, ty, **tol)
@@ -157,13 +178,25 @@ def _layer(geom, dtype, seed, bias=True):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(geom=grouped_geometry(), seed=st.integers(0, 2**16), bias=st.booleans())
 @settings(deadline=None)
-def test_matches_torch_on_every_path(mode, dtype, geom, seed, bias):
+def test_matches_the_reference_on_every_path(mode, dtype, geom, seed, bias):
     conv, x = _layer(geom, dtype, seed, bias)
     expected = _force(conv, mode)
-    _, g, gx = _check_against_torch(conv, x, geom[7], seed)
+    _, g, gx = _check(conv, x, geom[7], seed, reference=_numpy_reference)
     if expected is not None:
         assert _path(conv) == expected
     np.testing.assert_array_equal(conv.backward(g), gx)  # saved state untouched
+
+
+@pytest.mark.parametrize("mode", ["auto", "gemm"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(geom=grouped_geometry(), seed=st.integers(0, 2**16), bias=st.booleans())
+@settings(deadline=None)
+def test_matches_torch(mode, dtype, geom, seed, bias):
+    conv, x = _layer(geom, dtype, seed, bias)
+    expected = _force(conv, mode)
+    _check(conv, x, geom[7], seed)
+    if expected is not None:
+        assert _path(conv) == expected
 
 
 # Each path named, so that none is skipped silently: (N, C, H, W, O, kernel,
@@ -185,16 +218,15 @@ PATH_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("geom", "path"), PATH_CASES, ids=[str(c[0]) for c in PATH_CASES])
-def test_each_path_is_taken_and_matches_torch(dtype, geom, path):
+def test_each_path_is_taken_and_matches_the_reference(dtype, geom, path):
     conv, x = _layer(geom, dtype, 3)
-    y, g, gx = _check_against_torch(conv, x, geom[7], 4)
+    y, g, gx = _check(conv, x, geom[7], 4, reference=_numpy_reference)
     assert _path(conv) == path
     gw = conv.weight.grad.copy()
     np.testing.assert_array_equal(conv.backward(g), gx)  # saved state untouched
     np.testing.assert_allclose(conv.weight.grad, 2 * gw, rtol=1e-6)  # accumulated
 
 
-@pytest.mark.skipif(not _direct.SIMD, reason="the blocked direct kernels need AVX2/FMA")
 @pytest.mark.parametrize("geom", [g for g, path in PATH_CASES if path != "grouped"])
 def test_depthwise_and_blocked_and_gemm_paths_agree(geom):
     results = []
@@ -273,7 +305,7 @@ def test_same_keeps_the_size_and_puts_the_odd_pad_last_as_torch(kernel, dilation
     conv = cp.Conv2d(2, 3, kernel, padding="same", dilation=dilation, dtype=np.float64, rng=0)
     x = np.random.default_rng(0).standard_normal((2, 2, 7, 8))
     assert conv(x).shape == (2, 3, 7, 8)
-    _check_against_torch(conv, x, "same")
+    _check(conv, x, "same")
     lower = cp.Conv2d(2, 3, kernel, padding="same_lower", dilation=dilation, rng=0)
     top, bottom, left, right = lower._pads
     assert top >= bottom and left >= right and top + bottom == conv._pads[0] + conv._pads[1]
@@ -351,9 +383,11 @@ def test_unbatched_input_gives_unbatched_output_and_grad(geom, mode):
     np.testing.assert_array_equal(y, twin(x)[0])
     np.testing.assert_array_equal(gx, twin.backward(g[None])[0])
     np.testing.assert_array_equal(conv.weight.grad, twin.weight.grad)
-    _check_against_torch(_layer(geom, np.float64, 1)[0], x, geom[7])  # and torch's batch
-    torch_y = F.conv2d(
-        F.pad(torch.tensor(x[0]), _torch_pad(conv)), torch.tensor(conv.weight.data),
+    _check(_layer(geom, np.float64, 1)[0], x, geom[7])  # and torch's batch
+    torch = _torch()
+    torch_y = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(torch.tensor(x[0]), _torch_pad(conv)),
+        torch.tensor(conv.weight.data),
         torch.tensor(conv.bias.data), conv.stride, 0, conv.dilation, conv.groups,
     )  # fmt: skip
     np.testing.assert_allclose(y, torch_y.numpy(), rtol=1e-10, atol=1e-10)  # torch unbatched
