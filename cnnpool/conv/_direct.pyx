@@ -15,6 +15,15 @@ correlation of the output gradient with the padded input.
 ``Conv2d`` picks this path when :data:`SIMD` is true (the build had AVX2 and
 FMA) and the stride is 1; otherwise it keeps im2col + GEMM.
 
+Grouped convolution (``groups`` > 1) runs each group as a convolution of
+its own on its slice of the padded image, with weights packed per group.
+Depthwise convolution (``groups == C``) has entry points of its own,
+:func:`depthwise_forward` and :func:`depthwise_backward`: one filter per
+output plane is too little work per tap for a register block of 4 output
+channels, so they go plane by plane (``_direct.h``'s plain-C
+``cnnpool_dw_*`` loops, on every build, :data:`SIMD` or not).  Padding may
+differ between the two sides of an axis (``pad_bottom``, ``pad_right``).
+
 Images are handed to OpenMP threads one at a time, as each thread becomes
 free (dynamic schedule: on a VM whose second core comes and goes, a thread
 that stalls does not hold back a fixed half of the batch).  The weight and
@@ -65,10 +74,10 @@ cdef extern from "_direct.h" nogil:
                                 const double *g, double *gw, Py_ssize_t M, Py_ssize_t OH,
                                 Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t xs,
                                 Py_ssize_t gs)
-    void cnnpool_dw_plane_f32(const float *xp, const float *w, float bias, int accumulate,
+    void cnnpool_dw_plane_f32(const float *xp, const float *w, float bias, bint accumulate,
                               float *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
                               Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
-    void cnnpool_dw_plane_f64(const double *xp, const double *w, double bias, int accumulate,
+    void cnnpool_dw_plane_f64(const double *xp, const double *w, double bias, bint accumulate,
                               double *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
                               Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
     void cnnpool_dw_wgrad_f32(const float *xp, const float *g, float *acc, Py_ssize_t kh,
