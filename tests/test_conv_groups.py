@@ -5,7 +5,7 @@ Against PyTorch (``torch.nn.functional.conv2d``, which reads "same" and
 ``tests/reference.py`` (which needs no PyTorch, so the kernel tests also run
 in CI's sanitizer build).  Every path is exercised and each test says which
 one it expects to run:
-``depthwise`` (its own kernels, unit stride, any build), ``direct`` (the
+``depthwise`` (its own kernels, any build), ``direct`` (the
 register-blocked kernels: unit stride on an AVX2/FMA build) and the
 im2col + GEMM paths (``grouped`` for groups > 1).  A layer is forced off a
 path by clearing its ``_depthwise`` / ``_direct`` flag, the same switch its
@@ -207,8 +207,9 @@ PATH_CASES = [
     ((2, 6, 9, 21, 12, 3, 1, "same", 1, 6), "depthwise"),  # channel multiplier 2
     ((3, 4, 7, 37, 12, (2, 4), 1, (1, 0, 3, 0), (2, 1), 4), "depthwise"),  # even, asymmetric
     ((2, 5, 6, 17, 5, 1, 1, 0, 1, 5), "depthwise"),  # 1x1 depthwise: a per-channel scale
-    ((2, 6, 9, 21, 6, 3, 2, 1, 1, 6), "grouped"),  # depthwise with a stride: GEMM
-    ((2, 6, 9, 21, 6, 3, 1, 3, 1, 6), "grouped"),  # padding past d*(k-1): GEMM
+    ((2, 6, 9, 21, 6, 3, 2, 1, 1, 6), "depthwise"),  # a stride: the input gradient scatters
+    ((2, 6, 9, 21, 6, 3, 1, 3, 1, 6), "depthwise"),  # padding past d*(k-1): scatters too
+    ((2, 3, 11, 23, 6, (3, 2), (2, 3), (2, 0, 1, 3), (1, 2), 3), "depthwise"),
     ((2, 6, 9, 21, 9, 3, 1, 1, 1, 3), SIMD_PATH),
     ((2, 8, 8, 19, 4, 3, 1, (0, 2, 1, 1), 2, 2), SIMD_PATH),
     ((2, 6, 9, 11, 9, 3, 2, (1, 0, 0, 1), 1, 3), "grouped"),

@@ -61,6 +61,8 @@ def depthwise_forward(
     dil_h: int,
     dil_w: int,
     n_threads: int,
+    stride_h: int = 1,
+    stride_w: int = 1,
 ) -> None: ...
 def depthwise_backward(
     xp: _Float,
@@ -76,4 +78,6 @@ def depthwise_backward(
     dil_h: int,
     dil_w: int,
     n_threads: int,
+    stride_h: int = 1,
+    stride_w: int = 1,
 ) -> None: ...

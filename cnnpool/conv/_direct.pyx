@@ -75,17 +75,25 @@ cdef extern from "_direct.h" nogil:
                                 Py_ssize_t OW, Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t xs,
                                 Py_ssize_t gs)
     void cnnpool_dw_plane_f32(const float *xp, const float *w, float bias, bint accumulate,
-                              float *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
-                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+                              float *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                              Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t Wp)
     void cnnpool_dw_plane_f64(const double *xp, const double *w, double bias, bint accumulate,
-                              double *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh,
-                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+                              double *out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                              Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
+                              Py_ssize_t OW, Py_ssize_t Wp)
     void cnnpool_dw_wgrad_f32(const float *xp, const float *g, float *acc, Py_ssize_t kh,
-                              Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
-                              Py_ssize_t OW, Py_ssize_t Wp)
+                              Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
     void cnnpool_dw_wgrad_f64(const double *xp, const double *g, double *acc, Py_ssize_t kh,
-                              Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t OH,
-                              Py_ssize_t OW, Py_ssize_t Wp)
+                              Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                              Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+    void cnnpool_dw_scatter_f32(const float *g, const float *w, float *gxp, Py_ssize_t kh,
+                                Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                                Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
+    void cnnpool_dw_scatter_f64(const double *g, const double *w, double *gxp, Py_ssize_t kh,
+                                Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                                Py_ssize_t dw, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp)
 
 #: True when the kernels were compiled with AVX2 and FMA (the fast path).
 SIMD = bool(CNNPOOL_CONV_SIMD)
@@ -406,32 +414,34 @@ cdef inline void _input_grad_image(const floating *g, floating *gx, const Py_ssi
 cdef void _dw_forward(const floating *x, floating *xp, const floating *w, const floating *bias,
                       floating *out, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                       Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pb,
-                      Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t dh, Py_ssize_t dw,
-                      int n_threads) noexcept nogil:
+                      Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
     """Depthwise forward: plane (n, c) is padded into ``xp``, then convolved
     into output planes ``c*mult .. c*mult + mult - 1`` (``mult = M // C``);
     planes spread over threads."""
     cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
-    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
+    cdef Py_ssize_t OH = (Hp - dh * (kh - 1) - 1) // sh + 1
+    cdef Py_ssize_t OW = (Wp - dw * (kw - 1) - 1) // sw + 1
     cdef Py_ssize_t img = C * Hp * Wp + CNNPOOL_CONV_MARGIN, p
     if n_threads > 1:
         for p in prange(N * C, num_threads=n_threads, schedule="dynamic"):
             _dw_forward_plane(x + p * H * W, xp + (p // C) * img + (p % C) * Hp * Wp, w, bias,
                               out + (p // C) * M * OH * OW, p % C, C, H, W, M, kh, kw, pt,
-                              pl, dh, dw, Hp, Wp, OH, OW)
+                              pl, sh, sw, dh, dw, Hp, Wp, OH, OW)
     else:
         for p in range(N * C):
             _dw_forward_plane(x + p * H * W, xp + (p // C) * img + (p % C) * Hp * Wp, w, bias,
                               out + (p // C) * M * OH * OW, p % C, C, H, W, M, kh, kw, pt,
-                              pl, dh, dw, Hp, Wp, OH, OW)
+                              pl, sh, sw, dh, dw, Hp, Wp, OH, OW)
 
 
 cdef inline void _dw_forward_plane(const floating *x, floating *xp, const floating *w,
                                    const floating *bias, floating *out, Py_ssize_t c,
                                    Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
                                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pt, Py_ssize_t pl,
-                                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Hp, Py_ssize_t Wp,
-                                   Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+                                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                                   Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t OH,
+                                   Py_ssize_t OW) noexcept nogil:
     cdef Py_ssize_t m, o, mult = M // C
     if floating is float:
         cnnpool_pad_f32(x, xp, 1, H, W, Hp, Wp, pt, pl)
@@ -441,31 +451,40 @@ cdef inline void _dw_forward_plane(const floating *x, floating *xp, const floati
         o = c * mult + m
         if floating is float:
             cnnpool_dw_plane_f32(xp, w + o * kh * kw, 0 if bias == NULL else bias[o], 0,
-                                 out + o * OH * OW, kh, kw, dh, dw, OH, OW, Wp)
+                                 out + o * OH * OW, kh, kw, sh, sw, dh, dw, OH, OW, Wp)
         else:
             cnnpool_dw_plane_f64(xp, w + o * kh * kw, 0 if bias == NULL else bias[o], 0,
-                                 out + o * OH * OW, kh, kw, dh, dw, OH, OW, Wp)
+                                 out + o * OH * OW, kh, kw, sh, sw, dh, dw, OH, OW, Wp)
 
 
 cdef bint _dw_backward(const floating *xp, const floating *g, const floating *w,
                        floating *gx, floating *gw, floating *gb, Py_ssize_t N, Py_ssize_t C,
                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
                        Py_ssize_t pt, Py_ssize_t pb, Py_ssize_t pl, Py_ssize_t pr,
-                       Py_ssize_t dh, Py_ssize_t dw, int n_threads) noexcept nogil:
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                       int n_threads) noexcept nogil:
     """Depthwise backward; True when out of memory.
 
     Each output channel's weight and bias gradients are summed by one
     thread over the whole batch in image order (threads split the
     channels); each input plane's gradient by one thread: the bits do not
-    depend on the thread count.
+    depend on the thread count.  The input gradient is the correlation of
+    the zero-padded output gradient with the flipped filter when the
+    stride is 1 and the padding at most ``d*(k-1)``; otherwise each output
+    gradient is scattered onto a padded plane (``cnnpool_dw_scatter``).
     """
     cdef Py_ssize_t Hp = H + pt + pb, Wp = W + pl + pr
-    cdef Py_ssize_t OH = Hp - dh * (kh - 1), OW = Wp - dw * (kw - 1)
-    cdef Py_ssize_t gpt = dh * (kh - 1) - pt, gpb = dh * (kh - 1) - pb
-    cdef Py_ssize_t gpl = dw * (kw - 1) - pl, gpr = dw * (kw - 1) - pr
-    cdef Py_ssize_t Hg = OH + gpt + gpb, Wg = OW + gpl + gpr
+    cdef Py_ssize_t OH = (Hp - dh * (kh - 1) - 1) // sh + 1
+    cdef Py_ssize_t OW = (Wp - dw * (kw - 1) - 1) // sw + 1
+    cdef bint scatter = (sh != 1 or sw != 1 or max(pt, pb) > dh * (kh - 1)
+                         or max(pl, pr) > dw * (kw - 1))
+    cdef Py_ssize_t gpt = 0, gpb = 0, gpl = 0, gpr = 0, Hg = 0, Wg = 0
+    if not scatter:
+        gpt, gpb = dh * (kh - 1) - pt, dh * (kh - 1) - pb
+        gpl, gpr = dw * (kw - 1) - pl, dw * (kw - 1) - pr
+        Hg, Wg = OH + gpt + gpb, OW + gpl + gpr
     cdef Py_ssize_t K = kh * kw, img = C * Hp * Wp + CNNPOOL_CONV_MARGIN
-    cdef Py_ssize_t row = max(K * OW, Hg * Wg), o, p, i, j
+    cdef Py_ssize_t row = max(K * OW, Hg * Wg, Hp * Wp if scatter else 0), o, p, i, j
     cdef floating *flipped = <floating *> malloc(max(M * K, 1) * sizeof(floating))
     cdef floating *buf = <floating *> malloc(max(n_threads * row, 1) * sizeof(floating))
     if flipped == NULL or buf == NULL:
@@ -478,18 +497,20 @@ cdef bint _dw_backward(const floating *xp, const floating *g, const floating *w,
                 flipped[o * K + i * kw + j] = w[o * K + (kh - 1 - i) * kw + kw - 1 - j]
     if n_threads > 1:
         for o in prange(M, num_threads=n_threads, schedule="dynamic"):
-            _dw_param_grads(xp, g, gw, gb, buf + threadid() * row, o, N, C, M, kh, kw, dh,
-                            dw, Hp, Wp, OH, OW, img)
+            _dw_param_grads(xp, g, gw, gb, buf + threadid() * row, o, N, C, M, kh, kw, sh, sw,
+                            dh, dw, Hp, Wp, OH, OW, img)
         for p in prange(N * C, num_threads=n_threads, schedule="dynamic"):
-            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, flipped,
-                                 buf + threadid() * row, p % C, C, H, W, M, kh, kw, dh, dw,
-                                 gpt, gpl, Hg, Wg, OH, OW)
+            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, w, flipped,
+                                 buf + threadid() * row, p % C, C, H, W, M, kh, kw, sh, sw,
+                                 dh, dw, gpt, gpl, Hg, Wg, OH, OW, scatter, pt, pl, Hp, Wp)
     else:
         for o in range(M):
-            _dw_param_grads(xp, g, gw, gb, buf, o, N, C, M, kh, kw, dh, dw, Hp, Wp, OH, OW, img)
+            _dw_param_grads(xp, g, gw, gb, buf, o, N, C, M, kh, kw, sh, sw, dh, dw, Hp, Wp, OH,
+                            OW, img)
         for p in range(N * C):
-            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, flipped, buf,
-                                 p % C, C, H, W, M, kh, kw, dh, dw, gpt, gpl, Hg, Wg, OH, OW)
+            _dw_input_grad_plane(g + (p // C) * M * OH * OW, gx + p * H * W, w, flipped, buf,
+                                 p % C, C, H, W, M, kh, kw, sh, sw, dh, dw, gpt, gpl, Hg, Wg,
+                                 OH, OW, scatter, pt, pl, Hp, Wp)
     free(flipped)
     free(buf)
     return False
@@ -498,8 +519,9 @@ cdef bint _dw_backward(const floating *xp, const floating *g, const floating *w,
 cdef inline void _dw_param_grads(const floating *xp, const floating *g, floating *gw,
                                  floating *gb, floating *acc, Py_ssize_t o, Py_ssize_t N,
                                  Py_ssize_t C, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
-                                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Hp, Py_ssize_t Wp,
-                                 Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t img) noexcept nogil:
+                                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                                 Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t OH, Py_ssize_t OW,
+                                 Py_ssize_t img) noexcept nogil:
     """Output channel o: per-lane sums over the batch in ``acc``, then one
     sum per tap (added into gw), and the bias gradient plane by plane."""
     cdef Py_ssize_t n, i, c = o // (M // C), plane = OH * OW
@@ -508,10 +530,10 @@ cdef inline void _dw_param_grads(const floating *xp, const floating *g, floating
     for n in range(N):
         if floating is float:
             cnnpool_dw_wgrad_f32(xp + n * img + c * Hp * Wp, g + (n * M + o) * plane, acc, kh,
-                                 kw, dh, dw, OH, OW, Wp)
+                                 kw, sh, sw, dh, dw, OH, OW, Wp)
         else:
             cnnpool_dw_wgrad_f64(xp + n * img + c * Hp * Wp, g + (n * M + o) * plane, acc, kh,
-                                 kw, dh, dw, OH, OW, Wp)
+                                 kw, sh, sw, dh, dw, OH, OW, Wp)
     if floating is float:
         cnnpool_plane_sums_f32(acc, gw + o * kh * kw, kh * kw, OW)
     else:
@@ -524,25 +546,42 @@ cdef inline void _dw_param_grads(const floating *xp, const floating *g, floating
                 cnnpool_plane_sums_f64(g + (n * M + o) * plane, gb + o, 1, plane)
 
 
-cdef inline void _dw_input_grad_plane(const floating *g, floating *gx, const floating *flipped,
-                                      floating *row, Py_ssize_t c, Py_ssize_t C, Py_ssize_t H,
-                                      Py_ssize_t W, Py_ssize_t M, Py_ssize_t kh, Py_ssize_t kw,
-                                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t gpt,
-                                      Py_ssize_t gpl, Py_ssize_t Hg, Py_ssize_t Wg,
-                                      Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
-    """Input plane c of one image: the sum over its ``mult`` output planes of
-    each zero-padded gradient plane correlated with the flipped filter."""
-    cdef Py_ssize_t m, o, mult = M // C
+cdef inline void _dw_input_grad_plane(const floating *g, floating *gx, const floating *w,
+                                      const floating *flipped, floating *row, Py_ssize_t c,
+                                      Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t M,
+                                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                                      Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                                      Py_ssize_t gpt, Py_ssize_t gpl, Py_ssize_t Hg,
+                                      Py_ssize_t Wg, Py_ssize_t OH, Py_ssize_t OW,
+                                      bint scatter, Py_ssize_t pt, Py_ssize_t pl,
+                                      Py_ssize_t Hp, Py_ssize_t Wp) noexcept nogil:
+    """Input plane c of one image: the sum over its ``mult`` output planes,
+    in order, of each one's gradient carried back through its filter."""
+    cdef Py_ssize_t m, o, i, h, mult = M // C
+    if scatter:
+        for i in range(Hp * Wp):
+            row[i] = 0
     for m in range(mult):
         o = c * mult + m
-        if floating is float:
+        if scatter:
+            if floating is float:
+                cnnpool_dw_scatter_f32(g + o * OH * OW, w + o * kh * kw, row, kh, kw, sh, sw,
+                                       dh, dw, OH, OW, Wp)
+            else:
+                cnnpool_dw_scatter_f64(g + o * OH * OW, w + o * kh * kw, row, kh, kw, sh, sw,
+                                       dh, dw, OH, OW, Wp)
+        elif floating is float:
             cnnpool_pad_f32(g + o * OH * OW, row, 1, OH, OW, Hg, Wg, gpt, gpl)
-            cnnpool_dw_plane_f32(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, dh, dw, H,
-                                 W, Wg)
+            cnnpool_dw_plane_f32(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, 1, 1, dh,
+                                 dw, H, W, Wg)
         else:
             cnnpool_pad_f64(g + o * OH * OW, row, 1, OH, OW, Hg, Wg, gpt, gpl)
-            cnnpool_dw_plane_f64(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, dh, dw, H,
-                                 W, Wg)
+            cnnpool_dw_plane_f64(row, flipped + o * kh * kw, 0, m > 0, gx, kh, kw, 1, 1, dh,
+                                 dw, H, W, Wg)
+    if scatter:
+        for h in range(H):
+            for i in range(W):
+                gx[h * W + i] = row[(h + pt) * Wp + pl + i]
 
 
 # ------------------------------------------------------------------ entry points
@@ -623,29 +662,34 @@ cdef void _backward_checks(cnp.ndarray ag, cnp.ndarray axp, cnp.ndarray aw, cnp.
                            cnp.ndarray agw, cnp.ndarray agb, Py_ssize_t pad_h,
                            Py_ssize_t pad_w, Py_ssize_t pad_bottom, Py_ssize_t pad_right,
                            Py_ssize_t dil_h, Py_ssize_t dil_w, Py_ssize_t groups,
-                           int n_threads, Py_ssize_t *pads) except *:
+                           int n_threads, Py_ssize_t *pads, Py_ssize_t stride_h,
+                           Py_ssize_t stride_w, bint any_padding) except *:
     """The checks :func:`backward` and :func:`depthwise_backward` share;
-    writes the padding (top, bottom, left, right) to ``pads``."""
+    writes the padding (top, bottom, left, right) to ``pads``.  Without
+    ``any_padding`` the padding must be at most ``dilation*(kernel-1)``."""
     cdef Py_ssize_t N = ag.shape[0], M = ag.shape[1], OH = ag.shape[2], OW = ag.shape[3]
     cdef Py_ssize_t kh = aw.shape[2], kw = aw.shape[3]
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
     _pads(pad_h, pad_w, pad_bottom, pad_right, dil_h, dil_w, pads)
     cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
-    if kh < 1 or kw < 1 or n_threads < 1 or max(pt, pb) > dil_h * (kh - 1) \
-            or max(pl, pr) > dil_w * (kw - 1):
+    if kh < 1 or kw < 1 or n_threads < 1 or min(stride_h, stride_w) < 1 \
+            or max(stride_h, stride_w) > 2**31 or not any_padding and (
+                max(pt, pb) > dil_h * (kh - 1) or max(pl, pr) > dil_w * (kw - 1)):
         raise ValueError(
-            f"backward needs dilation >= 1, 0 <= padding <= dilation*(kernel-1) and "
-            f"n_threads >= 1, got padding (top, bottom, left, right) = ({pt}, {pb}, {pl}, "
-            f"{pr}), dilation=({dil_h}, {dil_w}), kernel=({kh}, {kw}), n_threads={n_threads}"
+            f"backward needs dilation >= 1, 0 <= padding <= dilation*(kernel-1), "
+            f"1 <= stride <= 2**31 and n_threads >= 1, got padding (top, bottom, left, "
+            f"right) = ({pt}, {pb}, {pl}, {pr}), dilation=({dil_h}, {dil_w}), kernel=({kh}, "
+            f"{kw}), stride=({stride_h}, {stride_w}), n_threads={n_threads}"
         )
     _groups(groups, C, M, aw)
     _shape(aw, "weight", (M, C // groups, kh, kw))
     _shape(agx, "grad_x", (N, C, H, W))
-    if H + pt + pb - dil_h * (kh - 1) != OH or W + pl + pr - dil_w * (kw - 1) != OW:
+    if (H + pt + pb - dil_h * (kh - 1) - 1) // stride_h + 1 != OH \
+            or (W + pl + pr - dil_w * (kw - 1) - 1) // stride_w + 1 != OW or OH < 1 or OW < 1:
         raise ValueError(
             f"grad_out {dims(ag)} does not match grad_x {dims(agx)} with kernel "
-            f"({kh}, {kw}), padding (top, bottom, left, right) ({pt}, {pb}, {pl}, {pr}) and "
-            f"dilation ({dil_h}, {dil_w})"
+            f"({kh}, {kw}), padding (top, bottom, left, right) ({pt}, {pb}, {pl}, {pr}), "
+            f"stride ({stride_h}, {stride_w}) and dilation ({dil_h}, {dil_w})"
         )
     _shape(agw, "weight_grad", (M, C // groups, kh, kw))
     if agb is not None:
@@ -693,7 +737,7 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
     cdef Py_ssize_t pads[4]
     _backward_checks(ag, axp, aw, agx, agw, agb, pad_h, pad_w, pad_bottom, pad_right, dil_h,
-                     dil_w, groups, n_threads, pads)
+                     dil_w, groups, n_threads, pads, 1, 1, False)
     cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     if ascratch.shape[0] < n_threads:
         raise ValueError(
@@ -726,8 +770,9 @@ def backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad, scratch, Py_s
 
 def depthwise_forward(x, xp, weight, bias, out, Py_ssize_t pad_top, Py_ssize_t pad_bottom,
                       Py_ssize_t pad_left, Py_ssize_t pad_right, Py_ssize_t dil_h,
-                      Py_ssize_t dil_w, int n_threads):
-    """Depthwise convolution (``groups == C``), unit stride: as :func:`forward`.
+                      Py_ssize_t dil_w, int n_threads, Py_ssize_t stride_h=1,
+                      Py_ssize_t stride_w=1):
+    """Depthwise convolution (``groups == C``), any stride and padding: as :func:`forward`.
 
     ``weight`` is (M, 1, kh, kw) with M a multiple of C: output channel o
     filters input channel ``o // (M // C)``.  ``xp`` has the layout of
@@ -748,8 +793,12 @@ def depthwise_forward(x, xp, weight, bias, out, Py_ssize_t pad_top, Py_ssize_t p
     if n_threads < 1:
         raise ValueError(f"need n_threads >= 1, got n_threads={n_threads}")
     _groups(C, C, M, aw)
-    cdef Py_ssize_t OH = H + pt + pb - dil_h * (kh - 1)
-    cdef Py_ssize_t OW = W + pl + pr - dil_w * (kw - 1)
+    if min(stride_h, stride_w) < 1 or max(stride_h, stride_w) > 2**31:
+        raise ValueError(f"need 1 <= stride <= 2**31, got stride=({stride_h}, {stride_w})")
+    cdef Py_ssize_t OH = (H + pt + pb - dil_h * (kh - 1) - 1) // stride_h + 1
+    cdef Py_ssize_t OW = (W + pl + pr - dil_w * (kw - 1) - 1) // stride_w + 1
+    if H + pt + pb - dil_h * (kh - 1) < 1 or W + pl + pr - dil_w * (kw - 1) < 1:
+        OH = OW = 0  # the kernel does not fit (floor division would round up to 0 + 1)
     if aw.shape[1] != 1 or kh < 1 or kw < 1 or M < 1:
         raise ValueError(f"weight must have shape (M, 1, kh, kw), got {dims(aw)}")
     if OH < 1 or OW < 1:
@@ -766,22 +815,22 @@ def depthwise_forward(x, xp, weight, bias, out, Py_ssize_t pad_top, Py_ssize_t p
                         <float *> cnp.PyArray_DATA(aw),
                         NULL if ab is None else <float *> cnp.PyArray_DATA(ab),
                         <float *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw, pt, pb, pl,
-                        pr, dil_h, dil_w, n_threads)
+                        pr, stride_h, stride_w, dil_h, dil_w, n_threads)
     else:
         with nogil:
             _dw_forward(<double *> cnp.PyArray_DATA(ax), <double *> cnp.PyArray_DATA(axp),
                         <double *> cnp.PyArray_DATA(aw),
                         NULL if ab is None else <double *> cnp.PyArray_DATA(ab),
                         <double *> cnp.PyArray_DATA(aout), N, C, H, W, M, kh, kw, pt, pb, pl,
-                        pr, dil_h, dil_w, n_threads)
+                        pr, stride_h, stride_w, dil_h, dil_w, n_threads)
 
 
 def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
                        Py_ssize_t pad_top, Py_ssize_t pad_bottom, Py_ssize_t pad_left,
                        Py_ssize_t pad_right, Py_ssize_t dil_h, Py_ssize_t dil_w,
-                       int n_threads):
+                       int n_threads, Py_ssize_t stride_h=1, Py_ssize_t stride_w=1):
     """Gradients of :func:`depthwise_forward`, as :func:`backward` (no scratch:
-    a few rows per thread are allocated here)."""
+    a few rows per thread are allocated here); any stride and padding."""
     cdef int typenum = float_type(grad_out, "grad_out")
     cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
     cdef cnp.ndarray axp = checked(xp, "xp", 1, typenum, False)
@@ -795,7 +844,7 @@ def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
     cdef Py_ssize_t C = agx.shape[1], H = agx.shape[2], W = agx.shape[3]
     cdef Py_ssize_t pads[4]
     _backward_checks(ag, axp, aw, agx, agw, agb, pad_top, pad_left, pad_bottom, pad_right,
-                     dil_h, dil_w, C, n_threads, pads)
+                     dil_h, dil_w, C, n_threads, pads, stride_h, stride_w, True)
     cdef Py_ssize_t pt = pads[0], pb = pads[1], pl = pads[2], pr = pads[3]
     cdef bint failed
     if typenum == cnp.NPY_FLOAT32:
@@ -805,7 +854,8 @@ def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
                 <float *> cnp.PyArray_DATA(aw), <float *> cnp.PyArray_DATA(agx),
                 <float *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <float *> cnp.PyArray_DATA(agb),
-                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, n_threads)
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, stride_h, stride_w, dil_h, dil_w,
+                n_threads)
     else:
         with nogil:
             failed = _dw_backward(
@@ -813,6 +863,7 @@ def depthwise_backward(xp, grad_out, weight, grad_x, weight_grad, bias_grad,
                 <double *> cnp.PyArray_DATA(aw), <double *> cnp.PyArray_DATA(agx),
                 <double *> cnp.PyArray_DATA(agw),
                 NULL if agb is None else <double *> cnp.PyArray_DATA(agb),
-                N, C, H, W, M, kh, kw, pt, pb, pl, pr, dil_h, dil_w, n_threads)
+                N, C, H, W, M, kh, kw, pt, pb, pl, pr, stride_h, stride_w, dil_h, dil_w,
+                n_threads)
     if failed:
         raise MemoryError()

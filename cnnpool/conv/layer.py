@@ -4,8 +4,8 @@ Unit stride (the common case) on a build with AVX2 and FMA runs the direct
 kernels of ``_direct.pyx`` where they are the faster (see
 ``Conv2d._direct_wins``): the zero-padded input is read in place by
 register-blocked loops, with no unrolled copy of it (see that module).
-Depthwise convolution (``groups == in_channels``) with unit stride has
-kernels of its own there, one plane at a time, on every build.
+Depthwise convolution (``groups == in_channels``) has kernels of its own
+there, one plane at a time, on every build, at any stride and padding.
 Every other case is im2col + GEMM (with groups, one GEMM per group and
 image, as a batched ``np.matmul``):
 
@@ -200,10 +200,9 @@ class Conv2d(Layer):
     gradients, as in PyTorch.
 
     Depthwise convolution (``groups == in_channels``, any multiple of it
-    as ``out_channels``) with unit stride and ``padding <=
-    dilation*(kernel - 1)`` on each side runs kernels of its own on every
-    build: one plane at a time, a whole row per tap.  Other groups run the
-    paths below, one group at a time.
+    as ``out_channels``) runs kernels of its own on every build, at any
+    stride and padding: one plane at a time, a whole row per tap.  Other
+    groups run the paths below, one group at a time.
 
     Two implementations give the same numbers to rounding.  With unit stride
     and ``padding <= dilation*(kernel - 1)`` on a build with AVX2 and FMA
@@ -296,8 +295,9 @@ class Conv2d(Layer):
         )
         self._direct = _direct.SIMD and unit_stride_fits and not self._pointwise
         # Depthwise: one filter per output plane, too little work per tap for
-        # the register blocks of the direct kernels; its own loops, any build.
-        self._depthwise = self.groups > 1 and self.groups == self.in_channels and unit_stride_fits
+        # the register blocks of the direct kernels; its own loops, any build,
+        # stride and padding.
+        self._depthwise = self.groups > 1 and self.groups == self.in_channels
         self._taps = group_in * kh * kw
         self._out_sizes = {}
         self._cols = None  # reusable im2col buffer (the one the last forward filled)
@@ -625,7 +625,9 @@ class Conv2d(Layer):
         if depthwise:
             # Planes, not images, are spread over threads there.
             threads = threads_for(plan.x_shape[0] * plan.x_shape[1], plan.forward_work)
-            _direct.depthwise_forward(x, plan.xp, weight, bias, out, *plan.pads, threads)
+            _direct.depthwise_forward(
+                x, plan.xp, weight, bias, out, *plan.pads, threads, *self.stride
+            )
         else:
             threads = threads_for(plan.x_shape[0], plan.forward_work)
             _direct.forward(x, plan.xp, weight, bias, out, *plan.args, threads, *plan.tail)
@@ -641,8 +643,9 @@ class Conv2d(Layer):
         if depthwise:
             threads = threads_for(plan.x_shape[0] * plan.x_shape[1], plan.backward_work)
             _direct.depthwise_backward(
-                plan.xp, g, weight, grad_x, self.weight.grad, bias_grad, *plan.pads, threads
-            )
+                plan.xp, g, weight, grad_x, self.weight.grad, bias_grad, *plan.pads, threads,
+                *self.stride,
+            )  # fmt: skip
             return grad_x
         threads = threads_for(plan.x_shape[0], plan.backward_work)
         plan.backward_scratch(self.out_channels, self.kernel_size, threads)
