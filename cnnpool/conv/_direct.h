@@ -597,13 +597,8 @@ CNNPOOL_WGRAD_SCALAR(double, cnnpool_conv_wgrad_f64)
 /* out (OH, OW) = bias + sum_{i,j} w[i*kw + j] * xp[(oh*sh + i*dh)*Wp + ow*sw + j*dw]
  * (the taps added row-major after the bias); with `accumulate` the sum is
  * added to out instead (bias unused).  Unit column stride is the common
- * case, and the one that vectorises: it has a loop of its own. */
-#define CNNPOOL_DW_PLANE(T, NAME)                                                   \
-static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT w, T bias,  \
-                 int accumulate, T *CNNPOOL_RESTRICT out, ptrdiff_t kh, ptrdiff_t kw, \
-                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t OH,  \
-                 ptrdiff_t OW, ptrdiff_t Wp)                                         \
-{                                                                                   \
+ * case, and the one that vectorises: it has a copy of the loops of its own. */
+#define CNNPOOL_DW_PLANE_ROWS(T, SW)                                                \
     for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
         T *CNNPOOL_RESTRICT o = out + oh * OW;                                      \
         if (!accumulate)                                                            \
@@ -612,11 +607,19 @@ static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT w, T bi
             for (ptrdiff_t j = 0; j < kw; j++) {                                    \
                 const T v = w[i * kw + j];                                          \
                 const T *CNNPOOL_RESTRICT s = xp + (oh * sh + i * dh) * Wp + j * dw; \
-                if (sw == 1)                                                        \
-                    for (ptrdiff_t ow = 0; ow < OW; ow++) o[ow] += v * s[ow];       \
-                else                                                                \
-                    for (ptrdiff_t ow = 0; ow < OW; ow++) o[ow] += v * s[ow * sw];  \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) o[ow] += v * s[ow * (SW)];    \
             }                                                                       \
+    }
+#define CNNPOOL_DW_PLANE(T, NAME)                                                   \
+static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT w, T bias,  \
+                 int accumulate, T *CNNPOOL_RESTRICT out, ptrdiff_t kh, ptrdiff_t kw, \
+                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t OH,  \
+                 ptrdiff_t OW, ptrdiff_t Wp)                                         \
+{                                                                                   \
+    if (sw == 1) {                                                                  \
+        CNNPOOL_DW_PLANE_ROWS(T, 1)                                                 \
+    } else {                                                                        \
+        CNNPOOL_DW_PLANE_ROWS(T, sw)                                                \
     }                                                                               \
 }
 CNNPOOL_DW_PLANE(float, cnnpool_dw_plane_f32)
@@ -625,23 +628,26 @@ CNNPOOL_DW_PLANE(double, cnnpool_dw_plane_f64)
 /* Weight gradient of one plane, kept per lane: acc[(i*kw + j)*OW + ow] +=
  * sum_oh g[oh*OW + ow] * xp[(oh*sh + i*dh)*Wp + ow*sw + j*dw].  The caller
  * sums each row of acc once the whole batch is in (cnnpool_plane_sums). */
-#define CNNPOOL_DW_WGRAD(T, NAME)                                                   \
-static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT g,          \
-                 T *CNNPOOL_RESTRICT acc, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh,  \
-                 ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t OH, ptrdiff_t OW, \
-                 ptrdiff_t Wp)                                                       \
-{                                                                                   \
+#define CNNPOOL_DW_WGRAD_ROWS(T, SW)                                                \
     for (ptrdiff_t oh = 0; oh < OH; oh++) {                                         \
         const T *CNNPOOL_RESTRICT gr = g + oh * OW;                                 \
         for (ptrdiff_t i = 0; i < kh; i++)                                          \
             for (ptrdiff_t j = 0; j < kw; j++) {                                    \
                 T *CNNPOOL_RESTRICT a = acc + (i * kw + j) * OW;                    \
                 const T *CNNPOOL_RESTRICT s = xp + (oh * sh + i * dh) * Wp + j * dw; \
-                if (sw == 1)                                                        \
-                    for (ptrdiff_t ow = 0; ow < OW; ow++) a[ow] += gr[ow] * s[ow];  \
-                else                                                                \
-                    for (ptrdiff_t ow = 0; ow < OW; ow++) a[ow] += gr[ow] * s[ow * sw]; \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) a[ow] += gr[ow] * s[ow * (SW)]; \
             }                                                                       \
+    }
+#define CNNPOOL_DW_WGRAD(T, NAME)                                                   \
+static void NAME(const T *CNNPOOL_RESTRICT xp, const T *CNNPOOL_RESTRICT g,          \
+                 T *CNNPOOL_RESTRICT acc, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh,  \
+                 ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t OH, ptrdiff_t OW, \
+                 ptrdiff_t Wp)                                                       \
+{                                                                                   \
+    if (sw == 1) {                                                                  \
+        CNNPOOL_DW_WGRAD_ROWS(T, 1)                                                 \
+    } else {                                                                        \
+        CNNPOOL_DW_WGRAD_ROWS(T, sw)                                                \
     }                                                                               \
 }
 CNNPOOL_DW_WGRAD(float, cnnpool_dw_wgrad_f32)
