@@ -434,6 +434,21 @@ add(
     seconds=6.0,
 )
 add(
+    "I17 depthwise s2",
+    "depthwise conv (64, 32, 32, 32) -> 32, 3x3/2 pad 1, groups 32, f32 (no target)",
+    partial(
+        conv_workload,
+        shape=(64, 32, 32, 32),
+        out_channels=32,
+        k=3,
+        p=1,
+        stride=2,
+        groups=32,
+        numpy=False,
+    ),
+    seconds=6.0,
+)
+add(
     "TL train",
     "training step, c32-p-c64-p-c128-p-fc, batch 32x3x64x64, 10 classes, Adam",
     partial(train_workload, key="TL"),
