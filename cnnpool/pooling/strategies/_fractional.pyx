@@ -18,10 +18,10 @@ Fractional max pooling (Graham, 2014) as PyTorch's CPU kernel computes it
 * **Backward** adds each output's gradient at its index, in output order
   (windows overlap: an element that wins several receives the sum).
 
-The Python layer (``fractional.py``) checks the samples (finite, in
-[0, 1)) and the sizes (``O + k - 1 <= L``); the entry points here check the
-arrays (type, dtype, rank, layout, shapes) and count any window start or
-index outside the plane before trusting it.  Loops run in parallel over the
+The entry points check the arrays (type, dtype, rank, layout, shapes), the
+sizes (``O + k - 1 <= L``) and the samples (in [0, 1), no NaN: a cast of
+NaN to an integer is undefined in C), and count any window start or index
+outside the plane before trusting it.  Loops run in parallel over the
 planes, each plane whole on one thread: results never depend on the thread
 count.
 """
@@ -39,10 +39,23 @@ from cnnpool._arrays cimport checked, dims, float_type
 cnp.import_array()
 
 
+cdef Py_ssize_t _outside_unit(const floating* samples, Py_ssize_t count) noexcept nogil:
+    """How many of ``samples`` are not in [0, 1) (NaN included)."""
+    cdef Py_ssize_t i, bad = 0
+    for i in range(count):
+        bad += not (samples[i] >= 0 and samples[i] < 1)
+    return bad
+
+
 cdef Py_ssize_t _starts(floating u, Py_ssize_t size, Py_ssize_t out, Py_ssize_t kernel,
                         Py_ssize_t* seq) noexcept nogil:
     """Window starts along one axis into ``seq`` (``out`` of them); the number
-    outside ``[0, size - kernel]`` (none for ``u`` in [0, 1))."""
+    outside ``[0, size - kernel]``.
+
+    For ``u`` in [0, 1) start ``i`` lies between ``floor(i * alpha)`` and
+    ``ceil(i * alpha)`` up to rounding, inside the input; the count guards
+    sizes so large that the rounding of ``alpha`` itself could matter.
+    """
     cdef floating alpha
     cdef Py_ssize_t i, bad = 0, last = size - kernel
     if out > 1:
@@ -139,14 +152,20 @@ def forward(x, samples, out, indices, Py_ssize_t kernel_h, Py_ssize_t kernel_w, 
     cdef Py_ssize_t bad
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
+            bad = _outside_unit(<const float*>sp, 2 * planes)
+        else:
+            bad = _outside_unit(<const double*>sp, 2 * planes)
+    if bad:
+        raise ValueError(f"samples hold {bad} values outside [0, 1) (or NaN)")
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
             bad = _forward(<const float*>xp, <const float*>sp, <float*>op, ip, planes, height,
                            width, out_h, out_w, kernel_h, kernel_w, work, n_threads)
         else:
             bad = _forward(<const double*>xp, <const double*>sp, <double*>op, ip, planes,
                            height, width, out_h, out_w, kernel_h, kernel_w, work, n_threads)
     if bad:
-        raise ValueError(
-            f"samples put {bad} windows outside the input: every sample must be in [0, 1)")
+        raise ValueError(f"the samples put {bad} windows outside the input {dims(ax)}")
 
 
 cdef Py_ssize_t _backward(const floating* grad, const int64_t* indices, floating* gin,
