@@ -29,8 +29,8 @@ count.
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 
@@ -38,39 +38,79 @@ from cnnpool._arrays cimport checked, dims, float_type
 
 cnp.import_array()
 
-# One pass of the row loop over a row of windows, in C.  The update selects
-# with bit masks: gcc compiled Cython's conditional expressions (and C's) to
-# branches, mispredicted on about every other tap of random data (10 ns a
-# tap), and does not vectorise the pass (a gather with generic tuning).
+# The two passes of a row of windows, in C.  A window's winner under
+# PyTorch's rule (taps in row-major order; a tap replaces the best when
+# greater or NaN) is the first of its maxima in row-major order, or the last
+# of its NaNs; it can be found column by column, then across columns:
+#
+# * down: each input column's winner over the window's kh rows (value and
+#   row), by the same rule;
+# * across: each window start column's winner over kw column winners, where
+#   a column's (v, i) replaces the best (b, bi) so far, in column order, when
+#   v is NaN and (b is not, or i >= bi: later in row-major order), or when
+#   neither is NaN and (v > b, or v == b and i < bi: earlier).
+#
+# Both passes read contiguous memory and select with bit masks (row numbers
+# and columns as unsigned integers of the values' width), so gcc vectorises
+# them; a window-by-window loop branches on every tap, mispredicted on about
+# every other tap of random data.  Not inlined: inside the OpenMP-outlined
+# plane loop gcc spilled the masks to the stack.
 cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    #define CNNPOOL_FRAC_PASS(NAME, T, U)                                          \
-    static inline void NAME(const T* restrict row, const Py_ssize_t* restrict cols, \
-                            Py_ssize_t n, T* restrict best, T* restrict tap, T t) \
+    #if defined(_MSC_VER)
+    #define CNNPOOL_FRAC_NOINLINE __declspec(noinline)
+    #else
+    #define CNNPOOL_FRAC_NOINLINE __attribute__((noinline))
+    #endif
+    #define CNNPOOL_FRAC_SELECT(T, U, dst, src, m)                                 \
+        do {                                                                      \
+            U s_, d_;                                                             \
+            memcpy(&s_, &(src), sizeof(T));                                       \
+            memcpy(&d_, &(dst), sizeof(T));                                       \
+            d_ ^= (s_ ^ d_) & (m);                                                \
+            memcpy(&(dst), &d_, sizeof(T));                                       \
+        } while (0)
+    #define CNNPOOL_FRAC_PASSES(DOWN, ACROSS, T, U)                                \
+    static CNNPOOL_FRAC_NOINLINE void DOWN(const T* restrict row, Py_ssize_t n,    \
+                                           T* restrict vb, U* restrict vi, U i)   \
     {                                                                             \
-        U ut;                                                                     \
-        memcpy(&ut, &t, sizeof(T));                                               \
-        for (Py_ssize_t o = 0; o < n; o++) {                                      \
-            T v = row[cols[o]], b = best[o];                                      \
-            U m = -(U)((v > b) | (v != v)), uv, ub, uk;                           \
-            memcpy(&uv, &v, sizeof(T));                                           \
-            memcpy(&ub, &b, sizeof(T));                                           \
-            memcpy(&uk, &tap[o], sizeof(T));                                      \
-            ub ^= (uv ^ ub) & m;                                                  \
-            uk ^= (ut ^ uk) & m;                                                  \
-            memcpy(&best[o], &ub, sizeof(T));                                     \
-            memcpy(&tap[o], &uk, sizeof(T));                                      \
+        for (Py_ssize_t c = 0; c < n; c++) {                                      \
+            T v = row[c];                                                         \
+            U m = -(U)((v > vb[c]) | (v != v));                                   \
+            CNNPOOL_FRAC_SELECT(T, U, vb[c], v, m);                               \
+            vi[c] ^= (i ^ vi[c]) & m;                                             \
+        }                                                                         \
+    }                                                                             \
+    static CNNPOOL_FRAC_NOINLINE void ACROSS(const T* restrict vb,                 \
+                                             const U* restrict vi, Py_ssize_t n,  \
+                                             T* restrict hb, U* restrict hi,      \
+                                             U* restrict hj, U j)                 \
+    {                                                                             \
+        for (Py_ssize_t c = 0; c < n; c++) {                                      \
+            T v = vb[c], b = hb[c];                                               \
+            U i = vi[c], bi = hi[c];                                              \
+            U vn = (U)(v != v), bn = (U)(b != b);                                 \
+            U take = (vn & ((bn ^ 1) | (U)(i >= bi)))                             \
+                     | ((bn ^ 1) & ((U)(v > b) | ((U)(v == b) & (U)(i < bi))));   \
+            U m = -take;                                                          \
+            CNNPOOL_FRAC_SELECT(T, U, hb[c], v, m);                               \
+            hi[c] ^= (i ^ hi[c]) & m;                                             \
+            hj[c] ^= (j ^ hj[c]) & m;                                             \
         }                                                                         \
     }
-    CNNPOOL_FRAC_PASS(cnnpool_frac_pass_f, float, uint32_t)
-    CNNPOOL_FRAC_PASS(cnnpool_frac_pass_d, double, uint64_t)
+    CNNPOOL_FRAC_PASSES(cnnpool_frac_down_f, cnnpool_frac_across_f, float, uint32_t)
+    CNNPOOL_FRAC_PASSES(cnnpool_frac_down_d, cnnpool_frac_across_d, double, uint64_t)
     """
-    void cnnpool_frac_pass_f(const float* row, const Py_ssize_t* cols, Py_ssize_t n,
-                             float* best, float* tap, float t) noexcept nogil
-    void cnnpool_frac_pass_d(const double* row, const Py_ssize_t* cols, Py_ssize_t n,
-                             double* best, double* tap, double t) noexcept nogil
+    void cnnpool_frac_down_f(const float* row, Py_ssize_t n, float* vb, uint32_t* vi,
+                             uint32_t i) noexcept nogil
+    void cnnpool_frac_down_d(const double* row, Py_ssize_t n, double* vb, uint64_t* vi,
+                             uint64_t i) noexcept nogil
+    void cnnpool_frac_across_f(const float* vb, const uint32_t* vi, Py_ssize_t n, float* hb,
+                               uint32_t* hi, uint32_t* hj, uint32_t j) noexcept nogil
+    void cnnpool_frac_across_d(const double* vb, const uint64_t* vi, Py_ssize_t n,
+                               double* hb, uint64_t* hi, uint64_t* hj, uint64_t j) noexcept nogil
 
 
 cdef Py_ssize_t _outside_unit(const floating* samples, Py_ssize_t count) noexcept nogil:
@@ -104,69 +144,49 @@ cdef Py_ssize_t _starts(floating u, Py_ssize_t size, Py_ssize_t out, Py_ssize_t 
     return bad
 
 
-cdef enum:
-    # Tap numbers ride in the input's float type (exact below 2**24) in the
-    # row loop; windows of more taps take the per-window loop.
-    ROW_LOOP_MAX_TAPS = 1 << 24
-
-
-cdef void _window_loop(const floating* x, floating* out, int64_t* indices, Py_ssize_t width,
-                       Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh, Py_ssize_t kw,
-                       const Py_ssize_t* seq_h, const Py_ssize_t* seq_w) noexcept nogil:
-    """One window at a time, taps in row-major order (PyTorch's loop)."""
-    cdef Py_ssize_t oh, ow, i, j, start, best_at
-    cdef const floating* row
-    cdef floating v, best
-    for oh in range(out_h):
-        for ow in range(out_w):
-            start = seq_h[oh] * width + seq_w[ow]
-            best = -INFINITY
-            best_at = start
-            for i in range(kh):
-                row = x + start + i * width
-                for j in range(kw):
-                    v = row[j]
-                    if v > best or v != v:
-                        best = v
-                        best_at = start + i * width + j
-            out[oh * out_w + ow] = best
-            indices[oh * out_w + ow] = best_at
-
-
 cdef void _row_loop(const floating* x, floating* out, int64_t* indices, Py_ssize_t width,
                     Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh, Py_ssize_t kw,
                     const Py_ssize_t* seq_h, const Py_ssize_t* seq_w,
-                    const Py_ssize_t* offsets, floating* best, floating* tap) noexcept nogil:
-    """A row of windows at a time, tap by tap: for each tap, one pass over the
-    row's windows (a gather from one input row) updates each window's best
-    value and tap number, kept in ``best`` and ``tap`` (``out_w`` each).
-    ``offsets[t]`` is tap ``t``'s offset ``i * width + j`` from its window's
-    origin (a table: no division per window).
-
-    Every window still sees its taps in row-major order under PyTorch's rule,
-    so the results are :func:`_window_loop`'s; the passes are select-only and
-    vectorise, where the per-window loop branches on every tap.
-    """
-    cdef Py_ssize_t oh, ow, i, j, r0
-    cdef const floating* row
-    cdef floating t
+                    floating* work) noexcept nogil:
+    """A row of windows at a time: the down pass over the window rows, the
+    across pass over the window columns (see the C code above), then each
+    window reads the winner of its start column.  ``work`` holds five arrays
+    of ``width`` elements of x's width: column winners (values, rows), start
+    column winners (values, rows, columns)."""
+    cdef Py_ssize_t oh, ow, c, i, j, r0, starts = width - kw + 1
+    cdef floating* vb = work
+    cdef floating* hb = work + 2 * width
+    cdef uint32_t* vi32 = <uint32_t*>(work + width)
+    cdef uint32_t* hi32 = <uint32_t*>(work + 3 * width)
+    cdef uint32_t* hj32 = <uint32_t*>(work + 4 * width)
+    cdef uint64_t* vi64 = <uint64_t*>(work + width)
+    cdef uint64_t* hi64 = <uint64_t*>(work + 3 * width)
+    cdef uint64_t* hj64 = <uint64_t*>(work + 4 * width)
     for oh in range(out_h):
         r0 = seq_h[oh]
-        for ow in range(out_w):
-            best[ow] = -INFINITY
-            tap[ow] = 0
-        t = 0
+        for c in range(width):
+            vb[c] = -INFINITY
+        memset(work + width, 0, width * sizeof(floating))
         for i in range(kh):
-            row = x + (r0 + i) * width
-            for j in range(kw):
-                if floating is float:
-                    cnnpool_frac_pass_f(row + j, seq_w, out_w, best, tap, t)
-                else:
-                    cnnpool_frac_pass_d(row + j, seq_w, out_w, best, tap, t)
-                t = t + 1
+            if floating is float:
+                cnnpool_frac_down_f(x + (r0 + i) * width, width, vb, vi32, <uint32_t>i)
+            else:
+                cnnpool_frac_down_d(x + (r0 + i) * width, width, vb, vi64, <uint64_t>i)
+        # Column 0 of each window starts the across pass.
+        memcpy(hb, vb, 2 * width * sizeof(floating))
+        memset(hj32, 0, width * sizeof(floating))
+        for j in range(1, kw):
+            if floating is float:
+                cnnpool_frac_across_f(vb + j, vi32 + j, starts, hb, hi32, hj32, <uint32_t>j)
+            else:
+                cnnpool_frac_across_d(vb + j, vi64 + j, starts, hb, hi64, hj64, <uint64_t>j)
         for ow in range(out_w):
-            out[ow] = best[ow]
-            indices[ow] = r0 * width + seq_w[ow] + offsets[<Py_ssize_t>tap[ow]]
+            c = seq_w[ow]
+            out[ow] = hb[c]
+            if floating is float:
+                indices[ow] = (r0 + hi32[c]) * width + c + hj32[c]
+            else:
+                indices[ow] = (r0 + <Py_ssize_t>hi64[c]) * width + c + <Py_ssize_t>hj64[c]
         out += out_w
         indices += out_w
 
@@ -174,33 +194,28 @@ cdef void _row_loop(const floating* x, floating* out, int64_t* indices, Py_ssize
 cdef Py_ssize_t _forward_plane(const floating* x, const floating* samples, floating* out,
                                int64_t* indices, Py_ssize_t height, Py_ssize_t width,
                                Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
-                               Py_ssize_t kw, const Py_ssize_t* offsets, Py_ssize_t* seq,
-                               floating* work) noexcept nogil:
+                               Py_ssize_t kw, Py_ssize_t* seq, floating* work) noexcept nogil:
     cdef Py_ssize_t* seq_h = seq
     cdef Py_ssize_t* seq_w = seq + out_h
     cdef Py_ssize_t bad = _starts(samples[0], width, out_w, kw, seq_w)
     bad += _starts(samples[1], height, out_h, kh, seq_h)
     if bad:
         return bad
-    if kh * kw < ROW_LOOP_MAX_TAPS:
-        _row_loop(x, out, indices, width, out_h, out_w, kh, kw, seq_h, seq_w, offsets, work,
-                  work + out_w)
-    else:
-        _window_loop(x, out, indices, width, out_h, out_w, kh, kw, seq_h, seq_w)
+    _row_loop(x, out, indices, width, out_h, out_w, kh, kw, seq_h, seq_w, work)
     return 0
 
 
 cdef Py_ssize_t _forward(const floating* x, const floating* samples, floating* out,
                          int64_t* indices, Py_ssize_t planes, Py_ssize_t height,
                          Py_ssize_t width, Py_ssize_t out_h, Py_ssize_t out_w, Py_ssize_t kh,
-                         Py_ssize_t kw, const Py_ssize_t* offsets, Py_ssize_t* seq,
-                         floating* work, int n_threads) noexcept nogil:
+                         Py_ssize_t kw, Py_ssize_t* seq, floating* work,
+                         int n_threads) noexcept nogil:
     cdef Py_ssize_t p, bad = 0, plane_in = height * width, plane_out = out_h * out_w
     for p in prange(planes, num_threads=n_threads, schedule="static"):
         bad += _forward_plane(x + p * plane_in, samples + 2 * p, out + p * plane_out,
                               indices + p * plane_out, height, width, out_h, out_w, kh, kw,
-                              offsets, seq + threadid() * (out_h + out_w),
-                              work + threadid() * 2 * out_w)
+                              seq + threadid() * (out_h + out_w),
+                              work + threadid() * 5 * width)
     return bad
 
 
@@ -234,21 +249,16 @@ def forward(x, samples, out, indices, Py_ssize_t kernel_h, Py_ssize_t kernel_w, 
             f"output (OH, OW) = ({out_h}, {out_w}) with kernel ({kernel_h}, {kernel_w}) "
             f"needs an input of at least ({out_h + kernel_h - 1}, {out_w + kernel_w - 1}), "
             f"got x {dims(ax)}")
-    # Per thread: the window starts (OH + OW) and the row loop's best values
-    # and tap numbers (2 * OW, in x's dtype).
+    # Per thread: the window starts (OH + OW) and the row loop's five arrays
+    # of W elements of x's width.
     cdef cnp.ndarray seq_scratch = cnp.PyArray_EMPTY(
         1, [max(n_threads, 1) * (out_h + out_w)], cnp.NPY_INTP, 0)
     cdef cnp.ndarray work_scratch = cnp.PyArray_EMPTY(
-        1, [max(n_threads, 1) * 2 * out_w], typenum, 0)
+        1, [max(n_threads, 1) * 5 * width], typenum, 0)
     cdef Py_ssize_t* seq = <Py_ssize_t*>cnp.PyArray_DATA(seq_scratch)
-    cdef Py_ssize_t* offsets = NULL
-    cdef cnp.ndarray offset_table
-    cdef Py_ssize_t t
-    if kernel_h * kernel_w < ROW_LOOP_MAX_TAPS:
-        offset_table = cnp.PyArray_EMPTY(1, [kernel_h * kernel_w], cnp.NPY_INTP, 0)
-        offsets = <Py_ssize_t*>cnp.PyArray_DATA(offset_table)
-        for t in range(kernel_h * kernel_w):
-            offsets[t] = (t // kernel_w) * width + t % kernel_w
+    if typenum == cnp.NPY_FLOAT32 and max(kernel_h, kernel_w) > 0xFFFFFFFF:
+        # Window rows and columns ride in 32 bits beside float32 values.
+        raise ValueError(f"kernel ({kernel_h}, {kernel_w}) is over 2**32 - 1")
     cdef void* work = cnp.PyArray_DATA(work_scratch)
     cdef void* xp = cnp.PyArray_DATA(ax)
     cdef void* sp = cnp.PyArray_DATA(asm)
@@ -265,11 +275,11 @@ def forward(x, samples, out, indices, Py_ssize_t kernel_h, Py_ssize_t kernel_w, 
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
             bad = _forward(<const float*>xp, <const float*>sp, <float*>op, ip, planes, height,
-                           width, out_h, out_w, kernel_h, kernel_w, offsets, seq,
-                           <float*>work, n_threads)
+                           width, out_h, out_w, kernel_h, kernel_w, seq, <float*>work,
+                           n_threads)
         else:
             bad = _forward(<const double*>xp, <const double*>sp, <double*>op, ip, planes,
-                           height, width, out_h, out_w, kernel_h, kernel_w, offsets, seq,
+                           height, width, out_h, out_w, kernel_h, kernel_w, seq,
                            <double*>work, n_threads)
     if bad:
         raise ValueError(f"the samples put {bad} windows outside the input {dims(ax)}")
