@@ -188,7 +188,8 @@ class FractionalMaxPool2d(Pool2d):
     that rounds an input's size down to 0, raise ``ValueError`` (PyTorch
     returns an empty output); fixed samples of another float dtype are
     converted (PyTorch requires the input's dtype), and values outside
-    [0, 1) are refused (PyTorch's kernel then reads outside the input).
+    [0, 1) or NaN are refused (PyTorch takes them: the paper's windows need
+    ``u`` in [0, 1), and a NaN makes the integer casts undefined).
     The only tier is the compiled kernel: windows differ per plane, which
     the shared-window ``pool``/``route`` contract cannot express, so
     ``use_fast_path`` cannot be switched off.
