@@ -396,6 +396,13 @@ def test_unbatched_input_gives_unbatched_output_and_grad(geom, mode):
         conv.backward(g[None])  # a batched gradient after an unbatched forward
 
 
+def test_unbatched_channel_mismatch_names_the_unbatched_shape():
+    with pytest.raises(ValueError, match=r"x has 3 channels \(unbatched, shape \(3, 5, 5\)"):
+        cp.Conv2d(4, 4, 3)(np.zeros((3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"input_shape must be \(N, 4, H, W\) or \(4, H, W\)"):
+        cp.Conv2d(4, 4, 3).output_shape((3, 5, 5))
+
+
 def _torch_pad(conv):
     t, b, left, right = conv._pads
     return (left, right, t, b)

@@ -26,6 +26,8 @@ cross-correlation: the kernel is not flipped.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import _checks
@@ -64,7 +66,7 @@ def conv_output_size(size, kernel, stride, padding, dilation):
 
     ``padding`` is an int (both ends) or a pair ``(before, after)``.
     """
-    before, after = (padding, padding) if isinstance(padding, int) else padding
+    before, after = (padding, padding) if isinstance(padding, numbers.Integral) else padding
     return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -287,11 +289,11 @@ class Conv2d(Layer):
         # dilation*(kernel-1) on each side (the input gradient pads the output
         # gradient by the difference); 1x1 kernels keep the plain GEMM, which
         # BLAS does well.
-        (dh, dw) = self.dilation
+        dh, dw = self.dilation
         unit_stride_fits = (
             self.stride == (1, 1)
             and max(top, bottom) <= dh * (kh - 1)
-            and (max(left, right) <= dw * (kw - 1))
+            and max(left, right) <= dw * (kw - 1)
         )
         self._direct = _direct.SIMD and unit_stride_fits and not self._pointwise
         # Depthwise: one filter per output plane, too little work per tap for
@@ -358,6 +360,11 @@ class Conv2d(Layer):
             raise ValueError(
                 f"x must be 4-D (N, C, H, W) or, unbatched, 3-D (C, H, W); got a "
                 f"{x.ndim}-D array of shape {x.shape}"
+            )
+        if x.shape[0] != self.in_channels:
+            raise ValueError(
+                f"x has {x.shape[0]} channels (unbatched, shape {x.shape}: (C, H, W)) but "
+                f"Conv2d expects in_channels={self.in_channels}"
             )
         self._unbatched = True
         return self._forward(x[None], given)[0]
