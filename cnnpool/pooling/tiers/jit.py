@@ -432,7 +432,8 @@ class JitPool2d(Pool2d):
         out = np.empty((n * c, taps.shape[0]), dtype=x.dtype)
         threads = threads_for(n * c, planes.size + out.size * taps.shape[1])
         k = geom.window_size
-        self._run("forward", k, n * c, threads, planes, taps, counts, params, out)
+        taps_t = _tap_major(taps)
+        self._run("forward", k, n * c, threads, planes, taps, taps_t, counts, params, out)
         pooled = out.copy()
         planes.flags.writeable = pooled.flags.writeable = False
         return out.reshape((n, c) + geom.out_size), (planes, pooled, params)
@@ -448,11 +449,12 @@ class JitPool2d(Pool2d):
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
         k = state.geometry.window_size
-        self._run("backward", k, p, threads, planes, taps, counts, params, pooled, g, grad_x)
+        taps_t = _tap_major(taps)
+        args = (planes, taps, taps_t, counts, params, pooled, g)
+        self._run("backward", k, p, threads, *args, grad_x)
         if learnable:
             per_plane = np.zeros((p, params.size))
-            args = (planes, taps, counts, params, pooled, g, per_plane)
-            self._run("param_backward", k, p, threads, *args)
+            self._run("param_backward", k, p, threads, *args, per_plane)
             self._add_learnable(per_plane, learnable)
         return grad_x.reshape(state.x_shape)
 
@@ -568,6 +570,21 @@ class JitPool2d(Pool2d):
                     f"get_config to return the constructor's arguments"
                 )
         return config
+
+
+_TAP_MAJOR: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _tap_major(taps: np.ndarray) -> np.ndarray:
+    """``taps`` transposed, (K, O) C-contiguous and unsigned: the kernels'
+    gathers read it along the windows.  Kept per table (tables live as long
+    as a geometry)."""
+    entry = _TAP_MAJOR.get(id(taps))
+    if entry is None or entry[0] is not taps:
+        if len(_TAP_MAJOR) > 64:
+            _TAP_MAJOR.clear()
+        entry = _TAP_MAJOR[id(taps)] = (taps, np.ascontiguousarray(taps.T).view(np.uintp))
+    return entry[1]
 
 
 def _first_lines(exc: Exception, lines: int = 6) -> str:
