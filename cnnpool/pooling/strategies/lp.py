@@ -7,9 +7,9 @@ import numbers
 
 import numpy as np
 
+from ..._parallel import threads_for
 from ..base import Pool2d
-from ..tiers.compiled import kernel_backward, kernel_forward
-from ._lp import LpWindow
+from ._lp import LpWindow, lp_backward, lp_forward
 from .max import MaxPool2d, _winner
 
 
@@ -57,13 +57,16 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     * The gradient is ``dy/dx_i = K/n * s ** (1/p - 1) * x_i ** (p - 1)``
       with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
 
-    The compiled path, for integer ``p`` (and ``±inf``), is
-    :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy`` run by the
-    compiled window driver (the library's own example of the
-    ``_strategy.pxd`` extension point); it computes in float64 and rounds
-    once.  A fractional ``p`` runs the NumPy ``pool``/``route`` below, in the
-    input's dtype: per tap it needs ``pow``, which NumPy vectorises and the
-    per-window compiled loop cannot, so NumPy is faster there.
+    The compiled path, for integer ``p`` (and ``±inf``), is the arithmetic
+    of :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy``
+    (the library's own example of the ``_strategy.pxd`` extension point,
+    which ``CompiledPool2d(LpWindow(p), ...)`` runs through the window
+    driver), here in loops that read the input planes directly (no tap
+    table: LpPool2d has no padding or dilation); it computes in float64 and
+    rounds once, the driver's numbers exactly.  A fractional ``p`` runs the
+    NumPy ``pool``/``route`` below, in the input's dtype: per tap it needs
+    ``pow``, which NumPy vectorises and the per-window compiled loop cannot,
+    so NumPy is faster there.
     ``use_fast_path = False`` runs the NumPy strategy for every ``p``.
 
     Examples
@@ -142,12 +145,39 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
         if self._max is not None:
             y = self._max.forward(self._sign * np.abs(x))
             return self._sign * y, np.sign(x)
-        return kernel_forward(self, self._window, x, geom)
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
+        # Backward reads a private copy of x (the caller may edit x), which the
+        # forward pass writes plane by plane; both in buffers reused from one
+        # call to the next once the last forward's record lets go.
+        self._state = None
+        buffers = self._outputs
+        copy = buffers.empty("planes", (n * c, h, w), x.dtype)
+        out = buffers.empty("out", (n * c, oh, ow), x.dtype)
+        threads = threads_for(n * c, x.size + out.size * geom.window_size)
+        lp_forward(
+            self._window,
+            np.ascontiguousarray(x).reshape(n * c, h, w),
+            out,
+            copy,
+            *self.kernel_size,
+            *self.stride,
+            threads,
+        )
+        copy.flags.writeable = False
+        return out.reshape(n, c, oh, ow), copy
 
     def backward_kernel(self, grad_output, state):
         if self._max is not None:
             return self._max.backward(grad_output) * state.saved
-        return kernel_backward(self, self._window, grad_output, state)
+        copy = state.saved
+        grad = self._outputs.empty("grad_x", copy.shape, copy.dtype)
+        g = np.ascontiguousarray(grad_output, dtype=copy.dtype).reshape(
+            copy.shape[0], *state.out_shape[2:]
+        )
+        threads = threads_for(copy.shape[0], copy.size + g.size * state.geometry.window_size)
+        lp_backward(self._window, copy, g, grad, *self.kernel_size, *self.stride, threads)
+        return grad.reshape(state.x_shape)
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):
