@@ -119,9 +119,11 @@ def _forward_template(x, taps, taps_t, counts, params, out, start, stop):  # pra
 
 
 def _backward_template(
-    x, taps, taps_t, counts, params, pooled, grad_out, grad_x, start, stop
+    x, taps, taps_t, counts, params, pooled, grad_out, grad_x, store, start, stop
 ):  # pragma: no cover
-    # x as in forward; grad_x (P, H*W), zero on entry.
+    # x as in forward; grad_x (P, H*W), zero on entry unless ``store``: every
+    # element is a tap of exactly one window, so each is written once, tap by
+    # tap across the block (an order that cannot change a sum of one term).
     k = _K if _K > 0 else taps.shape[1]
     n_out = taps.shape[0]
     size = grad_x.shape[1]
@@ -147,11 +149,21 @@ def _backward_template(
                     local[t, w] = 0.0
             for w in range(nb):
                 _window_grad(_column(block, w), np.float64(yp[s + w]), params, _column(local, w))
+            if store:
+                # As adding into zeros: a zero route gives +0, and ``+ 0.0``
+                # turns a -0 product into +0.  Border windows are done below.
+                for t in range(k):
+                    tt = taps_t[t]
+                    for w in range(nb):
+                        i = tt[s + w]
+                        if counts[s + w] == k and i < size:
+                            route = local[t, w]
+                            gp[i] = np.float64(gop[s + w]) * route + 0.0 if route != 0.0 else 0.0
             for w in range(nb):
                 o = s + w
                 n = counts[o]
                 g = np.float64(gop[o])
-                if n == k:
+                if n == k and not store:
                     for t in range(k):
                         i = taps[o, t]
                         # A zero route is no path: even a NaN grad_output sends
@@ -159,16 +171,19 @@ def _backward_template(
                         if i < size and local[t, w] != 0.0:
                             term[0] = g * local[t, w]
                             gp[i] += term[0]
-                else:  # a border window: again, on its own taps
+                elif n != k:  # a border window: again, on its own taps
                     for t in range(n):
                         values[t] = xp[taps[o, t]]
                         part[t] = 0.0
                     _window_grad_part(values[:n], np.float64(yp[o]), params, part[:n])
                     for t in range(n):
                         i = taps[o, t]
-                        if i < size and part[t] != 0.0:
-                            term[0] = g * part[t]
-                            gp[i] += term[0]
+                        if i < size:
+                            if store:
+                                gp[i] = g * part[t] + 0.0 if part[t] != 0.0 else 0.0
+                            elif part[t] != 0.0:
+                                term[0] = g * part[t]
+                                gp[i] += term[0]
 
 
 def _param_backward_template(

@@ -432,7 +432,7 @@ class JitPool2d(Pool2d):
         out = np.empty((n * c, taps.shape[0]), dtype=x.dtype)
         threads = threads_for(n * c, planes.size + out.size * taps.shape[1])
         k = geom.window_size
-        taps_t = _tap_major(taps)
+        taps_t, _ = _tap_major(taps, counts, h * w)
         self._run("forward", k, n * c, threads, planes, taps, taps_t, counts, params, out)
         pooled = out.copy()
         planes.flags.writeable = pooled.flags.writeable = False
@@ -445,13 +445,15 @@ class JitPool2d(Pool2d):
         _, learnable = self._params()
         p = planes.shape[0]
         h, w = state.x_shape[2:]
-        grad_x = np.zeros((p, h * w), dtype=planes.dtype)
+        taps_t, store = _tap_major(taps, counts, h * w)
+        # Windows that never share an element and cover every one store their
+        # gradients (a zero route as 0): nothing to zero first.
+        grad_x = (np.empty if store else np.zeros)((p, h * w), dtype=planes.dtype)
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
         k = state.geometry.window_size
-        taps_t = _tap_major(taps)
         args = (planes, taps, taps_t, counts, params, pooled, g)
-        self._run("backward", k, p, threads, *args, grad_x)
+        self._run("backward", k, p, threads, *args, grad_x, store)
         if learnable:
             per_plane = np.zeros((p, params.size))
             self._run("param_backward", k, p, threads, *args, per_plane)
@@ -572,19 +574,26 @@ class JitPool2d(Pool2d):
         return config
 
 
-_TAP_MAJOR: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_TAP_MAJOR: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
 
 
-def _tap_major(taps: np.ndarray) -> np.ndarray:
-    """``taps`` transposed, (K, O) C-contiguous and unsigned: the kernels'
-    gathers read it along the windows.  Kept per table (tables live as long
+def _tap_major(taps: np.ndarray, counts: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """``taps`` transposed, (K, O) C-contiguous and unsigned (the kernels'
+    gathers read it along the windows), and whether every element of a plane
+    of ``size`` is seen by exactly one window (then backward stores instead of
+    adding, tap by tap across a block).  Kept per table (tables live as long
     as a geometry)."""
     entry = _TAP_MAJOR.get(id(taps))
     if entry is None or entry[0] is not taps:
         if len(_TAP_MAJOR) > 64:
             _TAP_MAJOR.clear()
-        entry = _TAP_MAJOR[id(taps)] = (taps, np.ascontiguousarray(taps.T).view(np.uintp))
-    return entry[1]
+        seen = taps[np.arange(taps.shape[1]) < counts[:, None]]
+        seen = seen[seen < size]
+        uses = np.bincount(seen, minlength=size)
+        store = bool(size and uses.min() == 1 and uses.max() == 1)
+        transposed = np.ascontiguousarray(taps.T).view(np.uintp)
+        entry = _TAP_MAJOR[id(taps)] = (taps, transposed, store)
+    return entry[1], entry[2]
 
 
 def _first_lines(exc: Exception, lines: int = 6) -> str:
