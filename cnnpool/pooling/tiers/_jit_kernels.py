@@ -58,6 +58,8 @@ _window_param_grad_part: Any = None
 # ``_column(block, w)``: the column ``block[:, w]`` as a 1-D array view that
 # owns no reference (see :func:`_intrinsics`).
 _column: Any = None
+# ``_all_full(counts, s, nb, k)``: no border window in the block.
+_all_full: Any = None
 # The window size a copy is specialised for (0: any).
 _K = 0
 # Windows per block of the lockstep loops: a block's taps and local
@@ -88,6 +90,14 @@ def _no_param_grad(values, pooled, params, out):  # pragma: no cover
 # windows accumulate in the NumPy tier's order.
 
 
+def _all_full_impl(counts, s, nb, k):  # pragma: no cover - runs compiled
+    # Whether windows [s, s + nb) all have k taps (a loop that vectorises).
+    short = 0
+    for w in range(nb):
+        short += counts[s + w] != k
+    return short == 0
+
+
 def _forward_template(x, taps, taps_t, counts, params, out, start, stop):  # pragma: no cover
     # x (P, H*W) or (P, H*W + 1): the planes, and pad_value in an extra last
     # column that padded taps index, so the gather never branches.  taps (O, K)
@@ -110,6 +120,8 @@ def _forward_template(x, taps, taps_t, counts, params, out, start, stop):  # pra
                     block[t, w] = xp[tt[s + w]]
             for w in range(nb):
                 op[s + w] = _window(_column(block, w), params)
+            if _all_full(counts, s, nb, k):
+                continue
             for w in range(nb):
                 n = counts[s + w]
                 if n != k:  # a border window: again, on its own taps
@@ -149,16 +161,23 @@ def _backward_template(
                     local[t, w] = 0.0
             for w in range(nb):
                 _window_grad(_column(block, w), np.float64(yp[s + w]), params, _column(local, w))
+            full = _all_full(counts, s, nb, k)
             if store:
                 # As adding into zeros: a zero route gives +0, and ``+ 0.0``
                 # turns a -0 product into +0.  Border windows are done below.
+                # The values first (a loop that vectorises), then the stores.
+                for t in range(k):
+                    for w in range(nb):
+                        route = local[t, w]
+                        block[t, w] = np.float64(gop[s + w]) * route + 0.0 if route != 0.0 else 0.0
                 for t in range(k):
                     tt = taps_t[t]
                     for w in range(nb):
                         i = tt[s + w]
-                        if counts[s + w] == k and i < size:
-                            route = local[t, w]
-                            gp[i] = np.float64(gop[s + w]) * route + 0.0 if route != 0.0 else 0.0
+                        if (full or counts[s + w] == k) and i < size:
+                            gp[i] = block[t, w]
+                if full:
+                    continue
             for w in range(nb):
                 o = s + w
                 n = counts[o]
@@ -273,6 +292,7 @@ class Kernels:
             _window_grad_part=self.dispatchers[1],
             _window_param_grad_part=self.dispatchers[2],
             _column=_column_intrinsic(),
+            _all_full=numba.njit(inline="always")(_all_full_impl),
             _K=k,
         )
         # The kernels' names (hence their cache files) follow the window
