@@ -3,19 +3,23 @@
 Kernel templates, written once here, are specialised for each strategy's
 scalar window functions:
 
-* ``forward``: for every window, gather its taps into a small float64
-  buffer and call ``window(values, params)`` (gather + pool in one pass);
-* ``backward``: gather the taps again, call ``window_grad`` into a second
-  buffer and add ``grad_output * local`` into the input gradient (route +
-  scatter in one pass);
+* ``forward``: for a block of windows, gather their taps into a small
+  float64 buffer, tap-major, and call ``window(values, params)`` on each
+  (gather + pool in one pass, the calls inlined and vectorised across the
+  block's windows);
+* ``backward``: gather the taps again, call ``window_grad`` on each window
+  of the block into a second buffer and add ``grad_output * local`` into
+  the input gradient (route + scatter in one pass);
 * ``param_backward``, run only for a strategy with learnable parameters:
   per plane, the sum of ``grad_output * d pooled / d param``.
 
 None builds the ``(N, C, OH, OW, K)`` windows array.  Each call covers
 planes ``[start, stop)`` and keeps nothing between planes, so the caller
 splits the ``N*C`` planes between threads (:func:`run_planes`) and the
-result does not depend on how: a plane is always reduced whole, windows in
-order, taps in order.
+result does not depend on how: a plane is always reduced whole, and
+overlapping windows add into the input gradient in window order, taps in
+order.  ``math.exp`` in the window functions is :mod:`._jit_math`'s
+vectorisable copy of the C library's (where it gives the same bits).
 
 **Caching.**  A kernel that calls another jitted function cannot be cached
 by Numba as a closure (the closure's hash holds the callee's per-process
