@@ -95,3 +95,16 @@ def test_math_exp_is_swapped_only_in_a_copy_of_the_globals():
     assert ns["math"] is math and ns["exp"] is bare_exp  # the user's module untouched
     assert math.exp is not marker
     assert _jit_kernels._with_exp({"other": 1.0}, marker) == {"other": 1.0}
+
+
+def test_the_swapped_globals_hold_only_what_the_code_reads():
+    """The kernels are cached for the process: the copy of the globals they keep
+    must not keep the rest of the user's namespace (a doctest's classes) alive."""
+    ns = {"math": math, "unrelated": object()}
+    exec("def window(values, params):\n    return math.exp(values[0])\n", ns)
+    marker = object()
+    adopted = _jit_kernels._adopt(ns["window"], marker)
+    assert set(adopted.__globals__) == {"math", "__builtins__"}
+    assert adopted.__globals__["math"].exp is marker
+    assert ns["math"] is math  # the user's namespace untouched
+    assert _jit_kernels._adopt(ns["window"]).__globals__ is ns  # no swap: the globals as they are

@@ -374,16 +374,31 @@ def _adopt(f: Any, exp: Any = None) -> Any:
     A cached kernel names the module of each function it calls and imports
     it on load; a user's module may not be importable by name (a file that
     ``cnnpool-compare`` or a notebook loaded), this one always is.  The exp
-    is swapped in a shallow copy of the function's globals (``math`` as a
+    is swapped in a copy of the globals the function reads (``math`` as a
     module whose ``exp`` is the vectorisable one, and any name bound to
     ``math.exp`` itself); the user's module is not touched.
     """
-    ns = f.__globals__ if exp is None else _with_exp(f.__globals__, exp)
+    ns = f.__globals__
+    if exp is not None:
+        # Only the names the code reads: a copy of the whole module namespace
+        # would keep everything in it alive as long as the kernels are cached
+        # (a doctest's or notebook's classes, which the module itself lets go).
+        names = _global_names(f.__code__) | {"__builtins__"}
+        ns = _with_exp({n: ns[n] for n in names if n in ns}, exp)
     g = types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__)
     g.__kwdefaults__ = f.__kwdefaults__
     g.__qualname__ = f.__qualname__
     g.__module__ = __name__
     return g
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the code nested in it may read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 def _with_exp(ns: dict[str, Any], exp: Any) -> dict[str, Any]:
