@@ -75,8 +75,25 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     """
 
     pad_value = 0.0
+    # The window driver and the max of |x| run in any rank.
+    kernel_ranks = (1, 2, 3)
 
-    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False, **unsupported):
+        for name in ("padding", "dilation"):
+            if name in unsupported:
+                raise TypeError(
+                    f"{type(self).__name__} takes no {name} (got {name}="
+                    f"{unsupported[name]!r}): PyTorch's LPPool{self.spatial_dims}d has "
+                    f"none, and cnnpool follows it. Pad the input yourself, or use "
+                    f"CompiledPool2d(LpWindow(norm_type), kernel_size, stride, padding, "
+                    f"dilation) (cnnpool.pooling.strategies._lp.LpWindow), which pools "
+                    f"the same way over the taps inside the input"
+                )
+        if unsupported:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword arguments "
+                f"{sorted(unsupported)}; it takes norm_type, kernel_size, stride, ceil_mode"
+            )
         if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
             raise TypeError(f"norm_type must be a real number, got {norm_type!r}")
         norm_type = float(norm_type)
@@ -87,7 +104,7 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
         if math.isinf(norm_type):
             # PyTorch: max_pool2d(|x|), or -max_pool2d(-|x|) for -inf.
             self._sign = 1.0 if norm_type > 0 else -1.0
-            self._max = MaxPool2d(kernel_size, stride, 0, 1, ceil_mode)
+            self._max = MaxPool2d.for_dims(self.spatial_dims)(kernel_size, stride, 0, 1, ceil_mode)
             self._window = None
         else:
             self._max = None
@@ -164,3 +181,24 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
             "stride": list(self.stride),
             "ceil_mode": self.ceil_mode,
         }
+
+
+class LpPool1d(LpPool2d):
+    """1-D power-average pooling, ``torch.nn.LPPool1d``: ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`LpPool2d` over one spatial axis (``LpPool2d.for_dims(1)``), the
+    same arguments (``norm_type, kernel_size, stride=None,
+    ceil_mode=False``; no padding, as PyTorch), compiled the same way.
+    """
+
+    spatial_dims = 1
+
+
+class LpPool3d(LpPool2d):
+    """3-D power-average pooling, ``torch.nn.LPPool3d``: ``(N, C, D, H, W)``.
+
+    :class:`LpPool2d` over three spatial axes (``LpPool2d.for_dims(3)``), the
+    same arguments and rules; unbatched ``(C, D, H, W)`` works too.
+    """
+
+    spatial_dims = 3

@@ -55,10 +55,18 @@ class MaxReduction:
 
     @property
     def indices(self):
-        """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64."""
+        """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64.
+
+        Flat within the spatial plane in any rank (``il``, ``id * H * W +
+        ih * W + iw``), as PyTorch's; unbatched after an unbatched input.
+        """
         state = self._state
         if state is None:
             return None
+        indices = self._batched_indices(state)
+        return indices[0] if state.unbatched else indices
+
+    def _batched_indices(self, state):
         kernel = state.tier == "kernel"
         if kernel and not self._saves_taps:
             return state.saved
@@ -112,6 +120,8 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
     """
 
     _saves_taps = True
+    # 1-D runs on the 2-D kernels as (1, L) planes (no copy).
+    kernel_ranks = (1, 2)
 
     # The kernel tier.  It saves the winners' tap numbers, not
     # their flat indices: uint8 for windows of up to 255 taps, so that the
@@ -119,8 +129,9 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
     # (on W5, 0.5 MB instead of 4 MB each way).  ``indices`` turns them
     # into flat indices only when asked.
     def forward_kernel(self, x, geom):
-        n, c, h, w = x.shape
-        oh, ow = geom.out_size
+        n, c = x.shape[:2]
+        h, w = geom.plane2d
+        oh, ow = geom.out2d
         shape = (n * c, oh, ow)
         out = self._outputs.empty("out", shape, x.dtype)
         taps = np.empty(shape, _U8 if geom.window_size <= 255 else _I64)
@@ -132,11 +143,12 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
             threads_for(n * c, x.size + out.size),
         )
         taps.setflags(write=False)  # backward trusts these: keep them ours
-        return out.reshape(n, c, oh, ow), taps
+        return out.reshape((n, c) + geom.out_size), taps
 
     def backward_kernel(self, grad_output, state):
         taps, geom = state.saved, state.geometry
-        n, c, h, w = state.x_shape
+        n, c = state.x_shape[:2]
+        h, w = geom.plane2d
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
@@ -148,3 +160,35 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(state.x_shape)
+
+
+class MaxPool1d(MaxPool2d):
+    """1-D max pooling, as ``torch.nn.MaxPool1d``: ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`MaxPool2d` over one spatial axis (``MaxPool2d.for_dims(1)``):
+    the same arguments as ints or 1-tuples (``padding`` also ``(before,
+    after)`` or a string mode), the same rules; :attr:`indices` are
+    positions ``il`` along the axis.  Runs on the compiled 2-D kernels as
+    ``(1, L)`` planes.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> cp.MaxPool1d(2)(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+    array([[[3., 2.]]])
+    """
+
+    spatial_dims = 1
+
+
+class MaxPool3d(MaxPool2d):
+    """3-D max pooling, as ``torch.nn.MaxPool3d``: ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    :class:`MaxPool2d` over three spatial axes (``MaxPool2d.for_dims(3)``):
+    kernel, stride, padding and dilation as ints or triples (``padding``
+    also six ints ``(before, after)`` per axis, or a string mode);
+    :attr:`indices` are flat ``id * H * W + ih * W + iw``, as PyTorch's.
+    """
+
+    spatial_dims = 3
+    kernel_ranks = (1, 2)  # 3-D: the generic path until its own kernels land

@@ -36,6 +36,8 @@ class MeanPool2d(Pool2d, name="mean"):
     """
 
     pad_value = 0.0
+    # 1-D runs on the 2-D kernels as (1, L) planes (no copy).
+    kernel_ranks = (1, 2)
 
     def __init__(
         self,
@@ -89,27 +91,30 @@ class MeanPool2d(Pool2d, name="mean"):
 
     # The kernel tier.
     def forward_kernel(self, x, geom):
-        n, c, h, w = x.shape
-        oh, ow = geom.out_size
+        n, c = x.shape[:2]
+        h, w = geom.plane2d
+        oh, ow = geom.out2d
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
         _kernels.mean_forward(
             x.reshape(n * c, h, w),
             out,
-            self.divisor(geom),
+            self.divisor(geom).reshape(oh, ow),
             *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
-        return out.reshape(n, c, oh, ow), None
+        return out.reshape((n, c) + geom.out_size), None
 
     def backward_kernel(self, grad_output, state):
         geom = state.geometry
-        n, c, h, w = state.x_shape
+        n, c = state.x_shape[:2]
+        h, w = geom.plane2d
+        oh, ow = geom.out2d
         # Not zeroed: the kernel writes every element.
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
         _kernels.mean_backward(
-            grad_output.reshape((n * c,) + geom.out_size),
+            grad_output.reshape(n * c, oh, ow),
             grad_x,
-            self.divisor(geom),
+            self.divisor(geom).reshape(oh, ow),
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
@@ -130,3 +135,37 @@ class MeanPool2d(Pool2d, name="mean"):
 
 AvgPool2d = MeanPool2d
 register(MeanPool2d, "avg")  # PyTorch's name for the same strategy
+
+
+class MeanPool1d(MeanPool2d):
+    """1-D mean pooling, as ``torch.nn.AvgPool1d`` (``AvgPool1d``): ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`MeanPool2d` over one spatial axis (``MeanPool2d.for_dims(1)``),
+    with PyTorch's ``count_include_pad``; ``divisor_override`` and
+    ``dilation`` are extensions (PyTorch's AvgPool1d has neither).  Runs on
+    the compiled 2-D kernels as ``(1, L)`` planes.
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> cp.MeanPool1d(2)(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+    array([[[2., 1.]]])
+    """
+
+    spatial_dims = 1
+
+
+class MeanPool3d(MeanPool2d):
+    """3-D mean pooling, as ``torch.nn.AvgPool3d`` (``AvgPool3d``): ``(N, C, D, H, W)``.
+
+    :class:`MeanPool2d` over three spatial axes (``MeanPool2d.for_dims(3)``),
+    with PyTorch's ``count_include_pad`` and ``divisor_override``;
+    ``dilation`` is an extension.  Unbatched ``(C, D, H, W)`` works too.
+    """
+
+    spatial_dims = 3
+    kernel_ranks = (1, 2)  # 3-D: the generic path until its own kernels land
+
+
+AvgPool1d = MeanPool1d
+AvgPool3d = MeanPool3d

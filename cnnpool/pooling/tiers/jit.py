@@ -171,6 +171,8 @@ class JitPool2d(Pool2d):
     #: Whether ``values`` holds padded taps (as :attr:`pad_value`).
     include_pad: ClassVar[bool] = False
     pad_value = 0.0
+    # The kernels walk a tap table: any rank (``for_dims``).
+    kernel_ranks = (1, 2, 3)
 
     window: Any = None
     window_grad: Any = None
@@ -278,7 +280,7 @@ class JitPool2d(Pool2d):
             )
             order = np.argsort(~mask, axis=1, kind="stable")  # seen taps first, in order
             taps = np.take_along_axis(geom.taps.reshape(mask.shape), order, axis=1)
-            taps = np.where(taps < 0, geom.in_size[0] * geom.in_size[1], taps)
+            taps = np.where(taps < 0, geom.plane_size, taps)
             taps = np.ascontiguousarray(taps, dtype=np.intp)
             counts = np.ascontiguousarray(mask.sum(axis=1), dtype=np.intp)
             if len(self._tables) > 32:
@@ -421,14 +423,15 @@ class JitPool2d(Pool2d):
         params, _ = self._params()
         taps, counts = self._table(geom)
         self._check(params, counts)
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
+        size = geom.plane_size  # H * W in 2-D
         # Ours (backward reads it); when the windows see padded taps, pad_value
         # follows each plane, at the index H*W that the tap table gives them.
-        padded = bool(taps.size) and int(taps.max()) == h * w
-        planes = np.empty((n * c, h * w + padded), dtype=x.dtype)
-        planes[:, : h * w] = x.reshape(n * c, h * w)
+        padded = bool(taps.size) and int(taps.max()) == size
+        planes = np.empty((n * c, size + padded), dtype=x.dtype)
+        planes[:, :size] = x.reshape(n * c, size)
         if padded:
-            planes[:, h * w] = self.pad_value
+            planes[:, size] = self.pad_value
         out = np.empty((n * c, taps.shape[0]), dtype=x.dtype)
         threads = threads_for(n * c, planes.size + out.size * taps.shape[1])
         k = geom.window_size
@@ -443,8 +446,7 @@ class JitPool2d(Pool2d):
         taps, counts = self._table(state.geometry)
         _, learnable = self._params()
         p = planes.shape[0]
-        h, w = state.x_shape[2:]
-        grad_x = np.zeros((p, h * w), dtype=planes.dtype)
+        grad_x = np.zeros((p, state.geometry.plane_size), dtype=planes.dtype)
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
         k = state.geometry.window_size
