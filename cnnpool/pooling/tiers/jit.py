@@ -497,7 +497,7 @@ class JitPool2d(Pool2d):
                 values = flat[p, o, mask[o]].astype(np.float64)
                 values.flags.writeable = False
                 out[p, o] = self._call("window", window, values, params)
-        return out.reshape(windows.shape[:4])
+        return out.reshape(windows.shape[:-1])
 
     def route(  # type: ignore[override]
         self, windows: np.ndarray, pooled: np.ndarray, ctx: Any
