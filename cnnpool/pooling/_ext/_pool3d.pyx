@@ -66,6 +66,29 @@ cdef enum:
     BLOCK = 256  # output columns per vector block (stack arrays)
 
 
+# Planes of more elements than this take max's window-by-window loop
+# (float32 flat indices are exact only below 2**24; float64 always are);
+# tests lower it to run that loop on small planes.
+cdef Py_ssize_t separable_max = (<Py_ssize_t>1) << 24
+
+
+def set_separable_max(Py_ssize_t elements):
+    """Max-pool planes of more than ``elements`` window by window (a test hook).
+
+    By default (2**24) only float32 planes above 2**24 elements, whose flat
+    indices float32 cannot hold exactly, take the window loop; below the
+    default, float64 planes above the limit take it too.  Returns the
+    previous limit; values above 2**24 are taken as 2**24.  Not for
+    concurrent use (a process-wide setting).
+    """
+    global separable_max
+    if elements < 0:
+        raise ValueError(f"elements must be >= 0, got {elements}")
+    previous = separable_max
+    separable_max = min(elements, (<Py_ssize_t>1) << 24)
+    return previous
+
+
 # Limits that keep the range checks free of integer overflow.
 cdef Py_ssize_t _BIG = (<Py_ssize_t>1) << 31
 cdef Py_ssize_t _HUGE = (<Py_ssize_t>1) << 40
@@ -109,12 +132,12 @@ cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
             f"{name} must be a (start, lo, hi) triple of intp arrays, got "
             f"{type(ranges).__name__}") from None
     cdef cnp.ndarray s = checked(start, f"{name} start", 1, cnp.NPY_INTP, False)
-    cdef cnp.ndarray l = checked(lo, f"{name} lo", 1, cnp.NPY_INTP, False)
+    cdef cnp.ndarray lows = checked(lo, f"{name} lo", 1, cnp.NPY_INTP, False)
     cdef cnp.ndarray h = checked(hi, f"{name} hi", 1, cnp.NPY_INTP, False)
-    if not (s.shape[0] == l.shape[0] == h.shape[0]):
+    if not (s.shape[0] == lows.shape[0] == h.shape[0]):
         raise ValueError(
             f"{name} start, lo and hi must have the same length, got "
-            f"{s.shape[0]}, {l.shape[0]} and {h.shape[0]}")
+            f"{s.shape[0]}, {lows.shape[0]} and {h.shape[0]}")
     if s.shape[0] < 1:
         raise ValueError(f"{name} has no windows (length-0 ranges)")
     if dil < 1 or dil >= _BIG:
@@ -123,7 +146,7 @@ cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
     ax.out = s.shape[0]
     ax.dil = dil
     ax.start = <const Py_ssize_t*>cnp.PyArray_DATA(s)
-    ax.lo = <const Py_ssize_t*>cnp.PyArray_DATA(l)
+    ax.lo = <const Py_ssize_t*>cnp.PyArray_DATA(lows)
     ax.hi = <const Py_ssize_t*>cnp.PyArray_DATA(h)
     cdef Py_ssize_t o, st, a, b, k = 0, bad = -1
     for o in range(ax.out):
@@ -235,18 +258,18 @@ cdef inline void _run_max(const floating* p, Py_ssize_t n, Py_ssize_t sw, Py_ssi
     """
     cdef floating best[BLOCK]
     cdef floating off[BLOCK]
-    cdef Py_ssize_t t0 = 0, m, t, l
+    cdef Py_ssize_t t0 = 0, m, t, tap
     cdef const floating* q
-    cdef floating v, b, o, lf, c
+    cdef floating v, b, o, tf, c
     while t0 < n:
         m = min(n - t0, <Py_ssize_t>BLOCK)
         q = p + t0 * sw
         for t in range(m):
             best[t] = q[t * sw]
             off[t] = 0
-        for l in range(1, k):
-            lf = <floating>(l * dw)
-            q = p + t0 * sw + l * dw
+        for tap in range(1, k):
+            tf = <floating>(tap * dw)
+            q = p + t0 * sw + tap * dw
             for t in range(m):
                 # Unconditional stores of selects: gcc vectorises those.
                 v = q[t * sw]
@@ -254,7 +277,7 @@ cdef inline void _run_max(const floating* p, Py_ssize_t n, Py_ssize_t sw, Py_ssi
                 o = off[t]
                 if _wins(v, b):
                     b = v
-                    o = lf
+                    o = tf
                 best[t] = b
                 off[t] = o
         c = first + <floating>(t0 * sw)
@@ -278,10 +301,10 @@ cdef inline void _run_max_step(const floating* p, Py_ssize_t n, const Axis* w, f
 cdef void _window_row_max(const floating* r, const Axis* w, Py_ssize_t ow, floating base,
                           floating* vo, floating* fo) noexcept nogil:
     """Row-max of window ``ow`` (one at a time: the border windows)."""
-    cdef Py_ssize_t l, c = w.start[ow] + w.lo[ow] * w.dil, best_c = c
+    cdef Py_ssize_t tap, c = w.start[ow] + w.lo[ow] * w.dil, best_c = c
     cdef floating v, best = r[c]
-    for l in range(w.lo[ow] + 1, w.hi[ow]):
-        c = w.start[ow] + l * w.dil
+    for tap in range(w.lo[ow] + 1, w.hi[ow]):
+        c = w.start[ow] + tap * w.dil
         v = r[c]
         if _wins(v, best):
             best = v
@@ -465,8 +488,8 @@ cdef void _max_plane(const floating* x, floating* out, int64_t* am, const Geo* g
 
 cdef void _max_plane_scalar(const floating* x, floating* out, int64_t* am,
                             const Geo* g) noexcept nogil:
-    """PyTorch's loop, window by window (float32 planes of 2**24 elements or more)."""
-    cdef Py_ssize_t od, oh, ow, i, j, l, k, best_k, o = 0
+    """PyTorch's loop, window by window (float32 planes of more than 2**24 elements)."""
+    cdef Py_ssize_t od, oh, ow, i, j, tap, k, best_k, o = 0
     cdef Py_ssize_t HW = g.h.size * g.w.size, W = g.w.size
     cdef floating v, best
     for od in range(g.d.out):
@@ -476,10 +499,10 @@ cdef void _max_plane_scalar(const floating* x, floating* out, int64_t* am,
                 best = 0
                 for i in range(g.d.lo[od], g.d.hi[od]):
                     for j in range(g.h.lo[oh], g.h.hi[oh]):
-                        for l in range(g.w.lo[ow], g.w.hi[ow]):
+                        for tap in range(g.w.lo[ow], g.w.hi[ow]):
                             k = ((g.d.start[od] + i * g.d.dil) * HW
                                  + (g.h.start[oh] + j * g.h.dil) * W
-                                 + g.w.start[ow] + l * g.w.dil)
+                                 + g.w.start[ow] + tap * g.w.dil)
                             v = x[k]
                             if best_k < 0 or _wins(v, best):
                                 best = v
@@ -519,9 +542,9 @@ cdef int _max_forward(const floating* x, floating* out, int64_t* am, Geo* g,
     cdef Py_ssize_t ow
     # Flat indices as floats: exact up to 2**24 (float32) or 2**53 (float64).
     if floating is float:
-        g.separable = g.plane_in <= (<Py_ssize_t>1) << 24
+        g.separable = g.plane_in <= separable_max
     else:
-        g.separable = True
+        g.separable = g.plane_in <= separable_max or separable_max == (<Py_ssize_t>1) << 24
     cdef floating ramp[BLOCK]
     for ow in range(BLOCK):
         ramp[ow] = <floating>(ow * g.w.step)
@@ -667,10 +690,10 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
 cdef inline void _run_sum(const floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_t k,
                           Py_ssize_t dw, floating* total) noexcept nogil:
     """Add the ``k`` taps of ``m`` full windows (first taps ``p[t*sw]``) to ``total``."""
-    cdef Py_ssize_t t, l
+    cdef Py_ssize_t t, tap
     cdef const floating* q
-    for l in range(k):
-        q = p + l * dw
+    for tap in range(k):
+        q = p + tap * dw
         for t in range(m):
             total[t] = total[t] + q[t * sw]
 
@@ -678,14 +701,14 @@ cdef inline void _run_sum(const floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssi
 cdef void _mean_window(const floating* x, const Geo* g, Py_ssize_t od, Py_ssize_t oh,
                        Py_ssize_t ow, floating* out, const double* div) noexcept nogil:
     """One window's mean, taps in (d, h, w) order (the border windows)."""
-    cdef Py_ssize_t i, j, l, HW = g.h.size * g.w.size, W = g.w.size
+    cdef Py_ssize_t i, j, tap, HW = g.h.size * g.w.size, W = g.w.size
     cdef const floating* r
     cdef floating total = 0
     for i in range(g.d.lo[od], g.d.hi[od]):
         for j in range(g.h.lo[oh], g.h.hi[oh]):
             r = x + (g.d.start[od] + i * g.d.dil) * HW + (g.h.start[oh] + j * g.h.dil) * W
-            for l in range(g.w.lo[ow], g.w.hi[ow]):
-                total = total + r[g.w.start[ow] + l * g.w.dil]
+            for tap in range(g.w.lo[ow], g.w.hi[ow]):
+                total = total + r[g.w.start[ow] + tap * g.w.dil]
     out[ow] = total / <floating>div[ow]
 
 
@@ -783,13 +806,13 @@ def mean_forward_3d(x, d, h, w, dilation, divisor, int n_threads=1, *, out=None)
 
 cdef void _mean_back_window(floating* gin, const Geo* g, Py_ssize_t od, Py_ssize_t oh,
                             Py_ssize_t ow, floating share) noexcept nogil:
-    cdef Py_ssize_t i, j, l, HW = g.h.size * g.w.size, W = g.w.size
+    cdef Py_ssize_t i, j, tap, HW = g.h.size * g.w.size, W = g.w.size
     cdef floating* r
     for i in range(g.d.lo[od], g.d.hi[od]):
         for j in range(g.h.lo[oh], g.h.hi[oh]):
             r = gin + (g.d.start[od] + i * g.d.dil) * HW + (g.h.start[oh] + j * g.h.dil) * W
-            for l in range(g.w.lo[ow], g.w.hi[ow]):
-                r[g.w.start[ow] + l * g.w.dil] += share
+            for tap in range(g.w.lo[ow], g.w.hi[ow]):
+                r[g.w.start[ow] + tap * g.w.dil] += share
 
 
 cdef inline void _run_spread(floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_t k,
@@ -799,10 +822,10 @@ cdef inline void _run_spread(floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_
     Taps from the last to the first: an element reached by windows t < t'
     is reached by t through a later tap, so it receives t's share first.
     """
-    cdef Py_ssize_t t, l
+    cdef Py_ssize_t t, tap
     cdef floating* q
-    for l in range(k - 1, -1, -1):
-        q = p + l * dw
+    for tap in range(k - 1, -1, -1):
+        q = p + tap * dw
         for t in range(m):
             q[t * sw] += share[t]
 
@@ -936,7 +959,7 @@ def _plane_out(out, str name, Py_ssize_t planes, Py_ssize_t length):
 
 def max_forward_1d(x, w, Py_ssize_t dilation, int n_threads=1, *, out=None, argmax=None,
                    bint indices=True):
-    """:func:`max_forward_3d` on (P, L) signals: returns (P, OL) values and argmax ``l``."""
+    """:func:`max_forward_3d` on (P, L) signals: (P, OL) values and argmax (input positions)."""
     planes = _signal(x, "x")
     length = len(w[0]) if isinstance(w, tuple) and len(w) == 3 else 0
     y, am = max_forward_3d(
