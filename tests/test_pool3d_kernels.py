@@ -18,8 +18,14 @@ from hypothesis import strategies as st
 from cnnpool.pooling._ext import _pool3d as K
 from cnnpool.pooling.geometry import axis_taps, output_size
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # the sanitizer build's venv: the NumPy-reference tests still run
+    torch = F = None
+
+# The PyTorch parity tests (CI's main venv installs torch==2.13.0).
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 
 
 # ------------------------------------------------------------------ helpers
@@ -104,6 +110,7 @@ def divisor3d(spatial, k, s, p, ceil_mode, include, override):
 # ------------------------------------------------------------ torch parity
 
 
+@needs_torch
 @given(
     geom=geometry3d(),
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -123,6 +130,7 @@ def test_max3d_matches_torch(geom, dtype, seed, specials):
     assert_same_bits(gx.reshape(x.shape), tgx)
 
 
+@needs_torch
 @given(
     geom=geometry3d(dilation=False),
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -146,6 +154,7 @@ def test_mean3d_matches_torch(geom, dtype, seed, specials, include, override):
     assert_same_bits(gx.reshape(x.shape), tgx)
 
 
+@needs_torch
 @given(
     k=st.integers(1, 5),
     s=st.integers(1, 5),
@@ -173,6 +182,7 @@ def test_max1d_matches_torch(k, s, d, data, dtype, seed, specials):
     assert_same_bits(gx.reshape(x.shape), tx.grad.numpy())
 
 
+@needs_torch
 @given(
     k=st.integers(1, 5),
     s=st.integers(1, 5),
@@ -199,6 +209,7 @@ def test_mean1d_matches_torch(k, s, data, dtype, seed, include):
     assert_same_bits(gx.reshape(x.shape), tx.grad.numpy())
 
 
+@needs_torch
 @pytest.mark.parametrize(
     "k, s, p",
     [
@@ -228,6 +239,7 @@ def test_usual_layers_on_larger_volumes_match_torch(k, s, p):
     assert_same_bits(gm.reshape(x.shape), tgx)
 
 
+@needs_torch
 def test_all_minus_inf_window_reports_its_first_input_tap():
     """The trap: a window of -inf's (and padding) must not report -1 or a padded tap."""
     x = np.full((1, 1, 3, 4, 5), -np.inf, np.float32)

@@ -459,6 +459,23 @@ cdef void _max_slice(const floating* x, Py_ssize_t d, const Geo* g, const floati
                 df[t] = fv if win else f
 
 
+cdef void _max_plane_rows(const floating* x, floating* out, int64_t* am, const Geo* g,
+                          const floating* ramp, MaxWork* ws) noexcept nogil:
+    """Windows one row high and one slice deep (1-D pooling): each output row is
+    the row-max of one input row, written in place (no folds, no ring)."""
+    cdef Py_ssize_t od, oh, r, t, OW = g.w.out
+    cdef floating* rowf = <floating*>ws.rowf
+    for od in range(g.d.out):
+        for oh in range(g.h.out):
+            r = (g.d.start[od] * g.h.size) + g.h.start[oh]
+            _rows_max(x + r * g.w.size, r, 1, &g.w, ramp, False, out, rowf)
+            if am != NULL:
+                for t in range(OW):
+                    am[t] = <int64_t>rowf[t]
+                am += OW
+            out += OW
+
+
 cdef void _max_plane(const floating* x, floating* out, int64_t* am, const Geo* g,
                      const floating* ramp, MaxWork* ws) noexcept nogil:
     cdef Py_ssize_t od, i, d, slot, m, n = g.slice_out
@@ -466,6 +483,9 @@ cdef void _max_plane(const floating* x, floating* out, int64_t* am, const Geo* g
     cdef floating* ringf = <floating*>ws.ringf
     cdef floating** vs = <floating**>ws.vs
     cdef floating** fs = vs + g.d.k
+    if g.d.k == 1 and g.h.k == 1:
+        _max_plane_rows(x, out, am, g, ramp, ws)
+        return
     for slot in range(g.slots):
         ws.tags[slot] = -1
     for od in range(g.d.out):
@@ -830,12 +850,56 @@ cdef inline void _run_spread(floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_
             q[t * sw] += share[t]
 
 
+cdef inline bint _tiles(const Axis* ax) noexcept nogil:
+    """Windows along ``ax`` that are full, undilated and do not overlap (stride = kernel)."""
+    return ax.a == 0 and ax.b == ax.out and ax.dil == 1 and (ax.out == 1 or ax.step == ax.k)
+
+
+cdef inline void _run_fill(floating* r, Py_ssize_t n, Py_ssize_t k,
+                           const floating* share) noexcept nogil:
+    """Write ``share[t]`` to the ``k`` elements of tile ``t`` of row ``r``."""
+    cdef Py_ssize_t t, tap
+    for t in range(n):
+        for tap in range(k):
+            r[t * k + tap] = share[t]
+
+
+cdef void _mean_back_tiled(const floating* grad, const double* div, floating* gin,
+                           const Geo* g, floating* share) noexcept nogil:
+    """Windows that tile the plane: every input element receives at most one share,
+    so it is written once (``0 + share``, as PyTorch's accumulation into zeros)."""
+    cdef Py_ssize_t od, oh, ow, i, j, HW = g.h.size * g.w.size, W = g.w.size
+    cdef Py_ssize_t OW = g.w.out, kw = g.w.k
+    cdef floating* r
+    if (g.d.start[0] != 0 or g.h.start[0] != 0 or g.w.start[0] != 0
+            or g.d.out * g.d.k != g.d.size or g.h.out * g.h.k != g.h.size
+            or OW * kw != W):
+        memset(gin, 0, g.plane_in * sizeof(floating))  # elements no window covers
+    for od in range(g.d.out):
+        for oh in range(g.h.out):
+            for ow in range(OW):
+                share[ow] = grad[ow] / <floating>div[ow] + 0
+            for i in range(g.d.k):
+                for j in range(g.h.k):
+                    r = (gin + (g.d.start[od] + i) * HW + (g.h.start[oh] + j) * W
+                         + g.w.start[0])
+                    if kw == 2:
+                        _run_fill(r, OW, 2, share)
+                    else:
+                        _run_fill(r, OW, kw, share)
+            grad += OW
+            div += OW
+
+
 cdef void _mean_back_plane(const floating* grad, const double* div, floating* gin,
                            const Geo* g, floating* share) noexcept nogil:
     """One plane's input gradient; ``share`` is OW elements of scratch."""
     cdef Py_ssize_t od, oh, ow, i, j, n = g.w.b - g.w.a
     cdef Py_ssize_t HW = g.h.size * g.w.size, W = g.w.size, sw = g.w.step
     cdef floating* r
+    if _tiles(&g.d) and _tiles(&g.h) and _tiles(&g.w):
+        _mean_back_tiled(grad, div, gin, g, share)
+        return
     memset(gin, 0, g.plane_in * sizeof(floating))
     for od in range(g.d.out):
         for oh in range(g.h.out):
