@@ -186,7 +186,8 @@ def max_pool_nd_backward(grad_y, idx, x_shape):
     """Add each output gradient at its flat index, outputs in order, from zero."""
     N, C = x_shape[:2]
     gx = np.zeros((N, C, int(np.prod(x_shape[2:]))), dtype=grad_y.dtype)
-    g, i = grad_y.reshape(N, C, -1), idx.reshape(N, C, -1)
+    size = int(np.prod(grad_y.shape[2:]))  # not -1: N may be 0
+    g, i = grad_y.reshape(N, C, size), idx.reshape(N, C, size)
     n, c = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
     for o in range(g.shape[2]):
         gx[n, c, i[:, :, o]] += g[:, :, o]
@@ -194,12 +195,20 @@ def max_pool_nd_backward(grad_y, idx, x_shape):
 
 
 def mean_divisor_nd(
-    spatial, k, s, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+    spatial,
+    k,
+    s,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    d=None,
 ):
     """Each window's divisor, float64 of the output's spatial shape: PyTorch's rules
     (``count_include_pad`` counts taps in the input or its padding, never the
-    overhang that only ceil_mode creates)."""
-    outs, windows = _windows_nd(spatial, k, s, padding, (1,) * len(spatial), ceil_mode)
+    overhang that only ceil_mode creates); ``d``: dilation (cnnpool's extension)."""
+    d = d or (1,) * len(spatial)
+    outs, windows = _windows_nd(spatial, k, s, padding, d, ceil_mode)
     div = np.empty(outs)
     for o, taps, padded in windows:
         if divisor_override is not None:
@@ -326,8 +335,7 @@ def adam_step(p, g, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
-# ---------------------------------------------------------------- N-d pooling
-# Any number of spatial axes, padding given as (before, after) per axis.
+# ONNX's auto_pad, for the "same" padding modes.
 
 
 def same_pads(size, k, s, d, lower=False):
@@ -341,119 +349,3 @@ def same_pads(size, k, s, d, lower=False):
     total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
     small, large = total // 2, total - total // 2
     return (large, small) if lower else (small, large)
-
-
-def pool_output_size_lr(size, k, s, before, after, d, ceil_mode):
-    """PyTorch's ``pooling_output_shape_pad_lr``: output size with asymmetric padding."""
-    eff = d * (k - 1) + 1
-    if ceil_mode:
-        out = math.ceil((size + before + after - eff) / s) + 1
-        if (out - 1) * s >= size + before:
-            out -= 1
-    else:
-        out = math.floor((size + before + after - eff) / s) + 1
-    return out
-
-
-def _nd_windows(spatial, k, s, pads, d, ceil_mode):
-    """Output size, and for each output position the list of its taps:
-    ``(coordinates, inside, in_padded)`` in row-major window order."""
-    import itertools
-
-    out = tuple(
-        pool_output_size_lr(L, kk, ss, pb, pa, dd, ceil_mode)
-        for L, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d)
-    )
-    windows = {}
-    for o in itertools.product(*(range(n) for n in out)):
-        taps = []
-        for i in itertools.product(*(range(kk) for kk in k)):
-            coord = tuple(
-                oo * ss - pb + ii * dd for oo, ss, (pb, _), ii, dd in zip(o, s, pads, i, d)
-            )
-            inside = all(0 <= c < L for c, L in zip(coord, spatial))
-            padded = all(c < L + pa for c, L, (_, pa) in zip(coord, spatial, pads))
-            taps.append((coord, inside, padded))
-        windows[o] = taps
-    return out, windows
-
-
-def _flat(coord, spatial):
-    index = 0
-    for c, L in zip(coord, spatial):
-        index = index * L + c
-    return index
-
-
-def max_pool_nd(x, k, s, pads, d, ceil_mode=False):
-    """Max pooling over any number of spatial axes: ``(y, indices)``, PyTorch's rules
-    (first maximum wins ties, a NaN wins, the last of several NaNs; padding never wins).
-
-    ``x`` is ``(N, C, *spatial)``; indices are flat in the spatial plane.
-    """
-    N, C = x.shape[:2]
-    spatial = x.shape[2:]
-    out, windows = _nd_windows(spatial, k, s, pads, d, ceil_mode)
-    y = np.empty((N, C) + out, dtype=x.dtype)
-    idx = np.empty((N, C) + out, dtype=np.int64)
-    for n in range(N):
-        for c in range(C):
-            for o, taps in windows.items():
-                coords = [t[0] for t in taps if t[1]]
-                best, best_at = -np.inf, coords[0]
-                for coord in coords:
-                    v = x[(n, c) + coord]
-                    if v > best or np.isnan(v):
-                        best, best_at = v, coord
-                y[(n, c) + o] = best
-                idx[(n, c) + o] = _flat(best_at, spatial)
-    return y, idx
-
-
-def mean_pool_nd(x, k, s, pads, d, ceil_mode=False, count_include_pad=True, divisor=None):
-    """Mean pooling over any number of spatial axes, returns ``(y, divisors)``.
-
-    The divisor counts the taps inside the input, or with
-    ``count_include_pad`` those inside the input or its padding (never the
-    overhang past the trailing padding that only ``ceil_mode`` creates);
-    ``divisor`` overrides it.
-    """
-    N, C = x.shape[:2]
-    spatial = x.shape[2:]
-    out, windows = _nd_windows(spatial, k, s, pads, d, ceil_mode)
-    y = np.zeros((N, C) + out, dtype=np.float64)
-    div = np.zeros(out)
-    for o, taps in windows.items():
-        count = sum(1 for t in taps if (t[2] if count_include_pad else t[1]))
-        div[o] = divisor if divisor is not None else count
-        for coord, inside, _ in taps:
-            if inside:
-                y[(slice(None), slice(None)) + o] += x[(slice(None), slice(None)) + coord]
-    return (y / div).astype(x.dtype), div
-
-
-def mean_pool_nd_backward(grad_y, x_shape, k, s, pads, d, ceil_mode, divisors):
-    """Spread each output gradient over its window's input taps, ``/ divisor``."""
-    spatial = tuple(x_shape[2:])
-    _, windows = _nd_windows(spatial, k, s, pads, d, ceil_mode)
-    grad_x = np.zeros(x_shape, dtype=np.float64)
-    for o, taps in windows.items():
-        for coord, inside, _ in taps:
-            if inside:
-                index = (slice(None), slice(None)) + coord
-                grad_x[index] += grad_y[(slice(None), slice(None)) + o] / divisors[o]
-    return grad_x
-
-
-def max_pool_nd_backward(grad_y, idx, x_shape):
-    """Route each output gradient to its window's winner (flat index), accumulating."""
-    N, C = x_shape[:2]
-    grad_x = np.zeros((N, C, int(np.prod(x_shape[2:]))), dtype=np.float64)
-    size = int(np.prod(grad_y.shape[2:]))
-    g = grad_y.reshape(N, C, size)
-    i = idx.reshape(N, C, size)
-    for n in range(N):
-        for c in range(C):
-            for j in range(i.shape[2]):
-                grad_x[n, c, i[n, c, j]] += g[n, c, j]
-    return grad_x.reshape(x_shape)

@@ -65,7 +65,7 @@ def pool_geometry_nd(draw, rank, forms=("int",), dilation=True, max_kernel=4, ma
     ``"same"``, ``"same_lower"``, ``"valid"``) and ``pads`` the resolved
     ``(before, after)`` per axis, computed here independently of cnnpool.
     """
-    from reference import pool_output_size_lr, same_pads
+    from reference import pool_output_size_nd, same_pads
 
     k = tuple(draw(st.integers(1, max_kernel)) for _ in range(rank))
     s = tuple(draw(st.integers(1, 3)) for _ in range(rank))
@@ -91,7 +91,7 @@ def pool_geometry_nd(draw, rank, forms=("int",), dilation=True, max_kernel=4, ma
             for L, kk, ss, dd in zip(spatial, k, s, d)
         )
     for L, kk, ss, (pb, pa), dd in zip(spatial, k, s, pads, d):
-        out = pool_output_size_lr(L, kk, ss, pb, pa, dd, ceil)
+        out = pool_output_size_nd(L, kk, ss, (pb, pa), dd, ceil)
         assume(out >= 1)
         for o in range(out):  # every window must hold an input element
             assume(any(0 <= o * ss - pb + i * dd < L for i in range(kk)))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..._parallel import threads_for
 from ...registry import register
-from .._ext import _kernels
+from .._ext import _kernels, _pool3d
 from ..base import Pool2d
 
 
@@ -36,8 +36,8 @@ class MeanPool2d(Pool2d, name="mean"):
     """
 
     pad_value = 0.0
-    # 1-D runs on the 2-D kernels as (1, L) planes (no copy).
-    kernel_ranks = (1, 2)
+    # 2-D: _kernels; 1-D and 3-D: _pool3d.
+    kernel_ranks = (1, 2, 3)
 
     def __init__(
         self,
@@ -91,6 +91,8 @@ class MeanPool2d(Pool2d, name="mean"):
 
     # The kernel tier.
     def forward_kernel(self, x, geom):
+        if geom.ndim != 2:
+            return self._forward_nd(x, geom)
         n, c = x.shape[:2]
         h, w = geom.plane2d
         oh, ow = geom.out2d
@@ -106,6 +108,8 @@ class MeanPool2d(Pool2d, name="mean"):
 
     def backward_kernel(self, grad_output, state):
         geom = state.geometry
+        if geom.ndim != 2:
+            return self._backward_nd(grad_output, state)
         n, c = state.x_shape[:2]
         h, w = geom.plane2d
         oh, ow = geom.out2d
@@ -118,6 +122,61 @@ class MeanPool2d(Pool2d, name="mean"):
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
+        return grad_x.reshape(state.x_shape)
+
+    def _forward_nd(self, x, geom):
+        n, c = x.shape[:2]
+        planes = n * c
+        out = self._outputs.empty("out", (planes,) + geom.out_size, x.dtype)
+        threads = threads_for(planes, x.size + out.size)
+        divisor = self.divisor(geom)
+        if geom.ndim == 1:
+            _pool3d.mean_forward_1d(
+                x.reshape(planes, geom.in_size[0]),
+                geom.axis_ranges[0],
+                geom.dilation[0],
+                divisor,
+                threads,
+                out=out,
+            )
+        else:
+            _pool3d.mean_forward_3d(
+                x.reshape((planes,) + geom.in_size),
+                *geom.axis_ranges,
+                geom.dilation,
+                divisor,
+                threads,
+                out=out,
+            )
+        return out.reshape((n, c) + geom.out_size), None
+
+    def _backward_nd(self, grad_output, state):
+        geom = state.geometry
+        planes = state.x_shape[0] * state.x_shape[1]
+        grad_x = self._outputs.empty("grad_x", (planes,) + geom.in_size, grad_output.dtype)
+        grad = grad_output.reshape((planes,) + geom.out_size)
+        threads = threads_for(planes, grad_x.size + grad_output.size)
+        divisor = self.divisor(geom)
+        if geom.ndim == 1:
+            _pool3d.mean_backward_1d(
+                grad,
+                geom.in_size[0],
+                geom.axis_ranges[0],
+                geom.dilation[0],
+                divisor,
+                threads,
+                out=grad_x,
+            )
+        else:
+            _pool3d.mean_backward_3d(
+                grad,
+                geom.in_size,
+                *geom.axis_ranges,
+                geom.dilation,
+                divisor,
+                threads,
+                out=grad_x,
+            )
         return grad_x.reshape(state.x_shape)
 
     def extra_repr(self):
@@ -142,8 +201,8 @@ class MeanPool1d(MeanPool2d):
 
     :class:`MeanPool2d` over one spatial axis (``MeanPool2d.for_dims(1)``),
     with PyTorch's ``count_include_pad``; ``divisor_override`` and
-    ``dilation`` are extensions (PyTorch's AvgPool1d has neither).  Runs on
-    the compiled 2-D kernels as ``(1, L)`` planes.
+    ``dilation`` are extensions (PyTorch's AvgPool1d has neither).  Compiled
+    (1-D kernels of ``_ext/_pool3d.pyx``).
 
     Examples
     --------
@@ -164,7 +223,6 @@ class MeanPool3d(MeanPool2d):
     """
 
     spatial_dims = 3
-    kernel_ranks = (1, 2)  # 3-D: the generic path until its own kernels land
 
 
 AvgPool1d = MeanPool1d
