@@ -376,7 +376,7 @@ class Pool2d(Layer):
                 "__qualname__": name,
                 "__doc__": doc,
             }
-            type(cls)(name, (cls,), namespace)  # registers itself as the variant
+            type(name, (cls,), namespace)  # registers itself as the variant
         return cls.__dict__["_rank_variants"][dims]
 
     # ------------------------------------------------------------------ geometry
