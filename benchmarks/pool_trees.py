@@ -118,7 +118,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=15, help="calls per round (min taken)")
     parser.add_argument("--nd", action="store_true", help="also 1-D/3-D rows vs PyTorch")
+    parser.add_argument("--only", default="", help="only workloads whose name contains this")
     args = parser.parse_args()
+    workloads = {k: v for k, v in WORKLOADS.items() if args.only in k}
     samples: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
     for r in range(args.rounds):
         for which, tree in (
@@ -129,12 +131,12 @@ def main() -> None:
                 ("old", args.old),
             )
         ):
-            for name, t in _run(tree, WORKLOADS, args.repeats, False).items():
+            for name, t in _run(tree, workloads, args.repeats, False).items():
                 samples[which].setdefault(name, []).append(t)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print("| workload | old median ms | new median ms | new/old (median) | new/old (min) |")
     print("|---|---|---|---|---|")
-    for name in WORKLOADS:
+    for name in workloads:
         old, new = samples["old"][name], samples["new"][name]
         mo, mn = statistics.median(old), statistics.median(new)
         print(

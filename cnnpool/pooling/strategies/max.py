@@ -128,7 +128,7 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
     kernel_ranks = (1, 2, 3)
 
     def _kernel_saves_taps(self, state):
-        return state.geometry.ndim == 2
+        return len(state.x_shape) == 4
 
     # The kernel tier.  In 2-D it saves the winners' tap numbers, not
     # their flat indices: uint8 for windows of up to 255 taps, so that the
@@ -137,11 +137,10 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
     # into flat indices only when asked.  1-D and 3-D save the int64 flat
     # indices that the _pool3d kernels write.
     def forward_kernel(self, x, geom):
-        if geom.ndim != 2:
+        if x.ndim != 4:
             return self._forward_nd(x, geom)
-        n, c = x.shape[:2]
-        h, w = geom.plane2d
-        oh, ow = geom.out2d
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
         shape = (n * c, oh, ow)
         out = self._outputs.empty("out", shape, x.dtype)
         taps = np.empty(shape, _U8 if geom.window_size <= 255 else _I64)
@@ -153,14 +152,13 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
             threads_for(n * c, x.size + out.size),
         )
         taps.setflags(write=False)  # backward trusts these: keep them ours
-        return out.reshape((n, c) + geom.out_size), taps
+        return out.reshape(n, c, oh, ow), taps
 
     def backward_kernel(self, grad_output, state):
-        if state.geometry.ndim != 2:
+        if len(state.x_shape) != 4:
             return self._backward_nd(grad_output, state)
         taps, geom = state.saved, state.geometry
-        n, c = state.x_shape[:2]
-        h, w = geom.plane2d
+        n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element (zeroing per plane in
         # cache only where windows overlap).
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)

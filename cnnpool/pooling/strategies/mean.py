@@ -91,34 +91,31 @@ class MeanPool2d(Pool2d, name="mean"):
 
     # The kernel tier.
     def forward_kernel(self, x, geom):
-        if geom.ndim != 2:
+        if x.ndim != 4:
             return self._forward_nd(x, geom)
-        n, c = x.shape[:2]
-        h, w = geom.plane2d
-        oh, ow = geom.out2d
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
         _kernels.mean_forward(
             x.reshape(n * c, h, w),
             out,
-            self.divisor(geom).reshape(oh, ow),
+            self.divisor(geom),
             *geom.kernel_args,
             threads_for(n * c, x.size + out.size),
         )
-        return out.reshape((n, c) + geom.out_size), None
+        return out.reshape(n, c, oh, ow), None
 
     def backward_kernel(self, grad_output, state):
         geom = state.geometry
-        if geom.ndim != 2:
+        if len(state.x_shape) != 4:
             return self._backward_nd(grad_output, state)
-        n, c = state.x_shape[:2]
-        h, w = geom.plane2d
-        oh, ow = geom.out2d
+        n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element.
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
         _kernels.mean_backward(
-            grad_output.reshape(n * c, oh, ow),
+            grad_output.reshape((n * c,) + geom.out_size),
             grad_x,
-            self.divisor(geom).reshape(oh, ow),
+            self.divisor(geom),
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
