@@ -37,6 +37,11 @@ WORKLOADS = {
     ),
     "max2d k2 small (8,16,8,8)": ("cp.MaxPool2d(2)", (8, 16, 8, 8), "F.max_pool2d(t, 2)"),
     "mean2d k2 small (8,16,8,8)": ("cp.MeanPool2d(2)", (8, 16, 8, 8), "F.avg_pool2d(t, 2)"),
+    "adaptive-max2d 2 small (8,16,8,8)": (
+        "cp.AdaptiveMaxPool2d(2)",
+        (8, 16, 8, 8),
+        "F.adaptive_max_pool2d(t, 2)",
+    ),
     "lp2d p2 k2 (32,32,32,32)": ("cp.LpPool2d(2, 2)", (32, 32, 32, 32), "F.lp_pool2d(t, 2, 2)"),
     "adaptive-mean2d 1 (64,32,32,32)": (
         "cp.AdaptiveMeanPool2d(1)",

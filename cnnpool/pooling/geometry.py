@@ -302,7 +302,7 @@ class PoolGeometry:
     dilation: tuple[int, ...]
     axes: tuple[AxisTaps, ...]
 
-    @property
+    @cached_property
     def ndim(self) -> int:
         """Number of spatial axes."""
         return len(self.in_size)
@@ -440,13 +440,13 @@ class PoolGeometry:
     def _pair(self, values: tuple[int, ...]) -> tuple[int, int]:
         return (1, values[0]) if self.ndim == 1 else (values[-2], values[-1])
 
-    @property
+    @cached_property
     def plane2d(self) -> tuple[int, int]:
         """``(H, W)`` of the input plane as the 2-D kernels see it (``(1, L)`` in 1-D)."""
         self._axes2d  # noqa: B018  (refuses 3-D)
         return self._pair(self.in_size)
 
-    @property
+    @cached_property
     def out2d(self) -> tuple[int, int]:
         """``(OH, OW)`` of the output plane as the 2-D kernels see it (``(1, OL)`` in 1-D)."""
         self._axes2d  # noqa: B018

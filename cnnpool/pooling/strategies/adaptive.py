@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class AdaptiveGeometry(PoolGeometry):
 
     adaptive: tuple = ()
 
-    @property
+    @cached_property
     def adaptive2d(self):
         """:attr:`adaptive` as the 2-D kernels take it (1-D: a ``(1, L)`` plane)."""
         if self.ndim == 1:
