@@ -636,3 +636,11 @@ def test_nd_results_are_bit_identical_at_1_and_2_threads():
     assert one.pop("threads") == 1 and two.pop("threads") == 2
     assert len(one) == 12
     assert one == two
+
+
+def test_a_rank_variant_keeps_the_load_time_allocation_cap(tmp_path):
+    gated3 = cp.GatedPool2d.for_dims(3)
+    assert cp.registry.allocates_of(gated3)({"kernel_size": [2, 3, 4]}) == 24
+    model = cp.Sequential(gated3(2))
+    model.save(tmp_path / "g3")
+    np.testing.assert_array_equal(cp.load(tmp_path / "g3").layers[0].weight.data, np.zeros(8))

@@ -376,7 +376,10 @@ class Pool2d(Layer):
                 "__qualname__": name,
                 "__doc__": doc,
             }
-            type(name, (cls,), namespace)  # registers itself as the variant
+            variant = type(name, (cls,), namespace)  # registers itself as the variant
+            allocates = _registry.allocates_of(cls)
+            if allocates is not None:  # the same load-time cap (GatedPool2d: one weight per tap)
+                _registry.register(variant, allocates=allocates)
         return cls.__dict__["_rank_variants"][dims]
 
     # ------------------------------------------------------------------ geometry
