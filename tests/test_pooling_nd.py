@@ -644,3 +644,25 @@ def test_a_rank_variant_keeps_the_load_time_allocation_cap(tmp_path):
     model = cp.Sequential(gated3(2))
     model.save(tmp_path / "g3")
     np.testing.assert_array_equal(cp.load(tmp_path / "g3").layers[0].weight.data, np.zeros(8))
+
+
+@pytest.mark.parametrize("padding", [(0, 2, 1, 0), "same", "same_lower"])
+def test_blended_and_stochastic_kernels_take_asymmetric_and_same_padding(padding):
+    """Their 2-D kernels read the same per-output window starts: both tiers agree."""
+    x = np.random.default_rng(21).standard_normal((2, 3, 9, 8))
+    makes = [
+        lambda: cp.MixedPool2d(3, 2, padding, channels=3),
+        lambda: cp.GatedPool2d(3, 2, padding),
+        lambda: cp.StochasticPool2d(3, 2, padding, rng=0).eval(),
+        lambda: cp.StochasticPool2d(3, 2, padding, rng=0),
+    ]
+    for make in makes:
+        fast, slow = make(), make()
+        slow.use_fast_path = False
+        y = fast(x)
+        np.testing.assert_allclose(y, slow(x), rtol=1e-12, atol=1e-12)
+        g = np.random.default_rng(22).standard_normal(y.shape)
+        np.testing.assert_allclose(fast.backward(g), slow.backward(g), rtol=1e-12, atol=1e-12)
+        for p, q in zip(fast.parameters(), slow.parameters()):
+            np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10)
+        assert fast._state.tier == "kernel" and slow._state.tier == "numpy"
