@@ -27,7 +27,7 @@ import numpy as np
 
 from ..._parallel import threads_for
 from ...registry import register
-from .._ext import _adaptive
+from .._ext import _adaptive, _pool3d
 from ..base import Pool2d
 from ..geometry import AxisTaps, PoolGeometry, axis_names, shape_name
 from .max import MaxReduction
@@ -191,11 +191,22 @@ class AdaptiveMaxPool2d(MaxReduction, _Adaptive):
            [22., 24.]])
     """
 
-    # 1-D runs on the 2-D kernels as (1, L) planes; 3-D on the generic path.
-    kernel_ranks = (1, 2)
+    # 1-D runs on the 2-D kernels as (1, L) planes, 3-D on _pool3d's max: an
+    # adaptive window is a (start, 0, length) range per axis, as that kernel takes.
+    kernel_ranks = (1, 2, 3)
 
     def forward_kernel(self, x, geom):
         n, c = x.shape[:2]
+        if geom.ndim == 3:
+            out, indices = _pool3d.max_forward_3d(
+                x.reshape((n * c,) + geom.in_size),
+                *geom.axis_ranges,
+                (1, 1, 1),
+                threads_for(n * c, x.size),
+            )
+            indices = indices.reshape((n, c) + geom.out_size)
+            indices.flags.writeable = False
+            return out.reshape(indices.shape), indices
         shape = (n * c,) + geom.out2d
         out = np.empty(shape, dtype=x.dtype)
         indices = np.empty(shape, dtype=np.int64)
@@ -243,8 +254,9 @@ class AdaptiveMeanPool2d(_Adaptive):
     """
 
     pad_value = 0.0
-    # 1-D runs on the 2-D kernels as (1, L) planes; 3-D on the generic path.
-    kernel_ranks = (1, 2)
+    # 1-D runs on the 2-D kernels as (1, L) planes, 3-D on _pool3d's mean with
+    # each window's volume as its divisor.
+    kernel_ranks = (1, 2, 3)
 
     def _divisors(self, geom, dtype):
         """Each axis's window lengths, shaped to broadcast over ``out_size``."""
@@ -266,8 +278,24 @@ class AdaptiveMeanPool2d(_Adaptive):
             share = share / k
         return np.broadcast_to(share[..., None], windows.shape)
 
+    def _volumes(self, geom):
+        """Each 3-D window's size, float64 ``out_size`` (the mean kernel's divisor)."""
+        return np.multiply.outer(
+            np.multiply.outer(geom.axes[0].count_inside, geom.axes[1].count_inside),
+            geom.axes[2].count_inside,
+        ).astype(np.float64)
+
     def forward_kernel(self, x, geom):
         n, c = x.shape[:2]
+        if geom.ndim == 3:
+            out = _pool3d.mean_forward_3d(
+                x.reshape((n * c,) + geom.in_size),
+                *geom.axis_ranges,
+                (1, 1, 1),
+                self._volumes(geom),
+                threads_for(n * c, x.size),
+            )
+            return out.reshape((n, c) + geom.out_size), None
         out = np.empty((n * c,) + geom.out2d, dtype=x.dtype)
         _adaptive.mean_forward(
             x.reshape((n * c,) + geom.plane2d),
@@ -280,6 +308,16 @@ class AdaptiveMeanPool2d(_Adaptive):
     def backward_kernel(self, grad_output, state):
         geom = state.geometry
         n, c = state.x_shape[:2]
+        if geom.ndim == 3:
+            grad_x = _pool3d.mean_backward_3d(
+                grad_output.reshape((n * c,) + geom.out_size),
+                geom.in_size,
+                *geom.axis_ranges,
+                (1, 1, 1),
+                self._volumes(geom),
+                threads_for(n * c, grad_output.size + n * c * geom.plane_size),
+            )
+            return grad_x.reshape(state.x_shape)
         grad_x = np.zeros((n * c,) + geom.plane2d, dtype=grad_output.dtype)
         _adaptive.mean_backward(
             grad_output.reshape((n * c,) + geom.out2d),
@@ -347,8 +385,8 @@ class AdaptiveMaxPool3d(AdaptiveMaxPool2d):
     """Adaptive max pooling over ``(N, C, D, H, W)``, as ``torch.nn.AdaptiveMaxPool3d``.
 
     ``output_size`` is an int or ``(OD, OH, OW)`` (``None`` keeps that
-    size); :attr:`indices` are flat ``id * H * W + ih * W + iw``.  Runs the
-    generic path (compiled gather and scatter-add, the window max in NumPy).
+    size); :attr:`indices` are flat ``id * H * W + ih * W + iw``.  Compiled
+    (the 3-D max kernel of ``_ext/_pool3d.pyx``, each window a range per axis).
     """
 
     spatial_dims = 3
@@ -364,7 +402,8 @@ class AdaptiveMeanPool1d(AdaptiveMeanPool2d):
 class AdaptiveMeanPool3d(AdaptiveMeanPool2d):
     """Adaptive mean pooling over ``(N, C, D, H, W)``, as ``torch.nn.AdaptiveAvgPool3d``
     (``AdaptiveAvgPool3d``).  Each window's sum is divided by its depth, height
-    and width in turn.  Runs the generic path (compiled gather and scatter-add)."""
+    and width (the kernel divides by their product, PyTorch in turn: equal to
+    rounding).  Compiled (the 3-D mean kernel of ``_ext/_pool3d.pyx``)."""
 
     spatial_dims = 3
 
