@@ -111,8 +111,9 @@ def parse_padding(
     ints (the same padding on both sides of each axis) or ``2n`` ints
     (``(before, after)`` per axis).  See the module notes for the rules.
     """
+    per_axis = f"{n} ints (one per axis, both sides), " if n > 1 else ""
     form = (
-        f"an int, {n} ints (one per axis, both sides), {2 * n} ints "
+        f"an int, {per_axis}{2 * n} ints "
         f"{_PAD_ORDER.get(n, '(before, after) per axis')}, or one of "
         f"{', '.join(repr(m) for m in PADDING_MODES)}"
     )

@@ -86,8 +86,9 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
                     f"{unsupported[name]!r}): PyTorch's LPPool{self.spatial_dims}d has "
                     f"none, and cnnpool follows it. Pad the input yourself, or use "
                     f"CompiledPool2d(LpWindow(norm_type), kernel_size, stride, padding, "
-                    f"dilation) (cnnpool.pooling.strategies._lp.LpWindow), which pools "
-                    f"the same way over the taps inside the input"
+                    f"dilation) (cnnpool.pooling.strategies._lp.LpWindow): a sum of "
+                    f"powers over each window's taps inside the input, as zero padding "
+                    f"would give for p > 0"
                 )
         if unsupported:
             raise TypeError(
