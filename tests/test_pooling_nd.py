@@ -428,7 +428,7 @@ def test_unbatched_strategies_of_every_kind():
 
 
 # ------------------------------------------------------ rank of any strategy
-class SoftmaxPool2d(cp.Pool2d):
+class ExpWeightedPool2d(cp.Pool2d):
     """A user's NumPy strategy: softmax-weighted mean of each window."""
 
     pad_value = -np.inf
@@ -459,22 +459,22 @@ def test_for_dims_returns_the_builtin_classes_and_caches_user_ones():
     assert cp.MaxPool1d.for_dims(3) is cp.MaxPool3d
     assert cp.MeanPool3d.for_dims(2) is cp.MeanPool2d
     assert cp.AvgPool1d is cp.MeanPool1d and cp.AdaptiveAvgPool3d is cp.AdaptiveMeanPool3d
-    soft3 = SoftmaxPool2d.for_dims(3)
-    assert soft3 is SoftmaxPool2d.for_dims(3) and soft3.__name__ == "SoftmaxPool3d"
-    assert soft3.spatial_dims == 3 and issubclass(soft3, SoftmaxPool2d)
-    assert cp.registry.layer_class("SoftmaxPool3d") is soft3
+    soft3 = ExpWeightedPool2d.for_dims(3)
+    assert soft3 is ExpWeightedPool2d.for_dims(3) and soft3.__name__ == "ExpWeightedPool3d"
+    assert soft3.spatial_dims == 3 and issubclass(soft3, ExpWeightedPool2d)
+    assert cp.registry.layer_class("ExpWeightedPool3d") is soft3
     with pytest.raises(ValueError, match="dims must be 1, 2 or 3"):
-        SoftmaxPool2d.for_dims(4)
+        ExpWeightedPool2d.for_dims(4)
 
 
 @pytest.mark.parametrize("rank", [1, 3])
 def test_a_numpy_strategy_runs_in_1d_and_3d_and_matches_gradcheck(rank):
-    layer = SoftmaxPool2d.for_dims(rank)(3, 2, 1)
+    layer = ExpWeightedPool2d.for_dims(rank)(3, 2, 1)
     x = np.random.default_rng(13).standard_normal((2, 2) + (5,) * rank)
     assert cp.gradcheck(layer, x)
     # equals the 2-D layer on a unit axis (1-D) -- the same strategy
     if rank == 1:
-        flat = SoftmaxPool2d((1, 3), (1, 2), (0, 1))(x[:, :, None, :])[:, :, 0]
+        flat = ExpWeightedPool2d((1, 3), (1, 2), (0, 1))(x[:, :, None, :])[:, :, 0]
         np.testing.assert_allclose(layer(x), flat, rtol=1e-12)
 
 
@@ -520,7 +520,7 @@ def test_a_kernel_written_for_2d_only_falls_back_to_numpy_in_other_ranks():
 
 # --------------------------------------------------------------- save / load
 def test_nd_layers_save_and_load(tmp_path):
-    soft = SoftmaxPool2d.for_dims(1)
+    soft = ExpWeightedPool2d.for_dims(1)
     model = cp.Sequential(
         cp.MaxPool3d(3, 2, "same"),
         cp.MeanPool3d((2, 1, 1), padding=(1, 0, 0, 0, 0, 0), count_include_pad=False),

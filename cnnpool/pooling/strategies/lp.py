@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -203,3 +204,12 @@ class LpPool3d(LpPool2d):
     """
 
     spatial_dims = 3
+
+
+# The constructor's catch-all only turns padding=/dilation= into a clear error;
+# make_pool and cnnpool-compare read PyTorch's argument list from the signature.
+def _pytorch_arguments(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """PyTorch's ``LPPool2d`` arguments: what introspection of ``__init__`` shows."""
+
+
+LpPool2d.__init__.__signature__ = inspect.signature(_pytorch_arguments)  # type: ignore[attr-defined]
