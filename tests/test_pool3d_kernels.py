@@ -510,6 +510,20 @@ R3 = [ranges(n, 2, 2, 0) for n in (3, 4, 5)]
             ValueError,
             r"x must be a 2-D \(P, L\)",
         ),
+        (
+            lambda: K.max_forward_1d(
+                np.zeros((3, 5)), ranges(5, 2, 2, 0), 1, out=np.zeros((3, 4))[:, ::2]
+            ),
+            ValueError,
+            "out must be C-contiguous",
+        ),
+        (
+            lambda: K.mean_forward_1d(
+                np.zeros((3, 5)), ranges(5, 2, 2, 0), 1, np.ones(2), out=np.zeros((3, 3))
+            ),
+            ValueError,
+            r"out must have shape \(3, 2\)",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(call, error, match):

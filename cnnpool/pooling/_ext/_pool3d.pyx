@@ -1004,21 +1004,22 @@ _ONE = (np.zeros(1, np.intp), np.zeros(1, np.intp), np.ones(1, np.intp))
 
 
 def _signal(a, str name):
+    """(P, L) as (P, 1, 1, L), a view (a reshape that copied would hide an ``out``)."""
     if not isinstance(a, np.ndarray) or a.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D (P, L) ndarray, got "
             f"{getattr(a, 'shape', type(a).__name__)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
     return a.reshape(a.shape[0], 1, 1, a.shape[1])
 
 
 def _plane_out(out, str name, Py_ssize_t planes, Py_ssize_t length):
     if out is None:
         return None
-    if not isinstance(out, np.ndarray) or out.shape != (planes, length):
-        raise ValueError(
-            f"{name} must have shape {(planes, length)}, got "
-            f"{getattr(out, 'shape', type(out).__name__)}")
-    return out.reshape(planes, 1, 1, length)
+    if isinstance(out, np.ndarray) and out.shape != (planes, length):
+        raise ValueError(f"{name} must have shape {(planes, length)}, got {out.shape}")
+    return _signal(out, name)
 
 
 def max_forward_1d(x, w, Py_ssize_t dilation, int n_threads=1, *, out=None, argmax=None,
