@@ -710,9 +710,17 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
 cdef inline void _run_sum(const floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_t k,
                           Py_ssize_t dw, floating* total) noexcept nogil:
     """Add the ``k`` taps of ``m`` full windows (first taps ``p[t*sw]``) to ``total``."""
-    cdef Py_ssize_t t, tap
+    cdef Py_ssize_t t, tap = 0
     cdef const floating* q
-    for tap in range(k):
+    if sw == 2 and dw == 1:
+        # Taps in pairs: the two adjacent inputs of each window in one pass
+        # (loads of whole pairs vectorise; every other element does not).
+        while tap + 1 < k:
+            q = p + tap
+            for t in range(m):
+                total[t] = (total[t] + q[2 * t]) + q[2 * t + 1]
+            tap += 2
+    for tap in range(tap, k):
         q = p + tap * dw
         for t in range(m):
             total[t] = total[t] + q[t * sw]
@@ -842,12 +850,23 @@ cdef inline void _run_spread(floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_
     Taps from the last to the first: an element reached by windows t < t'
     is reached by t through a later tap, so it receives t's share first.
     """
-    cdef Py_ssize_t t, tap
+    cdef Py_ssize_t t, tap = k - 1
     cdef floating* q
-    for tap in range(k - 1, -1, -1):
+    if sw == 2 and dw == 1:
+        # Taps in pairs (tap - 1, tap), one pass: stores of whole pairs
+        # vectorise.  No element is reached twice in a pass (the pair's two
+        # elements of window t are 2t + tap - 1 and 2t + tap).
+        while tap >= 1:
+            q = p + tap - 1
+            for t in range(m):
+                q[2 * t] += share[t]
+                q[2 * t + 1] += share[t]
+            tap -= 2
+    while tap >= 0:
         q = p + tap * dw
         for t in range(m):
             q[t * sw] += share[t]
+        tap -= 1
 
 
 cdef inline bint _tiles(const Axis* ax) noexcept nogil:
