@@ -118,6 +118,10 @@ ctypedef struct Geo:
 
 # ------------------------------------------------------------------ checks
 
+# The argument names of each axis's arrays (made once: no f-string per call).
+_NAMES = {axis: (f"{axis} start", f"{axis} lo", f"{axis} hi") for axis in "dhw"}
+
+
 cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
                Py_ssize_t dil) except -1:
     """Fill ``ax`` from ``ranges = (start, lo, hi)`` after checking every window.
@@ -131,9 +135,10 @@ cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
         raise TypeError(
             f"{name} must be a (start, lo, hi) triple of intp arrays, got "
             f"{type(ranges).__name__}") from None
-    cdef cnp.ndarray s = checked(start, f"{name} start", 1, cnp.NPY_INTP, False)
-    cdef cnp.ndarray lows = checked(lo, f"{name} lo", 1, cnp.NPY_INTP, False)
-    cdef cnp.ndarray h = checked(hi, f"{name} hi", 1, cnp.NPY_INTP, False)
+    cdef tuple names = _NAMES[name]
+    cdef cnp.ndarray s = checked(start, names[0], 1, cnp.NPY_INTP, False)
+    cdef cnp.ndarray lows = checked(lo, names[1], 1, cnp.NPY_INTP, False)
+    cdef cnp.ndarray h = checked(hi, names[2], 1, cnp.NPY_INTP, False)
     if not (s.shape[0] == lows.shape[0] == h.shape[0]):
         raise ValueError(
             f"{name} start, lo and hi must have the same length, got "
@@ -210,11 +215,11 @@ cdef cnp.ndarray _planes(object x, str name, int typenum):
     return a
 
 
-cdef cnp.ndarray _output(object out, str name, tuple shape, object dtype):
-    """``out`` checked against ``shape``/``dtype``, or a new array when None."""
+cdef cnp.ndarray _output(object out, str name, tuple shape, int typenum):
+    """``out`` checked against ``shape`` and dtype ``typenum``, or a new array when None."""
     if out is None:
-        return np.empty(shape, dtype)
-    cdef cnp.ndarray a = checked(out, name, len(shape), np.dtype(dtype).num, True)
+        return np.empty(shape, cnp.PyArray_DescrFromType(typenum))
+    cdef cnp.ndarray a = checked(out, name, len(shape), typenum, True)
     if dims(a) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {dims(a)}")
     return a
@@ -229,6 +234,10 @@ cdef cnp.ndarray _divisor(object divisor, const Geo* g):
 
 
 cdef tuple _in_size(object in_size):
+    if (type(in_size) is tuple and len(in_size) == 3 and type(in_size[0]) is int
+            and type(in_size[1]) is int and type(in_size[2]) is int
+            and min(in_size) >= 1):
+        return in_size  # the usual call, checked without a generator
     try:
         size = tuple(int(v) for v in in_size)
     except TypeError:
@@ -612,8 +621,8 @@ def max_forward_3d(x, d, h, w, dilation, int n_threads=1, *, out=None, argmax=No
     cdef Geo g
     _geo(&g, ax, d, h, w, dilation)
     cdef tuple shape = (ax.shape[0], g.d.out, g.h.out, g.w.out)
-    cdef cnp.ndarray ao = _output(out, "out", shape, ax.dtype)
-    cdef cnp.ndarray ai = _output(argmax, "argmax", shape, np.int64) if indices else None
+    cdef cnp.ndarray ao = _output(out, "out", shape, typenum)
+    cdef cnp.ndarray ai = _output(argmax, "argmax", shape, cnp.NPY_INT64) if indices else None
     cdef Py_ssize_t planes = ax.shape[0]
     cdef int64_t* ip = <int64_t*>cnp.PyArray_DATA(ai) if indices else NULL
     if planes > 0:
@@ -673,7 +682,7 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
         raise ValueError(
             f"grad_out and argmax must have the same shape, got {dims(ag)} and {dims(am)}")
     cdef tuple size = _in_size(in_size)
-    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, ag.dtype)
+    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, typenum)
     cdef Py_ssize_t planes = ag.shape[0]
     cdef Py_ssize_t plane_in = size[0] * size[1] * size[2]
     cdef Py_ssize_t plane_out = ag.shape[1] * ag.shape[2] * ag.shape[3]
@@ -819,7 +828,7 @@ def mean_forward_3d(x, d, h, w, dilation, divisor, int n_threads=1, *, out=None)
     _geo(&g, ax, d, h, w, dilation)
     cdef cnp.ndarray ad = _divisor(divisor, &g)
     cdef tuple shape = (ax.shape[0], g.d.out, g.h.out, g.w.out)
-    cdef cnp.ndarray ao = _output(out, "out", shape, ax.dtype)
+    cdef cnp.ndarray ao = _output(out, "out", shape, typenum)
     cdef Py_ssize_t planes = ax.shape[0]
     cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
     cdef void* xp = cnp.PyArray_DATA(ax)
@@ -992,7 +1001,7 @@ def mean_backward_3d(grad_out, in_size, d, h, w, dilation, divisor, int n_thread
     cdef int typenum = float_type(grad_out, "grad_out")
     cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
     cdef tuple size = _in_size(in_size)
-    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, ag.dtype)
+    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, typenum)
     cdef Geo g
     _geo(&g, ai, d, h, w, dilation)
     if (g.d.out, g.h.out, g.w.out) != dims(ag)[1:]:
