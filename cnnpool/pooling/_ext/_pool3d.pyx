@@ -48,7 +48,7 @@ accumulate).  Its argmax is the caller's, so every index is range-checked.
 
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -234,8 +234,8 @@ cdef cnp.ndarray _divisor(object divisor, const Geo* g):
 
 
 cdef tuple _in_size(object in_size):
-    if (type(in_size) is tuple and len(in_size) == 3 and type(in_size[0]) is int
-            and type(in_size[1]) is int and type(in_size[2]) is int
+    if (type(in_size) is tuple and len(in_size) == 3
+            and (type(in_size[0]) is type(in_size[1]) is type(in_size[2]) is int)
             and min(in_size) >= 1):
         return in_size  # the usual call, checked without a generator
     try:
@@ -639,7 +639,7 @@ def max_forward_3d(x, d, h, w, dilation, int n_threads=1, *, out=None, argmax=No
 
 cdef void _max_backward_share(const floating* grad, const int64_t* am, floating* gin,
                               Py_ssize_t plane_in, Py_ssize_t plane_out, Py_ssize_t planes,
-                              int* bad) noexcept nogil:
+                              bint* bad) noexcept nogil:
     cdef Py_ssize_t p, lo, hi, o
     cdef int64_t k
     cdef floating* gp
@@ -649,8 +649,8 @@ cdef void _max_backward_share(const floating* grad, const int64_t* am, floating*
         memset(gp, 0, plane_in * sizeof(floating))
         for o in range(p * plane_out, (p + 1) * plane_out):
             k = am[o]
-            if <unsigned long long>k >= <unsigned long long>plane_in:
-                bad[0] = 1
+            if <uint64_t>k >= <uint64_t>plane_in:  # negative k too
+                bad[0] = True
                 break
             gp[k] += grad[o]
 
@@ -686,8 +686,8 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
     cdef Py_ssize_t planes = ag.shape[0]
     cdef Py_ssize_t plane_in = size[0] * size[1] * size[2]
     cdef Py_ssize_t plane_out = ag.shape[1] * ag.shape[2] * ag.shape[3]
-    cdef int bad = 0
-    cdef int* bad_p = &bad
+    cdef bint bad = False
+    cdef bint* bad_p = &bad
     cdef const int64_t* ip = <const int64_t*>cnp.PyArray_DATA(am)
     cdef void* gp = cnp.PyArray_DATA(ag)
     cdef void* xp = cnp.PyArray_DATA(ai)
