@@ -510,8 +510,38 @@ R3 = [ranges(n, 2, 2, 0) for n in (3, 4, 5)]
             ValueError,
             r"x must be a 2-D \(P, L\)",
         ),
+        (
+            lambda: K.max_forward_1d(
+                np.zeros((3, 5)), ranges(5, 2, 2, 0), 1, out=np.zeros((3, 4))[:, ::2]
+            ),
+            ValueError,
+            "out must be C-contiguous",
+        ),
+        (
+            lambda: K.mean_forward_1d(
+                np.zeros((3, 5)), ranges(5, 2, 2, 0), 1, np.ones(2), out=np.zeros((3, 3))
+            ),
+            ValueError,
+            r"out must have shape \(3, 2\)",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_in_size_may_be_any_sequence_of_ints():
+    spatial = (3, 4, 5)
+    x = np.random.default_rng(14).standard_normal((2,) + spatial)
+    R = axes(spatial, (2, 2, 2), (1, 2, 2), (0, 1, 1), (1, 1, 1), False)
+    y, am = K.max_forward_3d(x, *R, (1, 1, 1))
+    g = np.random.default_rng(15).standard_normal(y.shape)
+    want = K.max_backward_3d(g, am, spatial)
+    np.testing.assert_array_equal(K.max_backward_3d(g, am, [3, 4, 5]), want)
+    np.testing.assert_array_equal(K.max_backward_3d(g, am, np.array(spatial)), want)
+    div = np.full(y.shape[1:], 8.0)
+    np.testing.assert_array_equal(
+        K.mean_backward_3d(g, np.array(spatial), *R, (1, 1, 1), div),
+        K.mean_backward_3d(g, spatial, *R, (1, 1, 1), div),
+    )

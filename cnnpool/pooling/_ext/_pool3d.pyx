@@ -48,7 +48,7 @@ accumulate).  Its argmax is the caller's, so every index is range-checked.
 
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -118,6 +118,10 @@ ctypedef struct Geo:
 
 # ------------------------------------------------------------------ checks
 
+# The argument names of each axis's arrays (made once: no f-string per call).
+_NAMES = {axis: (f"{axis} start", f"{axis} lo", f"{axis} hi") for axis in "dhw"}
+
+
 cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
                Py_ssize_t dil) except -1:
     """Fill ``ax`` from ``ranges = (start, lo, hi)`` after checking every window.
@@ -131,9 +135,10 @@ cdef int _axis(Axis* ax, object ranges, str name, Py_ssize_t size,
         raise TypeError(
             f"{name} must be a (start, lo, hi) triple of intp arrays, got "
             f"{type(ranges).__name__}") from None
-    cdef cnp.ndarray s = checked(start, f"{name} start", 1, cnp.NPY_INTP, False)
-    cdef cnp.ndarray lows = checked(lo, f"{name} lo", 1, cnp.NPY_INTP, False)
-    cdef cnp.ndarray h = checked(hi, f"{name} hi", 1, cnp.NPY_INTP, False)
+    cdef tuple names = _NAMES[name]
+    cdef cnp.ndarray s = checked(start, names[0], 1, cnp.NPY_INTP, False)
+    cdef cnp.ndarray lows = checked(lo, names[1], 1, cnp.NPY_INTP, False)
+    cdef cnp.ndarray h = checked(hi, names[2], 1, cnp.NPY_INTP, False)
     if not (s.shape[0] == lows.shape[0] == h.shape[0]):
         raise ValueError(
             f"{name} start, lo and hi must have the same length, got "
@@ -210,11 +215,11 @@ cdef cnp.ndarray _planes(object x, str name, int typenum):
     return a
 
 
-cdef cnp.ndarray _output(object out, str name, tuple shape, object dtype):
-    """``out`` checked against ``shape``/``dtype``, or a new array when None."""
+cdef cnp.ndarray _output(object out, str name, tuple shape, int typenum):
+    """``out`` checked against ``shape`` and dtype ``typenum``, or a new array when None."""
     if out is None:
-        return np.empty(shape, dtype)
-    cdef cnp.ndarray a = checked(out, name, len(shape), np.dtype(dtype).num, True)
+        return np.empty(shape, cnp.PyArray_DescrFromType(typenum))
+    cdef cnp.ndarray a = checked(out, name, len(shape), typenum, True)
     if dims(a) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {dims(a)}")
     return a
@@ -229,6 +234,10 @@ cdef cnp.ndarray _divisor(object divisor, const Geo* g):
 
 
 cdef tuple _in_size(object in_size):
+    if (type(in_size) is tuple and len(in_size) == 3
+            and (type(in_size[0]) is type(in_size[1]) is type(in_size[2]) is int)
+            and min(in_size) >= 1):
+        return in_size  # the usual call, checked without a generator
     try:
         size = tuple(int(v) for v in in_size)
     except TypeError:
@@ -612,8 +621,8 @@ def max_forward_3d(x, d, h, w, dilation, int n_threads=1, *, out=None, argmax=No
     cdef Geo g
     _geo(&g, ax, d, h, w, dilation)
     cdef tuple shape = (ax.shape[0], g.d.out, g.h.out, g.w.out)
-    cdef cnp.ndarray ao = _output(out, "out", shape, ax.dtype)
-    cdef cnp.ndarray ai = _output(argmax, "argmax", shape, np.int64) if indices else None
+    cdef cnp.ndarray ao = _output(out, "out", shape, typenum)
+    cdef cnp.ndarray ai = _output(argmax, "argmax", shape, cnp.NPY_INT64) if indices else None
     cdef Py_ssize_t planes = ax.shape[0]
     cdef int64_t* ip = <int64_t*>cnp.PyArray_DATA(ai) if indices else NULL
     if planes > 0:
@@ -630,7 +639,7 @@ def max_forward_3d(x, d, h, w, dilation, int n_threads=1, *, out=None, argmax=No
 
 cdef void _max_backward_share(const floating* grad, const int64_t* am, floating* gin,
                               Py_ssize_t plane_in, Py_ssize_t plane_out, Py_ssize_t planes,
-                              int* bad) noexcept nogil:
+                              bint* bad) noexcept nogil:
     cdef Py_ssize_t p, lo, hi, o
     cdef int64_t k
     cdef floating* gp
@@ -640,8 +649,8 @@ cdef void _max_backward_share(const floating* grad, const int64_t* am, floating*
         memset(gp, 0, plane_in * sizeof(floating))
         for o in range(p * plane_out, (p + 1) * plane_out):
             k = am[o]
-            if <unsigned long long>k >= <unsigned long long>plane_in:
-                bad[0] = 1
+            if <uint64_t>k >= <uint64_t>plane_in:  # negative k too
+                bad[0] = True
                 break
             gp[k] += grad[o]
 
@@ -673,12 +682,12 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
         raise ValueError(
             f"grad_out and argmax must have the same shape, got {dims(ag)} and {dims(am)}")
     cdef tuple size = _in_size(in_size)
-    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, ag.dtype)
+    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, typenum)
     cdef Py_ssize_t planes = ag.shape[0]
     cdef Py_ssize_t plane_in = size[0] * size[1] * size[2]
     cdef Py_ssize_t plane_out = ag.shape[1] * ag.shape[2] * ag.shape[3]
-    cdef int bad = 0
-    cdef int* bad_p = &bad
+    cdef bint bad = False
+    cdef bint* bad_p = &bad
     cdef const int64_t* ip = <const int64_t*>cnp.PyArray_DATA(am)
     cdef void* gp = cnp.PyArray_DATA(ag)
     cdef void* xp = cnp.PyArray_DATA(ai)
@@ -710,9 +719,17 @@ def max_backward_3d(grad_out, argmax, in_size, int n_threads=1, *, out=None):
 cdef inline void _run_sum(const floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_t k,
                           Py_ssize_t dw, floating* total) noexcept nogil:
     """Add the ``k`` taps of ``m`` full windows (first taps ``p[t*sw]``) to ``total``."""
-    cdef Py_ssize_t t, tap
+    cdef Py_ssize_t t, tap = 0
     cdef const floating* q
-    for tap in range(k):
+    if sw == 2 and dw == 1:
+        # Taps in pairs: the two adjacent inputs of each window in one pass
+        # (loads of whole pairs vectorise; every other element does not).
+        while tap + 1 < k:
+            q = p + tap
+            for t in range(m):
+                total[t] = (total[t] + q[2 * t]) + q[2 * t + 1]
+            tap += 2
+    for tap in range(tap, k):
         q = p + tap * dw
         for t in range(m):
             total[t] = total[t] + q[t * sw]
@@ -811,7 +828,7 @@ def mean_forward_3d(x, d, h, w, dilation, divisor, int n_threads=1, *, out=None)
     _geo(&g, ax, d, h, w, dilation)
     cdef cnp.ndarray ad = _divisor(divisor, &g)
     cdef tuple shape = (ax.shape[0], g.d.out, g.h.out, g.w.out)
-    cdef cnp.ndarray ao = _output(out, "out", shape, ax.dtype)
+    cdef cnp.ndarray ao = _output(out, "out", shape, typenum)
     cdef Py_ssize_t planes = ax.shape[0]
     cdef const double* dp = <const double*>cnp.PyArray_DATA(ad)
     cdef void* xp = cnp.PyArray_DATA(ax)
@@ -842,12 +859,23 @@ cdef inline void _run_spread(floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssize_
     Taps from the last to the first: an element reached by windows t < t'
     is reached by t through a later tap, so it receives t's share first.
     """
-    cdef Py_ssize_t t, tap
+    cdef Py_ssize_t t, tap = k - 1
     cdef floating* q
-    for tap in range(k - 1, -1, -1):
+    if sw == 2 and dw == 1:
+        # Taps in pairs (tap - 1, tap), one pass: stores of whole pairs
+        # vectorise.  No element is reached twice in a pass (the pair's two
+        # elements of window t are 2t + tap - 1 and 2t + tap).
+        while tap >= 1:
+            q = p + tap - 1
+            for t in range(m):
+                q[2 * t] += share[t]
+                q[2 * t + 1] += share[t]
+            tap -= 2
+    while tap >= 0:
         q = p + tap * dw
         for t in range(m):
             q[t * sw] += share[t]
+        tap -= 1
 
 
 cdef inline bint _tiles(const Axis* ax) noexcept nogil:
@@ -973,7 +1001,7 @@ def mean_backward_3d(grad_out, in_size, d, h, w, dilation, divisor, int n_thread
     cdef int typenum = float_type(grad_out, "grad_out")
     cdef cnp.ndarray ag = checked(grad_out, "grad_out", 4, typenum, False)
     cdef tuple size = _in_size(in_size)
-    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, ag.dtype)
+    cdef cnp.ndarray ai = _output(out, "out", (ag.shape[0],) + size, typenum)
     cdef Geo g
     _geo(&g, ai, d, h, w, dilation)
     if (g.d.out, g.h.out, g.w.out) != dims(ag)[1:]:
@@ -1004,21 +1032,22 @@ _ONE = (np.zeros(1, np.intp), np.zeros(1, np.intp), np.ones(1, np.intp))
 
 
 def _signal(a, str name):
+    """(P, L) as (P, 1, 1, L), a view (a reshape that copied would hide an ``out``)."""
     if not isinstance(a, np.ndarray) or a.ndim != 2:
         raise ValueError(
             f"{name} must be a 2-D (P, L) ndarray, got "
             f"{getattr(a, 'shape', type(a).__name__)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
     return a.reshape(a.shape[0], 1, 1, a.shape[1])
 
 
 def _plane_out(out, str name, Py_ssize_t planes, Py_ssize_t length):
     if out is None:
         return None
-    if not isinstance(out, np.ndarray) or out.shape != (planes, length):
-        raise ValueError(
-            f"{name} must have shape {(planes, length)}, got "
-            f"{getattr(out, 'shape', type(out).__name__)}")
-    return out.reshape(planes, 1, 1, length)
+    if isinstance(out, np.ndarray) and out.shape != (planes, length):
+        raise ValueError(f"{name} must have shape {(planes, length)}, got {out.shape}")
+    return _signal(out, name)
 
 
 def max_forward_1d(x, w, Py_ssize_t dilation, int n_threads=1, *, out=None, argmax=None,
