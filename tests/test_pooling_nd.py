@@ -666,3 +666,12 @@ def test_blended_and_stochastic_kernels_take_asymmetric_and_same_padding(padding
         for p, q in zip(fast.parameters(), slow.parameters()):
             np.testing.assert_allclose(p.grad, q.grad, rtol=1e-10)
         assert fast._state.tier == "kernel" and slow._state.tier == "numpy"
+
+
+def test_output_shape_in_every_rank_batched_or_not():
+    assert cp.MaxPool3d(2).output_shape((5, 3, 4, 6, 8)) == (5, 3, 2, 3, 4)
+    assert cp.MaxPool3d(2).output_shape((3, 4, 6, 8)) == (3, 2, 3, 4)
+    assert cp.MeanPool1d(3, 2, "same").output_shape((2, 11)) == (2, 6)
+    assert cp.AdaptiveMaxPool1d(4).output_shape((1, 2, 9)) == (1, 2, 4)
+    with pytest.raises(ValueError, match=r"\(N, C, L\) or \(C, L\)"):
+        cp.MaxPool1d(2).output_shape((1, 2, 3, 4))
