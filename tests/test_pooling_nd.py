@@ -675,3 +675,20 @@ def test_output_shape_in_every_rank_batched_or_not():
     assert cp.AdaptiveMaxPool1d(4).output_shape((1, 2, 9)) == (1, 2, 4)
     with pytest.raises(ValueError, match=r"\(N, C, L\) or \(C, L\)"):
         cp.MaxPool1d(2).output_shape((1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("include", [False, True])
+@pytest.mark.parametrize("rank", [1, 3])
+def test_a_jit_mean_matches_the_builtin_mean_in_1d_and_3d(rank, include):
+    """include_pad reaches the N-d padded taps (in the padding, not past it in ceil_mode)."""
+    pytest.importorskip("numba")
+    from jit_strategies import MeanPool2dJit, PaddedMeanPool2dJit
+
+    cls = (PaddedMeanPool2dJit if include else MeanPool2dJit).for_dims(rank)
+    x = np.random.default_rng(23).standard_normal((2, 3) + (7,) * rank)
+    padding = (1, 0) * rank  # leading padding only: asymmetric
+    jit, ref = cls(3, 2, padding, ceil_mode=True), MEAN[rank](3, 2, padding, True, include)
+    y = jit(x)
+    np.testing.assert_allclose(y, ref(x), rtol=1e-12, atol=1e-14)
+    g = np.random.default_rng(24).standard_normal(y.shape)
+    np.testing.assert_allclose(jit.backward(g), ref.backward(g), rtol=1e-12, atol=1e-14)
