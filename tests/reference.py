@@ -324,3 +324,43 @@ def adam_step(p, g, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     m_hat = m / (1 - b1**t)
     v_hat = v / (1 - b2**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def fractional_starts(u, size, out, k, dtype):
+    """Window starts of fractional max pooling along one axis (Graham 2014, PyTorch's rule).
+
+    ``alpha = (size - k) / (out - 1)``; window ``i < out - 1`` starts at
+    ``int((i + u) * alpha) - int(u * alpha)``, the last at ``size - k``;
+    the arithmetic in ``dtype`` (NumPy scalars of that type round as C does).
+    """
+    f = np.dtype(dtype).type
+    starts = []
+    if out > 1:
+        alpha = f(size - k) / f(out - 1)
+        for i in range(out - 1):
+            starts.append(int((f(i) + f(u)) * alpha) - int(f(u) * alpha))
+    starts.append(size - k)
+    return starts
+
+
+def fractional_max_pool2d(x, k, out, samples):
+    """Fractional max pooling: returns (y, indices); ``samples[n, c] = (u_w, u_h)``."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C) + tuple(out), dtype=x.dtype)
+    idx = np.empty((N, C) + tuple(out), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            u_w, u_h = samples[n, c]
+            rows = fractional_starts(u_h, H, out[0], k[0], x.dtype)
+            cols = fractional_starts(u_w, W, out[1], k[1], x.dtype)
+            for oh, r in enumerate(rows):
+                for ow, s in enumerate(cols):
+                    best, best_at = -np.inf, (r, s)
+                    for ih in range(r, r + k[0]):
+                        for iw in range(s, s + k[1]):
+                            v = x[n, c, ih, iw]
+                            if v > best or np.isnan(v):  # NaN always replaces
+                                best, best_at = v, (ih, iw)
+                    y[n, c, oh, ow] = best
+                    idx[n, c, oh, ow] = best_at[0] * W + best_at[1]
+    return y, idx

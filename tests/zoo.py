@@ -61,6 +61,8 @@ def layers(dtype=np.float64):
         ("stochastic-overlap", lambda: cp.pooling.StochasticPool2d(3, 2, 1, rng=0), "image"),
         ("stochastic-eval", lambda: cp.pooling.StochasticPool2d(3, 1, 1, rng=0).eval(), "image"),
         ("gated-overlap", lambda: _gated(3, 2, 1), "image"),
+        ("fractional", lambda: cp.FractionalMaxPool2d(2, output_ratio=0.7, rng=0), "image"),
+        ("fractional-overlap", lambda: cp.FractionalMaxPool2d(3, (7, 6), rng=0), "image"),
         ("adaptive-max", lambda: cp.pooling.AdaptiveMaxPool2d((3, 5)), "image"),
         ("adaptive-mean", lambda: cp.pooling.AdaptiveMeanPool2d((5, 3)), "image"),
         ("global-max", lambda: cp.GlobalMaxPool2d(), "image"),

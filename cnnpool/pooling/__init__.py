@@ -11,6 +11,7 @@ from .strategies.adaptive import (
     GlobalMaxPool2d,
     GlobalMeanPool2d,
 )
+from .strategies.fractional import FractionalMaxPool2d
 from .strategies.lp import LpPool2d
 from .strategies.max import MaxPool2d
 from .strategies.mean import AvgPool2d, MeanPool2d
@@ -26,6 +27,7 @@ __all__ += [
     "AdaptiveMaxPool2d",
     "AdaptiveMeanPool2d",
     "CompiledPool2d",
+    "FractionalMaxPool2d",
     "GatedPool2d",
     "GlobalAvgPool2d",
     "GlobalMaxPool2d",
