@@ -729,6 +729,13 @@ cdef inline void _run_sum(const floating* p, Py_ssize_t m, Py_ssize_t sw, Py_ssi
             for t in range(m):
                 total[t] = (total[t] + q[2 * t]) + q[2 * t + 1]
             tap += 2
+    elif sw == 1:
+        # Unit stride: two taps per pass over the sums (half the passes).
+        while tap + 1 < k:
+            q = p + tap * dw
+            for t in range(m):
+                total[t] = (total[t] + q[t]) + q[t + dw]
+            tap += 2
     for tap in range(tap, k):
         q = p + tap * dw
         for t in range(m):
