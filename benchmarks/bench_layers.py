@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_layers.py                  # 1 and 2 threads, writes RESULTS.md
+    python benchmarks/bench_layers.py                  # 1 and 2 threads; its part of RESULTS.md
     python benchmarks/bench_layers.py --quick          # fewer repeats
     python benchmarks/bench_layers.py --threads 1 --only W1,W2 --out ''
     python benchmarks/bench_layers.py --threads 1 --only R18,V11,I19,TL --list
@@ -129,9 +129,29 @@ def main(argv=None):
     print()
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        _write_report(Path(args.out), text)
         print(f"wrote {args.out}")
     return 0
+
+
+BEGIN = "<!-- bench_layers.py: generated from here -->"
+END = "<!-- bench_layers.py: generated up to here; hand-written sections below are kept -->"
+
+
+def _write_report(path, text):
+    """Write the generated report between the markers, keeping the rest of the file.
+
+    RESULTS.md also holds hand-written sections (other benchmarks' results,
+    the issues' measurements): only the marked part is this script's to
+    replace.  A file without the markers is replaced whole.
+    """
+    block = f"{BEGIN}\n{text}{END}\n"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        block = head + block + tail.removeprefix("\n")
+    path.write_text(block)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ is independent, so the thread count cannot change a result.
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
 
 from cnnpool._arrays cimport checked, dims, float_type
 
@@ -71,9 +72,26 @@ cdef void _backward(const floating *grad, const cnp.npy_bool *positive, floating
 
 cdef inline void _backward_range(const floating *grad, const cnp.npy_bool *positive,
                                  floating *out, Py_ssize_t start, Py_ssize_t stop) noexcept nogil:
+    # A bit mask, not a branch or a select: ``positive`` is a coin toss per
+    # element, so a branch mispredicts half the time, and at the baseline
+    # (SSE2) target the compiler does not turn ``grad if positive else 0``
+    # into a vector select.  ``grad & -positive`` keeps the gradient's bits
+    # (inf and NaN included) or gives +0.0, and vectorises on every target.
     cdef Py_ssize_t i
-    for i in range(start, stop):
-        out[i] = grad[i] if positive[i] else 0
+    cdef const uint32_t* g32
+    cdef uint32_t* o32
+    cdef const uint64_t* g64
+    cdef uint64_t* o64
+    if floating is float:
+        g32 = <const uint32_t*> grad
+        o32 = <uint32_t*> out
+        for i in range(start, stop):
+            o32[i] = g32[i] & (0 - <uint32_t> (positive[i] != 0))
+    else:
+        g64 = <const uint64_t*> grad
+        o64 = <uint64_t*> out
+        for i in range(start, stop):
+            o64[i] = g64[i] & (0 - <uint64_t> (positive[i] != 0))
 
 
 def relu_forward(x, out, positive, int n_threads):
