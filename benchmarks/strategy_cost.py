@@ -6,8 +6,9 @@ thread, and prints a Markdown table with each time as a multiple of the
 compiled ``MaxPool2d``.  The rows:
 
 * the compiled built-ins (``MaxPool2d``, ``MeanPool2d``);
-* a strategy compiled through the ``_strategy.pxd`` extension point
-  (``LpPool2d``'s own path, ``LpWindow`` run by the window driver);
+* ``LpPool2d``'s compiled path (``LpWindow``'s arithmetic in loops that
+  read the planes in place) and the same ``LpWindow`` run by the
+  ``_strategy.pxd`` window driver, as a user's compiled strategy is;
 * the same strategies on the generic path (``use_fast_path = False``):
   compiled gather and scatter, their ``pool``/``route`` in NumPy;
 * the pure-Python Lp strategy written from scratch in
@@ -41,6 +42,7 @@ import numpy as np  # noqa: E402
 
 import cnnpool as cp  # noqa: E402
 from cnnpool import _parallel  # noqa: E402
+from cnnpool.pooling.strategies._lp import LpWindow  # noqa: E402
 
 
 class ScratchLp(cp.Pool2d):
@@ -152,7 +154,11 @@ def layers():
     return [
         ("MaxPool2d (compiled)", cp.MaxPool2d(2)),
         ("MeanPool2d (compiled)", cp.MeanPool2d(2)),
-        ("LpPool2d p=2 (compiled via _strategy.pxd)", cp.LpPool2d(2, 2)),
+        ("LpPool2d p=2 (compiled, reads the planes in place)", cp.LpPool2d(2, 2)),
+        (
+            "CompiledPool2d(LpWindow(2)) (the _strategy.pxd window driver)",
+            cp.CompiledPool2d(LpWindow(2.0), 2),
+        ),
         ("MaxPool2d (generic: NumPy pool/route)", generic(cp.MaxPool2d(2))),
         ("MeanPool2d (generic: NumPy pool/route)", generic(cp.MeanPool2d(2))),
         ("LpPool2d p=2 (generic: NumPy pool/route)", generic(cp.LpPool2d(2, 2))),

@@ -39,11 +39,19 @@ from .linear import Flatten, Linear
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .model import Sequential, load
 from .optim import SGD, Adam
-from .pooling import (
+from .pooling import (  # 1-D and 3-D pooling
+    AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
     AdaptiveMaxPool2d,
+    AdaptiveMaxPool3d,
+    AdaptiveMeanPool1d,
     AdaptiveMeanPool2d,
+    AdaptiveMeanPool3d,
+    AvgPool1d,
     AvgPool2d,
+    AvgPool3d,
     CompiledPool2d,
     FractionalMaxPool2d,
     GatedPool2d,
@@ -52,10 +60,18 @@ from .pooling import (
     GlobalMeanPool2d,
     JitPool2d,
     JitStrategyError,
+    LpPool1d,
     LpPool2d,
+    LpPool3d,
+    MaxPool1d,
     MaxPool2d,
+    MaxPool3d,
+    MaxUnpool1d,
     MaxUnpool2d,
+    MaxUnpool3d,
+    MeanPool1d,
     MeanPool2d,
+    MeanPool3d,
     MixedPool2d,
     Pool2d,
     PoolGeometry,
@@ -108,4 +124,23 @@ __all__ = [
     "StochasticPool2d",
     "Tanh",
     "unregister",
+]
+
+__all__ += [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool3d",
+    "AdaptiveMeanPool1d",
+    "AdaptiveMeanPool3d",
+    "AvgPool1d",
+    "AvgPool3d",
+    "LpPool1d",
+    "LpPool3d",
+    "MaxPool1d",
+    "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool3d",
+    "MeanPool1d",
+    "MeanPool3d",
 ]

@@ -71,9 +71,10 @@ def _size(value):
 
 
 def _area(config, key):
+    """Elements of a window given as an int or one int per axis (any rank)."""
     value = config.get(key, 1)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return _size(value[0]) * _size(value[1])
+    if isinstance(value, (list, tuple)) and 1 <= len(value) <= 3:
+        return math.prod(_size(v) for v in value)
     return _size(value) ** 2
 
 

@@ -5,6 +5,7 @@ walks every window with explicit Python loops over output positions, so a
 reader can check it against the textbook definition line by line.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -108,6 +109,143 @@ def mean_pool2d_backward(
                 if t:
                     gx[:, :, t[0], t[1]] += grad_y[:, :, oh, ow] / div
     return gx.astype(grad_y.dtype)
+
+
+# ---------------------------------------------------------------------------
+# Pooling on any number of spatial axes (1-D, 2-D, 3-D; issue 17).  Padding per
+# axis is one int or a (before, after) pair.  Arithmetic in the input's own
+# dtype, taps in scan order (first axis slowest), which is PyTorch's order:
+# these give its bits, not just its values.
+
+
+def _pads(padding, n):
+    pads = [padding] * n if np.isscalar(padding) else list(padding)
+    return [(p, p) if np.isscalar(p) else tuple(p) for p in pads]
+
+
+def pool_output_size_nd(size, k, s, pads, d, ceil_mode):
+    """Output size along one axis with padding ``pads = (before, after)``."""
+    before, after = pads
+    eff = d * (k - 1) + 1
+    if ceil_mode:
+        out = math.ceil((size + before + after - eff) / s) + 1
+        if (out - 1) * s >= size + before:  # the last window must start inside
+            out -= 1
+    else:
+        out = math.floor((size + before + after - eff) / s) + 1
+    return out
+
+
+def _windows_nd(spatial, k, s, padding, d, ceil_mode):
+    """Per output position (scan order): its input taps (in scan order) and
+    how many taps fall in the input or its padding."""
+    n = len(spatial)
+    pads = _pads(padding, n)
+    outs = [pool_output_size_nd(spatial[a], k[a], s[a], pads[a], d[a], ceil_mode) for a in range(n)]
+    windows = []
+    for o in itertools.product(*[range(m) for m in outs]):
+        taps, padded = [], 1
+        for a in range(n):
+            pos = [o[a] * s[a] - pads[a][0] + i * d[a] for i in range(k[a])]
+            padded *= sum(-pads[a][0] <= q < spatial[a] + pads[a][1] for q in pos)
+        for i in itertools.product(*[range(k[a]) for a in range(n)]):
+            tap = tuple(o[a] * s[a] - pads[a][0] + i[a] * d[a] for a in range(n))
+            if all(0 <= tap[a] < spatial[a] for a in range(n)):
+                taps.append(tap)
+        windows.append((o, taps, padded))
+    return tuple(outs), windows
+
+
+def max_pool_nd(x, k, s, padding=0, d=None, ceil_mode=False):
+    """Max pooling of ``x`` (N, C, *spatial): ``(y, indices)``, indices flat in the
+    input's spatial plane (PyTorch's), by PyTorch's rule: scanning a window's
+    input taps in order, a tap replaces the best when greater or NaN; the best
+    starts at -inf with the first input tap's index."""
+    N, C = x.shape[:2]
+    spatial = x.shape[2:]
+    d = d or (1,) * len(spatial)
+    outs, windows = _windows_nd(spatial, k, s, padding, d, ceil_mode)
+    y = np.empty((N, C) + outs, dtype=x.dtype)
+    idx = np.empty((N, C) + outs, dtype=np.int64)
+    for o, taps, _ in windows:
+        if not taps:
+            raise ValueError(f"window {o} holds no input element")
+        best = np.full((N, C), -np.inf, dtype=x.dtype)
+        at = np.full((N, C), np.ravel_multi_index(taps[0], spatial), dtype=np.int64)
+        for tap in taps:
+            v = x[(slice(None), slice(None)) + tap]
+            win = (v > best) | np.isnan(v)
+            best = np.where(win, v, best)
+            at = np.where(win, np.ravel_multi_index(tap, spatial), at)
+        y[(slice(None), slice(None)) + o] = best
+        idx[(slice(None), slice(None)) + o] = at
+    return y, idx
+
+
+def max_pool_nd_backward(grad_y, idx, x_shape):
+    """Add each output gradient at its flat index, outputs in order, from zero."""
+    N, C = x_shape[:2]
+    gx = np.zeros((N, C, int(np.prod(x_shape[2:]))), dtype=grad_y.dtype)
+    size = int(np.prod(grad_y.shape[2:]))  # not -1: N may be 0
+    g, i = grad_y.reshape(N, C, size), idx.reshape(N, C, size)
+    n, c = np.meshgrid(np.arange(N), np.arange(C), indexing="ij")
+    for o in range(g.shape[2]):
+        gx[n, c, i[:, :, o]] += g[:, :, o]
+    return gx.reshape(x_shape)
+
+
+def mean_divisor_nd(
+    spatial,
+    k,
+    s,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+    d=None,
+):
+    """Each window's divisor, float64 of the output's spatial shape: PyTorch's rules
+    (``count_include_pad`` counts taps in the input or its padding, never the
+    overhang that only ceil_mode creates); ``d``: dilation (cnnpool's extension)."""
+    d = d or (1,) * len(spatial)
+    outs, windows = _windows_nd(spatial, k, s, padding, d, ceil_mode)
+    div = np.empty(outs)
+    for o, taps, padded in windows:
+        if divisor_override is not None:
+            div[o] = divisor_override
+        else:
+            div[o] = padded if count_include_pad else len(taps)
+    return div
+
+
+def mean_pool_nd(x, k, s, padding=0, ceil_mode=False, divisor=None, d=None):
+    """Mean pooling of ``x`` (N, C, *spatial): sum of the input taps from 0 in
+    scan order, in x's dtype, divided by ``divisor[o]`` as x's dtype."""
+    N, C = x.shape[:2]
+    spatial = x.shape[2:]
+    d = d or (1,) * len(spatial)
+    outs, windows = _windows_nd(spatial, k, s, padding, d, ceil_mode)
+    y = np.empty((N, C) + outs, dtype=x.dtype)
+    for o, taps, _ in windows:
+        total = np.zeros((N, C), dtype=x.dtype)
+        for tap in taps:
+            total = total + x[(slice(None), slice(None)) + tap]
+        y[(slice(None), slice(None)) + o] = total / x.dtype.type(divisor[o])
+    return y
+
+
+def mean_pool_nd_backward(grad_y, x_shape, k, s, padding=0, ceil_mode=False, divisor=None, d=None):
+    """Add ``grad_y[o] / divisor[o]`` to every input tap of window o, outputs in
+    order, from zero, in grad_y's dtype."""
+    spatial = x_shape[2:]
+    d = d or (1,) * len(spatial)
+    _, windows = _windows_nd(spatial, k, s, padding, d, ceil_mode)
+    gx = np.zeros(x_shape, dtype=grad_y.dtype)
+    for o, taps, _ in windows:
+        share = grad_y[(slice(None), slice(None)) + o] / grad_y.dtype.type(divisor[o])
+        for tap in taps:
+            gx[(slice(None), slice(None)) + tap] += share
+    return gx
 
 
 # ---------------------------------------------------------------------------
@@ -238,6 +376,22 @@ def grouped_conv2d_backward(x, w, grad_y, stride, pads, dilation, groups):
         gxp[:, g * cg : (g + 1) * cg] = gx_g
         gw[g * mg : (g + 1) * mg] = gw_g
     return gxp[:, :, t : t + h, left : left + width], gw, grad_y.sum(axis=(0, 2, 3))
+
+
+# ONNX's auto_pad, for the "same" padding modes.
+
+
+def same_pads(size, k, s, d, lower=False):
+    """ONNX ``auto_pad`` SAME_UPPER (or SAME_LOWER) padding ``(before, after)`` of one axis.
+
+    The output has ``ceil(size / s)`` elements; the total padding is what
+    the last window needs, split evenly, the odd element at the end (UPPER)
+    or the start (LOWER).
+    """
+    out = math.ceil(size / s)
+    total = max(0, (out - 1) * s + d * (k - 1) + 1 - size)
+    small, large = total // 2, total - total // 2
+    return (large, small) if lower else (small, large)
 
 
 def fractional_starts(u, size, out, k, dtype):

@@ -108,7 +108,9 @@ def test_count_include_pad_not_bool():
 
 
 def test_x_three_dimensional():
-    raises(ValueError, lambda: cp.MaxPool2d(2)(np.zeros((3, 4, 4))), "x", "4-D", "(3, 4, 4)")
+    # (C, H, W) is an unbatched input (as in PyTorch); 2-D and 5-D are not.
+    raises(ValueError, lambda: cp.MaxPool2d(2)(np.zeros((4, 4))), "x", "4-D", "3-D", "(4, 4)")
+    raises(ValueError, lambda: cp.MaxPool2d(2)(np.zeros((1, 1, 1, 4, 4))), "x", "(1, 1, 1, 4, 4)")
 
 
 def test_x_integer_dtype():

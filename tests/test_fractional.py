@@ -421,3 +421,10 @@ def test_kernels_check_what_they_trust():
     bad = np.full((2, 3, 3), 49, np.int64)
     with pytest.raises(ValueError, match=r"indices hold 18 positions outside the \(H, W\)"):
         _fractional.backward(np.zeros((2, 3, 3)), bad, np.empty((2, 7, 7)), 1)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_no_fractional_pooling_in_other_ranks(dims):
+    assert cp.FractionalMaxPool2d.for_dims(2) is cp.FractionalMaxPool2d
+    with pytest.raises(ValueError, match="2 spatial axes only"):
+        cp.FractionalMaxPool2d.for_dims(dims)

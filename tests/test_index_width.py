@@ -113,6 +113,8 @@ ALLOWED = {
     "_mean_forward",
     "_mean_backward",
     "_debug_check_taps",  # _windows.pyx: the same convention
+    "_pool3d.pyx:_axis",  # ... and _pool3d.pyx's checks
+    "_pool3d.pyx:_geo",
     "cnnpool_max_threads",
     "cnnpool_openmp_enabled",
 }

@@ -185,3 +185,61 @@ def test_arguments_are_checked():
         "LpPool2d(norm_type=2, kernel_size=(2, 3), stride=(1, 1), ceil_mode=True)"
     )
     assert type(layer)(**layer.get_config()).get_config() == layer.get_config()
+
+
+LP_GEOMETRIES = [
+    (2, 2, False),
+    (3, 2, False),
+    (3, 1, False),
+    (3, 2, True),
+    (2, 3, True),
+    ((2, 3), (1, 2), True),
+    ((3, 2), (3, 2), True),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", LP_GEOMETRIES)
+@pytest.mark.parametrize("p", [2.0, 1.0, 3.0, -2.0])
+def test_direct_path_gives_the_window_drivers_bits(dtype, geometry, p):
+    """LpPool2d reads its planes in place; CompiledPool2d(LpWindow) runs the same
+    arithmetic through the window driver's tap table: the same bits, forward and
+    backward (overlapping windows add in the same order), at 1 and 2 threads."""
+    from cnnpool.pooling.strategies._lp import LpWindow, lp_backward, lp_forward
+
+    k, s, ceil = geometry
+    rng = np.random.default_rng(7)
+    x = (np.abs(rng.standard_normal((3, 4, 11, 13))) + 0.01).astype(dtype)
+    layer = cp.LpPool2d(p, k, s, ceil_mode=ceil)
+    driver = cp.CompiledPool2d(LpWindow(p), k, s, ceil_mode=ceil)
+    y = layer(x)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gx = layer.backward(g)
+    np.testing.assert_array_equal(y, driver(x))
+    np.testing.assert_array_equal(gx, driver.backward(g))
+    kh, kw = layer.kernel_size
+    sh, sw = layer.stride
+    planes = x.reshape(12, 11, 13)
+    for threads in (1, 2):
+        out = np.empty((12,) + y.shape[2:], dtype)
+        copy = np.empty_like(planes)
+        lp_forward(LpWindow(p), planes, out, copy, kh, kw, sh, sw, threads)
+        np.testing.assert_array_equal(out.reshape(y.shape), y)
+        np.testing.assert_array_equal(copy, planes)
+        grad = np.full_like(planes, np.nan)  # written whole, whatever it held
+        lp_backward(LpWindow(p), copy, g.reshape(out.shape), grad, kh, kw, sh, sw, threads)
+        np.testing.assert_array_equal(grad.reshape(x.shape), gx)
+
+
+def test_direct_path_refuses_shapes_that_do_not_fit():
+    from cnnpool.pooling.strategies._lp import LpWindow, lp_backward, lp_forward
+
+    x = np.ones((2, 4, 4))
+    with pytest.raises(ValueError, match="does not fit"):
+        lp_forward(LpWindow(2.0), x, np.empty((2, 3, 3)), np.empty_like(x), 2, 2, 2, 2, 1)
+    with pytest.raises(ValueError, match="shape of x"):
+        lp_forward(LpWindow(2.0), x, np.empty((2, 2, 2)), np.empty((2, 4, 5)), 2, 2, 2, 2, 1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        lp_backward(LpWindow(2.0), x.astype(int), np.ones((2, 2, 2)), x, 2, 2, 2, 2, 1)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        lp_backward(LpWindow(2.0), x, np.ones((3, 2, 2)), np.empty_like(x), 2, 2, 2, 2, 1)

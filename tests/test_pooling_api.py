@@ -175,7 +175,7 @@ X = np.zeros((1, 1, 4, 4), dtype=np.float32)
         (lambda: cp.MaxPool2d(2, dilation=0), ValueError, "dilation must be >= 1"),
         (lambda: cp.MaxPool2d(2, padding=-1), ValueError, "padding must be >= 0"),
         (lambda: cp.MaxPool2d(3, padding=2), ValueError, "at most half the kernel"),
-        (lambda: cp.MaxPool2d((2, 2, 2)), TypeError, "kernel_size must be an int or a pair"),
+        (lambda: cp.MaxPool2d((2, 2, 2)), TypeError, "kernel_size must be an int or 2 ints"),
         (lambda: cp.MaxPool2d(2.0), TypeError, "kernel_size"),
         (lambda: cp.MaxPool2d(2, ceil_mode="yes"), TypeError, "ceil_mode"),
         (lambda: cp.MeanPool2d(2, divisor_override=0), ValueError, "divisor_override"),

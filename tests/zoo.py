@@ -2,7 +2,8 @@
 
 ``layers(dtype)`` returns ``(name, factory, input_kind)`` triples: the
 factory builds a new, seeded layer; ``input_kind`` is ``"image"`` for
-(N, C, H, W) inputs and ``"flat"`` for (N, features).  Used by
+(N, C, H, W) inputs, ``"signal"`` for (N, C, L), ``"volume"`` for
+(N, C, D, H, W) and ``"flat"`` for (N, features).  Used by
 ``test_threads.py`` (concurrency, OpenMP determinism), ``test_leaks.py``
 and ``test_aliasing.py``.  Every factory is built once here, so a layer
 whose constructor breaks fails every test that uses the zoo instead of
@@ -67,6 +68,22 @@ def layers(dtype=np.float64):
         ("adaptive-mean", lambda: cp.pooling.AdaptiveMeanPool2d((5, 3)), "image"),
         ("global-max", lambda: cp.GlobalMaxPool2d(), "image"),
         ("global-mean", lambda: cp.GlobalMeanPool2d(), "image"),
+        # 1-D and 3-D pooling, asymmetric and "same" padding (issue 17)
+        ("max1d", _pool(cp.MaxPool1d, 3, 2, 1), "signal"),
+        ("max1d-generic", _pool(cp.MaxPool1d, 3, 2, 1, fast=False), "signal"),
+        ("mean1d-asym-ceil", _pool(cp.MeanPool1d, 4, 2, (1, 2), True), "signal"),
+        ("lp1d", lambda: cp.LpPool1d(2, 3, 2), "signal"),
+        ("adaptive-max1d", lambda: cp.AdaptiveMaxPool1d(7), "signal"),
+        ("adaptive-mean1d", lambda: cp.AdaptiveMeanPool1d(7), "signal"),
+        ("max3d", _pool(cp.MaxPool3d, 3, 2, 1), "volume"),
+        ("max3d-same", _pool(cp.MaxPool3d, 2, 2, "same"), "volume"),
+        ("mean3d", _pool(cp.MeanPool3d, 3, 2, 1, count_include_pad=False), "volume"),
+        ("mean3d-generic", _pool(cp.MeanPool3d, 2, fast=False), "volume"),
+        ("lp3d", lambda: cp.LpPool3d(2, 2), "volume"),
+        ("adaptive-max3d", lambda: cp.AdaptiveMaxPool3d(3), "volume"),
+        ("adaptive-mean3d", lambda: cp.AdaptiveMeanPool3d((2, 3, 4)), "volume"),
+        ("max-same-lower", _pool(cp.MaxPool2d, 3, 2, "same_lower"), "image"),
+        ("mean-asym", _pool(cp.MeanPool2d, 3, 2, (0, 2, 1, 0)), "image"),
         ("linear", lambda: cp.Linear(FEATURES, 5, dtype=dtype, rng=0), "flat"),
         ("relu", lambda: cp.ReLU(), "image"),
         ("tanh", lambda: cp.Tanh(), "image"),
@@ -82,6 +99,14 @@ def layers(dtype=np.float64):
 
 
 def make_input(kind, rng, dtype, n, size):
-    """A random input of the layer's kind: (n, C, size, size) or (n, FEATURES)."""
-    shape = (n, C, size, size) if kind == "image" else (n, FEATURES)
+    """A random input of the layer's kind: (n, C, size, size) for images,
+    (n, C, size * size) for signals, (n, C, v, v + 1, v + 2) with
+    ``v = size // 2`` for volumes, (n, FEATURES) for flat inputs."""
+    v = max(size // 2, 4)
+    shape = {
+        "image": (n, C, size, size),
+        "signal": (n, C, size * size),
+        "volume": (n, C, v, v + 1, v + 2),
+        "flat": (n, FEATURES),
+    }[kind]
     return rng.standard_normal(shape).astype(dtype)

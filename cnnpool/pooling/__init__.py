@@ -41,3 +41,36 @@ __all__ += [
     "WindowStrategy",
     "make_pool",
 ]
+
+# 1-D and 3-D pooling (issue 17): the same strategies over other ranks.
+from .strategies.adaptive import (  # noqa: E402
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool3d,
+    AdaptiveMeanPool1d,
+    AdaptiveMeanPool3d,
+)
+from .strategies.lp import LpPool1d, LpPool3d  # noqa: E402
+from .strategies.max import MaxPool1d, MaxPool3d  # noqa: E402
+from .strategies.mean import AvgPool1d, AvgPool3d, MeanPool1d, MeanPool3d  # noqa: E402
+from .strategies.unpool import MaxUnpool1d, MaxUnpool3d  # noqa: E402
+
+__all__ += [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool3d",
+    "AdaptiveMeanPool1d",
+    "AdaptiveMeanPool3d",
+    "AvgPool1d",
+    "AvgPool3d",
+    "LpPool1d",
+    "LpPool3d",
+    "MaxPool1d",
+    "MaxPool3d",
+    "MaxUnpool1d",
+    "MaxUnpool3d",
+    "MeanPool1d",
+    "MeanPool3d",
+]

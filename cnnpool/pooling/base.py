@@ -57,9 +57,16 @@ from .._buffers import OutputBuffers
 from .._parallel import threads_for
 from ..layer import BackwardBeforeForwardError, Layer, Parameter
 from ._ext import _kernels, _windows
-from .geometry import PoolGeometry, make_geometry
+from .geometry import (
+    PoolGeometry,
+    make_geometry,
+    parse_padding,
+    resolve_padding,
+    shape_name,
+    spatial_tuple,
+)
 
-_IntOrPair = int | tuple[int, int]
+_IntOrPair = int | tuple[int, ...]
 
 
 def _last_level_cache_bytes() -> int:
@@ -94,11 +101,23 @@ _kernels.set_stream_min_bytes(STREAM_MIN_BYTES)
 
 def _check_geometry(geom, x_shape, name):
     """The compiled gather/scatter trust ``geom``: it must be the one of ``x_shape``."""
-    if len(x_shape) != 4 or tuple(x_shape[2:]) != tuple(geom.in_size):
+    if len(x_shape) != geom.ndim + 2 or tuple(x_shape[2:]) != tuple(geom.in_size):
         raise ValueError(
-            f"geom was built for an input of (H, W) = {tuple(geom.in_size)}, but {name} "
-            f"has shape {tuple(x_shape)}"
+            f"geom was built for an input of {shape_name(geom.ndim)} = "
+            f"{tuple(geom.in_size)}, but {name} has shape {tuple(x_shape)}"
         )
+
+
+def _layout(n: int) -> tuple[str, str]:
+    """How a batched and an unbatched input of ``n`` spatial axes are spelled."""
+    spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n, "...")
+    return f"(N, C, {spatial})", f"(C, {spatial})"
+
+
+def _rank_name(name: str, old: int, new: int) -> str:
+    """``MaxPool2d`` -> ``MaxPool1d``; a name without the suffix gets one."""
+    suffix = f"{old}d"
+    return (name[: -len(suffix)] if name.endswith(suffix) else name) + f"{new}d"
 
 
 class WindowsSaved(NamedTuple):
@@ -126,11 +145,12 @@ class PoolState(NamedTuple):
     Attributes
     ----------
     x_shape : tuple of int
-        ``(N, C, H, W)`` of the input.
+        ``(N, C, *spatial)`` of the input (``(N, C, H, W)`` in 2-D); for an
+        unbatched input, with the batch axis of 1 that the layer added.
     dtype : numpy.dtype
         Of the input, the output and the gradients.
     out_shape : tuple of int
-        ``(N, C, OH, OW)`` of the output.
+        ``(N, C, *out_size)`` of the output (batched, as ``x_shape``).
     geometry : PoolGeometry
         The windows of this call.
     tier : {"kernel", "numpy"}
@@ -140,6 +160,9 @@ class PoolState(NamedTuple):
     saved : object
         Kernel tier: whatever :meth:`Pool2d.forward_kernel` returned beside
         the output.  NumPy tier: a :class:`WindowsSaved`.
+    unbatched : bool
+        The caller passed ``(C, *spatial)`` without a batch axis: the output
+        it got and the gradients it passes and gets back have none either.
     """
 
     x_shape: tuple[int, ...]
@@ -149,6 +172,7 @@ class PoolState(NamedTuple):
     tier: str
     training: bool
     saved: Any
+    unbatched: bool = False
 
 
 def _takes_ctx(method: Any) -> bool:
@@ -159,22 +183,30 @@ def _takes_ctx(method: Any) -> bool:
 
 
 class Pool2d(Layer):
-    """Base class of 2-D pooling over NCHW arrays.
+    """Base class of pooling over ``(N, C, *spatial)`` arrays: 2-D by default,
+    1-D or 3-D by :attr:`spatial_dims`.
 
     Parameters
     ----------
-    kernel_size : int or (int, int)
-        Window size ``(kh, kw)``.
-    stride : int or (int, int), optional
+    kernel_size : int or tuple of n ints
+        Window size, one per spatial axis (``(kh, kw)`` in 2-D).
+    stride : int or tuple of n ints, optional
         Step between windows; ``None`` (default) means ``kernel_size``.
-    padding : int or (int, int)
-        Implicit padding on both sides, at most half the kernel size.
-        Padded taps hold :attr:`pad_value` in the windows a strategy sees.
-    dilation : int or (int, int)
+    padding : int, tuple of n or 2n ints, or str
+        Implicit padding.  An int or ``n`` ints pad both sides of each axis
+        alike, at most half the kernel (PyTorch's form and rule); ``2n``
+        ints give ``(before, after)`` per axis in axis order (2-D:
+        ``(top, bottom, left, right)``; unlike ``torch.nn.functional.pad``,
+        which lists the last axis first), each side less than the dilated
+        kernel extent; ``"valid"`` (none), ``"same"`` (ONNX's
+        ``SAME_UPPER``: ``ceil(L / stride)`` outputs, the odd extra pad at
+        the end) or ``"same_lower"`` (ONNX's ``SAME_LOWER``).  Padded taps
+        hold :attr:`pad_value` in the windows a strategy sees.
+    dilation : int or tuple of n ints
         Spacing between the taps of a window.
     ceil_mode : bool
         Round the output size up instead of down; the last window must
-        still start inside the input or its left padding (PyTorch's rule).
+        still start inside the input or its leading padding (PyTorch's rule).
 
     Attributes
     ----------
@@ -187,8 +219,21 @@ class Pool2d(Layer):
 
     Notes
     -----
-    Input ``x`` has shape ``(N, C, H, W)``, float32 or float64 (any memory
-    layout); the output has shape ``(N, C, OH, OW)`` and the dtype of ``x``.
+    Input ``x`` has shape ``(N, C, H, W)`` (``(N, C, L)`` in 1-D,
+    ``(N, C, D, H, W)`` in 3-D), float32 or float64 (any memory layout);
+    the output has shape ``(N, C, OH, OW)`` and the dtype of ``x``.  An
+    unbatched ``(C, H, W)`` input gives an unbatched output, and its
+    backward takes and returns unbatched gradients, as in PyTorch.
+
+    **Rank.**  The class attribute :attr:`spatial_dims` (1, 2 or 3) fixes
+    the number of spatial axes.  A strategy's ``pool``/``route`` see
+    windows ``(N, C, *out, K)`` whatever the rank, so the same class runs
+    in any rank: ``MyPool2d.for_dims(3)`` makes its 3-D version (cached,
+    named ``MyPool3d``, saved and loaded by that name like any subclass).
+    The built-in 1-D/3-D layers (``MaxPool1d``, ``MeanPool3d``, ...) are
+    such subclasses, written out.  A kernel tier runs only in the ranks
+    listed in :attr:`kernel_ranks` (default ``(2,)``); other ranks use the
+    NumPy tier.
 
     Strategies with parameters: assign each learnable array as a
     :class:`~cnnpool.layer.Parameter` attribute in ``__init__`` (read
@@ -220,30 +265,32 @@ class Pool2d(Layer):
 
     pad_value = 0.0
 
+    #: Number of spatial axes (1, 2 or 3); see :meth:`for_dims`.
+    spatial_dims = 2
+    #: The ranks the class's kernel tier (:meth:`forward_kernel`) handles;
+    #: in other ranks the NumPy tier runs.  A strategy whose kernel is
+    #: written for any rank declares ``(1, 2, 3)``.
+    kernel_ranks: tuple[int, ...] = (2,)
+
     def __init__(
         self,
         kernel_size: _IntOrPair,
         stride: _IntOrPair | None = None,
-        padding: _IntOrPair = 0,
+        padding: _IntOrPair | str = 0,
         dilation: _IntOrPair = 1,
         ceil_mode: bool = False,
     ) -> None:
-        self.kernel_size = _checks.pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _checks.pair(stride, "stride")
-        self.padding = _checks.pair(padding, "padding", minimum=0)
-        self.dilation = _checks.pair(dilation, "dilation")
+        n = self.spatial_dims
+        self.kernel_size = spatial_tuple(kernel_size, "kernel_size", n)
+        self.stride = self.kernel_size if stride is None else spatial_tuple(stride, "stride", n)
+        self.dilation = spatial_tuple(dilation, "dilation", n)
+        self.padding = parse_padding(padding, n, self.kernel_size, self.dilation)
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
         self.ceil_mode = bool(ceil_mode)
-        for k, p in zip(self.kernel_size, self.padding):
-            if p > k // 2:
-                raise ValueError(
-                    f"padding must be at most half the kernel size, got "
-                    f"padding={self.padding} for kernel_size={self.kernel_size}"
-                )
         self.use_fast_path = True
         self.geometry: PoolGeometry | None = None
-        self._geometries: dict[tuple[int, int], PoolGeometry] = {}
+        self._geometries: dict[tuple[int, ...], PoolGeometry] = {}
         # The record of the last forward, for backward (see PoolState).
         self._state: PoolState | None = None
         # Large outputs and input gradients, reused once the caller drops them.
@@ -262,10 +309,25 @@ class Pool2d(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.spatial_dims not in (1, 2, 3):
+            raise TypeError(
+                f"{cls.__name__}.spatial_dims must be 1, 2 or 3, got {cls.spatial_dims!r}"
+            )
+        if "spatial_dims" in cls.__dict__:
+            # A rank variant (MaxPool1d of MaxPool2d): what for_dims returns.
+            base = cls.__mro__[1]
+            if issubclass(base, Pool2d) and base.spatial_dims != cls.spatial_dims:
+                variants = base.__dict__.get("_rank_variants")
+                if variants is None:
+                    variants = {}
+                    type.__setattr__(base, "_rank_variants", variants)
+                variants.setdefault(cls.spatial_dims, cls)
+                cls._rank_base = base
         if cls.forward_kernel is not Pool2d.forward_kernel:
             if cls.backward_kernel is Pool2d.backward_kernel:
                 raise TypeError(f"{cls.__name__} implements forward_kernel but not backward_kernel")
-            cls.has_kernel = True
+            if "has_kernel" not in cls.__dict__:
+                cls.has_kernel = cls.spatial_dims in cls.kernel_ranks
         cls._pool_ctx = _takes_ctx(cls.pool)
         cls._route_ctx = _takes_ctx(cls.route)
         cls._grads_ctx = _takes_ctx(cls.param_grads)
@@ -274,18 +336,71 @@ class Pool2d(Layer):
             # make_pool and cnnpool-compare, through the one registry.
             _registry.register(cls, name, defaults=defaults, allocates=allocates)
 
+    # ---------------------------------------------------------------------- rank
+    _rank_variants: dict[int, type] | None = None
+    _rank_base: type | None = None
+
+    @classmethod
+    def for_dims(cls, dims: int) -> type:
+        """The version of this pooling class over ``dims`` spatial axes (1, 2 or 3).
+
+        The same strategy (``pool``/``route``, any compiled
+        ``WindowStrategy`` or JIT window functions) on ``(N, C, L)`` or
+        ``(N, C, D, H, W)`` inputs.  Returns the class itself for its own
+        rank, the built-in variant where there is one
+        (``MaxPool2d.for_dims(1) is MaxPool1d``), else a subclass made once
+        and cached, named after the class with its rank suffix replaced
+        (``SoftmaxPool2d`` -> ``SoftmaxPool1d``; a name without one gets
+        one).  Saved models store that name: call ``for_dims`` again before
+        :func:`cnnpool.load` in another process, as for any class a model
+        uses.  The kernel tier runs in the new rank only if
+        :attr:`kernel_ranks` lists it.
+        """
+        if isinstance(dims, bool) or not isinstance(dims, int) or dims not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3 spatial axes, got {dims!r}")
+        if dims == cls.spatial_dims:
+            return cls
+        base = cls.__dict__.get("_rank_base")
+        if base is not None:  # MaxPool1d.for_dims(3) is MaxPool2d.for_dims(3)
+            return base.for_dims(dims)
+        variants = cls.__dict__.get("_rank_variants")
+        if variants is None or dims not in variants:
+            name = _rank_name(cls.__name__, cls.spatial_dims, dims)
+            doc = (
+                f"{cls.__name__} over {dims} spatial ax{'is' if dims == 1 else 'es'} "
+                f"(made by {cls.__name__}.for_dims({dims})).\n\n{cls.__doc__ or ''}"
+            )
+            namespace = {
+                "spatial_dims": dims,
+                "__module__": cls.__module__,
+                "__qualname__": name,
+                "__doc__": doc,
+            }
+            variant = type(name, (cls,), namespace)  # registers itself as the variant
+            allocates = _registry.allocates_of(cls)
+            if allocates is not None:  # the same load-time cap (GatedPool2d: one weight per tap)
+                _registry.register(variant, allocates=allocates)
+        return cls.__dict__["_rank_variants"][dims]
+
     # ------------------------------------------------------------------ geometry
-    def geometry_for(self, height: int, width: int) -> PoolGeometry:
-        """The :class:`PoolGeometry` for an input of spatial size ``(height, width)``.
+    def geometry_for(self, *size: int) -> PoolGeometry:
+        """The :class:`PoolGeometry` for an input of spatial size ``size``
+        (``height, width`` in 2-D; one size per spatial axis).
 
         Cached per size.  Raises ``ValueError`` when the window does not fit
         or when some window would hold no input element.
         """
-        key = (int(height), int(width))
+        key = tuple(int(v) for v in size)
         geom = self._geometries.get(key)
         if geom is None:
+            if len(key) != self.spatial_dims:
+                raise ValueError(
+                    f"{type(self).__name__} pools {self.spatial_dims} spatial axes "
+                    f"{shape_name(self.spatial_dims)}, got the size {key}"
+                )
+            pads = resolve_padding(self.padding, key, self.kernel_size, self.stride, self.dilation)
             geom = make_geometry(
-                key, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+                key, self.kernel_size, self.stride, pads, self.dilation, self.ceil_mode
             )
             if len(self._geometries) > 32:  # a model sees few sizes; bound the cache anyway
                 self._geometries.clear()
@@ -293,11 +408,16 @@ class Pool2d(Layer):
         return geom
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Output shape ``(N, C, OH, OW)`` for an input of shape ``(N, C, H, W)``."""
-        if len(input_shape) != 4:
-            raise ValueError(f"input_shape must be (N, C, H, W), got {tuple(input_shape)}")
-        geom = self.geometry_for(*input_shape[2:])
-        return tuple(input_shape[:2]) + geom.out_size
+        """Output shape ``(N, C, OH, OW)`` for an input of shape ``(N, C, H, W)``
+        (any rank; an unbatched ``(C, H, W)`` gives ``(C, OH, OW)``)."""
+        n = self.spatial_dims
+        if len(input_shape) not in (n + 1, n + 2):
+            batched, unbatched = _layout(n)
+            raise ValueError(
+                f"input_shape must be {batched} or {unbatched}, got {tuple(input_shape)}"
+            )
+        geom = self.geometry_for(*input_shape[-n:])
+        return tuple(input_shape[:-n]) + geom.out_size
 
     # ------------------------------------------------------------- the strategy
     def pool(self, windows: np.ndarray) -> np.ndarray:
@@ -366,14 +486,17 @@ class Pool2d(Layer):
         Parameters
         ----------
         x : ndarray, shape (N, C, H, W)
-            float32 or float64, already validated (any memory layout).
+            float32 or float64, already validated, C-contiguous; always
+            batched (the base adds the batch axis of an unbatched input);
+            ``(N, C, L)`` or ``(N, C, D, H, W)`` in the other ranks
+            (:attr:`kernel_ranks`).
         geom : PoolGeometry
-            The geometry of ``x``'s (H, W).
+            The geometry of ``x``'s spatial size.
 
         Returns
         -------
         y : ndarray, shape (N, C, OH, OW)
-            In the dtype of ``x``.
+            In the dtype of ``x`` (``(N, C, *geom.out_size)``).
         saved : object
             Anything the backward needs; it reaches :meth:`backward_kernel`
             as ``state.saved``.  Keep nothing on ``self``, and nothing the
@@ -394,10 +517,23 @@ class Pool2d(Layer):
 
     # ---------------------------------------------------------- forward/backward
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Pool ``x`` of shape ``(N, C, H, W)``; returns ``(N, C, OH, OW)``."""
-        x = _checks.as_float_array(x, "x", 4)
+        """Pool ``x`` of shape ``(N, C, H, W)`` or ``(C, H, W)``; returns
+        ``(N, C, OH, OW)`` or ``(C, OH, OW)`` (any rank: see :attr:`spatial_dims`)."""
+        x = _checks.as_float_array(x, "x")
+        n = self.spatial_dims
+        unbatched = x.ndim == n + 1
+        if unbatched:
+            x = x[None]
+        elif x.ndim != n + 2:
+            batched, single = _layout(n)
+            raise ValueError(
+                f"x must be {n + 2}-D {batched} or {n + 1}-D {single} for "
+                f"{type(self).__name__}, got {x.ndim}-D array of shape {x.shape}"
+            )
         if x.shape[1] == 0:  # PyTorch refuses it too (N = 0 is a batch, and allowed)
-            raise ValueError(f"x has no channels, shape {x.shape}: pooling needs C >= 1")
+            raise ValueError(
+                f"x has no channels, shape {x.shape[unbatched:]}: pooling needs C >= 1"
+            )
         # The cache of geometry_for, looked up inline (this runs on every call).
         geom = self._geometries.get(x.shape[2:])
         if geom is None:
@@ -409,8 +545,10 @@ class Pool2d(Layer):
         else:
             tier = "numpy"
             y, saved = self._forward_numpy(x, geom)
-        self._state = PoolState(x.shape, x.dtype, y.shape, geom, tier, self.training, saved)
-        return y
+        self._state = PoolState(
+            x.shape, x.dtype, y.shape, geom, tier, self.training, saved, unbatched
+        )
+        return y[0] if unbatched else y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the input of the last forward; shape and dtype of ``x``.
@@ -422,6 +560,11 @@ class Pool2d(Layer):
             raise BackwardBeforeForwardError(
                 f"{type(self).__name__}.backward called before forward"
             )
+        if state.unbatched:
+            grad_output = _checks.grad_like(grad_output, state.out_shape[1:], state.dtype)[None]
+            if state.tier == "kernel":
+                return self.backward_kernel(grad_output, state)[0]
+            return self._backward_numpy(grad_output, state)[0]
         grad_output = _checks.grad_like(grad_output, state.out_shape, state.dtype)
         if state.tier == "kernel":
             return self.backward_kernel(grad_output, state)
@@ -429,19 +572,21 @@ class Pool2d(Layer):
 
     # ------------------------------------------------------------ generic path
     def gather_windows(self, x: np.ndarray, geom: PoolGeometry | None = None) -> np.ndarray:
-        """Cut ``x`` (N, C, H, W) into windows ``(N, C, OH, OW, K)``.
+        """Cut ``x`` (N, C, H, W) into windows ``(N, C, OH, OW, K)`` (any rank:
+        ``(N, C, *spatial)`` into ``(N, C, *out, K)``).
 
         Padded taps hold :attr:`pad_value`.  Compiled; ``x`` is validated as
-        in :meth:`forward`, and ``geom`` must be the geometry of its (H, W).
+        in :meth:`forward` (batched), and ``geom`` must be the geometry of
+        its spatial size.
         """
-        x = _checks.as_float_array(x, "x", 4)
+        x = _checks.as_float_array(x, "x", self.spatial_dims + 2)
         geom = geom or self.geometry_for(*x.shape[2:])
         _check_geometry(geom, x.shape, "x")
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         taps = geom.taps.reshape(-1)
         windows = np.empty((n * c, taps.size), dtype=x.dtype)
         _windows.gather(
-            x.reshape(n * c, h * w),
+            x.reshape(n * c, geom.plane_size),
             taps,
             x.dtype.type(self.pad_value),
             windows,
@@ -452,19 +597,20 @@ class Pool2d(Layer):
     def scatter_windows(
         self, grad_windows: np.ndarray, x_shape: tuple[int, ...], geom: PoolGeometry
     ) -> np.ndarray:
-        """Sum ``grad_windows`` (N, C, OH, OW, K) back onto the input grid (N, C, H, W)."""
+        """Sum ``grad_windows`` (N, C, OH, OW, K) back onto the input grid (N, C, H, W)
+        (any rank: ``(N, C, *out, K)`` onto ``(N, C, *spatial)``)."""
         x_shape = tuple(x_shape)
         _check_geometry(geom, x_shape, "x_shape")
-        grad_windows = _checks.as_float_array(grad_windows, "grad_windows", 5)
+        grad_windows = _checks.as_float_array(grad_windows, "grad_windows", geom.ndim + 3)
         expected = x_shape[:2] + geom.out_size + (geom.window_size,)
         if grad_windows.shape != expected:
             raise ValueError(
-                f"grad_windows must have shape (N, C, OH, OW, K) = {expected} for "
+                f"grad_windows must have shape (N, C, *out, K) = {expected} for "
                 f"x_shape {x_shape}, got {grad_windows.shape}"
             )
-        n, c, h, w = x_shape
+        n, c = x_shape[:2]
         taps = geom.taps.reshape(-1)
-        grad_x = np.zeros((n * c, h * w), dtype=grad_windows.dtype)
+        grad_x = np.zeros((n * c, geom.plane_size), dtype=grad_windows.dtype)
         _windows.scatter_add(
             grad_windows.reshape(n * c, taps.size),
             taps,
@@ -478,12 +624,12 @@ class Pool2d(Layer):
         windows.flags.writeable = False  # a strategy must not edit what backward reuses
         ctx = SimpleNamespace() if self._pool_ctx or self._route_ctx or self._grads_ctx else None
         pooled = self.pool(windows, ctx=ctx) if self._pool_ctx else self.pool(windows)
-        expected = windows.shape[:4]
+        expected = windows.shape[:-1]
         if not isinstance(pooled, np.ndarray) or pooled.shape != expected:
             got = getattr(pooled, "shape", type(pooled).__name__)
             raise ValueError(
                 f"{type(self).__name__}.pool must return an array of shape {expected} "
-                f"(N, C, OH, OW) for windows of shape {windows.shape}, got {got}"
+                f"(N, C, *out) for windows of shape {windows.shape}, got {got}"
             )
         pooled = np.array(pooled, dtype=x.dtype, copy=True)
         saved = pooled.copy()
@@ -501,7 +647,7 @@ class Pool2d(Layer):
             got = getattr(local, "shape", type(local).__name__)
             raise ValueError(
                 f"{type(self).__name__}.route must return an array of the windows' "
-                f"shape {windows.shape} (N, C, OH, OW, K), got {got}"
+                f"shape {windows.shape} (N, C, *out, K), got {got}"
             )
         with np.errstate(invalid="ignore"):  # 0 * inf, set right just below
             grad_windows = local * grad_output[..., None]
@@ -527,10 +673,11 @@ class Pool2d(Layer):
 
         A strategy whose constructor takes more arguments extends this dict.
         """
+        padding = self.padding
         return {
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding),
+            "padding": padding if isinstance(padding, str) else list(padding),
             "dilation": list(self.dilation),
             "ceil_mode": self.ceil_mode,
         }

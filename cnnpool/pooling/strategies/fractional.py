@@ -206,6 +206,22 @@ class FractionalMaxPool2d(Pool2d):
            [43., 45., 46., 48.]])
     """
 
+    @classmethod
+    def for_dims(cls, dims: int) -> type:
+        """``FractionalMaxPool2d`` itself for ``dims == 2``; other ranks are refused.
+
+        Its windows are drawn per plane and per axis by its own 2-D kernel,
+        not described by a shared :class:`~cnnpool.pooling.geometry.PoolGeometry`,
+        so the rank-agnostic tiers cannot run it in 1-D or 3-D (PyTorch's
+        ``FractionalMaxPool3d`` has no counterpart here yet).
+        """
+        if dims == 2 and not isinstance(dims, bool):
+            return cls
+        raise ValueError(
+            f"FractionalMaxPool2d works on 2 spatial axes only, got dims={dims!r}: "
+            "there is no 1-D or 3-D fractional max pooling in cnnpool"
+        )
+
     def __init__(
         self,
         kernel_size,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
 import numpy as np
 
+from ..._parallel import threads_for
 from ..base import Pool2d
 from ..tiers.compiled import kernel_backward, kernel_forward
-from ._lp import LpWindow
+from ._lp import LpWindow, lp_backward, lp_forward
 from .max import MaxPool2d, _winner
 
 
@@ -57,13 +59,17 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     * The gradient is ``dy/dx_i = K/n * s ** (1/p - 1) * x_i ** (p - 1)``
       with ``s = K/n * sum(x ** p)``, accumulated over overlapping windows.
 
-    The compiled path, for integer ``p`` (and ``±inf``), is
-    :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy`` run by the
-    compiled window driver (the library's own example of the
-    ``_strategy.pxd`` extension point); it computes in float64 and rounds
-    once.  A fractional ``p`` runs the NumPy ``pool``/``route`` below, in the
-    input's dtype: per tap it needs ``pow``, which NumPy vectorises and the
-    per-window compiled loop cannot, so NumPy is faster there.
+    The compiled path, for integer ``p`` (and ``±inf``), is the arithmetic
+    of :class:`~cnnpool.pooling.strategies._lp.LpWindow`, a ``WindowStrategy``
+    (the library's own example of the ``_strategy.pxd`` extension point,
+    which ``CompiledPool2d(LpWindow(p), ...)`` runs through the window
+    driver), here in loops that read the input planes directly (no tap
+    table: LpPool2d has no padding or dilation; ``LpPool1d`` and
+    ``LpPool3d`` run the driver); it computes in float64 and rounds once,
+    the driver's numbers exactly.  A fractional ``p`` runs the
+    NumPy ``pool``/``route`` below, in the input's dtype: per tap it needs
+    ``pow``, which NumPy vectorises and the per-window compiled loop cannot,
+    so NumPy is faster there.
     ``use_fast_path = False`` runs the NumPy strategy for every ``p``.
 
     Examples
@@ -75,8 +81,26 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
     """
 
     pad_value = 0.0
+    # The window driver and the max of |x| run in any rank.
+    kernel_ranks = (1, 2, 3)
 
-    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False, **unsupported):
+        for name in ("padding", "dilation"):
+            if name in unsupported:
+                raise TypeError(
+                    f"{type(self).__name__} takes no {name} (got {name}="
+                    f"{unsupported[name]!r}): PyTorch's LPPool{self.spatial_dims}d has "
+                    f"none, and cnnpool follows it. Pad the input yourself, or use "
+                    f"CompiledPool2d(LpWindow(norm_type), kernel_size, stride, padding, "
+                    f"dilation) (cnnpool.pooling.strategies._lp.LpWindow): a sum of "
+                    f"powers over each window's taps inside the input, as zero padding "
+                    f"would give for p > 0"
+                )
+        if unsupported:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword arguments "
+                f"{sorted(unsupported)}; it takes norm_type, kernel_size, stride, ceil_mode"
+            )
         if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
             raise TypeError(f"norm_type must be a real number, got {norm_type!r}")
         norm_type = float(norm_type)
@@ -87,7 +111,7 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
         if math.isinf(norm_type):
             # PyTorch: max_pool2d(|x|), or -max_pool2d(-|x|) for -inf.
             self._sign = 1.0 if norm_type > 0 else -1.0
-            self._max = MaxPool2d(kernel_size, stride, 0, 1, ceil_mode)
+            self._max = MaxPool2d.for_dims(self.spatial_dims)(kernel_size, stride, 0, 1, ceil_mode)
             self._window = None
         else:
             self._max = None
@@ -142,12 +166,43 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
         if self._max is not None:
             y = self._max.forward(self._sign * np.abs(x))
             return self._sign * y, np.sign(x)
-        return kernel_forward(self, self._window, x, geom)
+        if self.spatial_dims != 2:  # LpPool1d, LpPool3d: the window driver
+            return kernel_forward(self, self._window, x, geom)
+        n, c, h, w = x.shape
+        oh, ow = geom.out_size
+        # Backward reads a private copy of x (the caller may edit x), which the
+        # forward pass writes plane by plane; both in buffers reused from one
+        # call to the next once the last forward's record lets go.
+        self._state = None
+        buffers = self._outputs
+        copy = buffers.empty("planes", (n * c, h, w), x.dtype)
+        out = buffers.empty("out", (n * c, oh, ow), x.dtype)
+        threads = threads_for(n * c, x.size + out.size * geom.window_size)
+        lp_forward(
+            self._window,
+            np.ascontiguousarray(x).reshape(n * c, h, w),
+            out,
+            copy,
+            *self.kernel_size,
+            *self.stride,
+            threads,
+        )
+        copy.flags.writeable = False
+        return out.reshape(n, c, oh, ow), copy
 
     def backward_kernel(self, grad_output, state):
         if self._max is not None:
             return self._max.backward(grad_output) * state.saved
-        return kernel_backward(self, self._window, grad_output, state)
+        if self.spatial_dims != 2:
+            return kernel_backward(self, self._window, grad_output, state)
+        copy = state.saved
+        grad = self._outputs.empty("grad_x", copy.shape, copy.dtype)
+        g = np.ascontiguousarray(grad_output, dtype=copy.dtype).reshape(
+            copy.shape[0], *state.out_shape[2:]
+        )
+        threads = threads_for(copy.shape[0], copy.size + g.size * state.geometry.window_size)
+        lp_backward(self._window, copy, g, grad, *self.kernel_size, *self.stride, threads)
+        return grad.reshape(state.x_shape)
 
     # ----------------------------------------------------------------- display
     def extra_repr(self):
@@ -164,3 +219,33 @@ class LpPool2d(Pool2d, name="lp", defaults={"norm_type": 2}):
             "stride": list(self.stride),
             "ceil_mode": self.ceil_mode,
         }
+
+
+class LpPool1d(LpPool2d):
+    """1-D power-average pooling, ``torch.nn.LPPool1d``: ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`LpPool2d` over one spatial axis (``LpPool2d.for_dims(1)``), the
+    same arguments (``norm_type, kernel_size, stride=None,
+    ceil_mode=False``; no padding, as PyTorch), compiled the same way.
+    """
+
+    spatial_dims = 1
+
+
+class LpPool3d(LpPool2d):
+    """3-D power-average pooling, ``torch.nn.LPPool3d``: ``(N, C, D, H, W)``.
+
+    :class:`LpPool2d` over three spatial axes (``LpPool2d.for_dims(3)``), the
+    same arguments and rules; unbatched ``(C, D, H, W)`` works too.
+    """
+
+    spatial_dims = 3
+
+
+# The constructor's catch-all only turns padding=/dilation= into a clear error;
+# make_pool and cnnpool-compare read PyTorch's argument list from the signature.
+def _pytorch_arguments(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """PyTorch's ``LPPool2d`` arguments: what introspection of ``__init__`` shows."""
+
+
+LpPool2d.__init__.__signature__ = inspect.signature(_pytorch_arguments)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 
 from ..._parallel import threads_for
-from .._ext import _kernels
+from .._ext import _kernels, _pool3d
 from ..base import Pool2d
 
 _U8, _I64 = np.dtype(np.uint8), np.dtype(np.int64)
@@ -55,12 +55,24 @@ class MaxReduction:
 
     @property
     def indices(self):
-        """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64."""
+        """Flat index ``ih * W + iw`` of each window's winner, (N, C, OH, OW) int64.
+
+        Flat within the spatial plane in any rank (``il``, ``id * H * W +
+        ih * W + iw``), as PyTorch's; unbatched after an unbatched input.
+        """
         state = self._state
         if state is None:
             return None
+        indices = self._batched_indices(state)
+        return indices[0] if state.unbatched else indices
+
+    def _kernel_saves_taps(self, state):
+        """Whether this kernel-tier forward saved tap numbers (else flat indices)."""
+        return self._saves_taps
+
+    def _batched_indices(self, state):
         kernel = state.tier == "kernel"
-        if kernel and not self._saves_taps:
+        if kernel and not self._kernel_saves_taps(state):
             return state.saved
         # Computed from the tap numbers once per forward: cached with a weak
         # reference to the array it came from (a new forward replaces it).
@@ -112,13 +124,21 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
     """
 
     _saves_taps = True
+    # 2-D: _kernels; 1-D and 3-D: _pool3d (which saves flat indices).
+    kernel_ranks = (1, 2, 3)
 
-    # The kernel tier.  It saves the winners' tap numbers, not
+    def _kernel_saves_taps(self, state):
+        return len(state.x_shape) == 4
+
+    # The kernel tier.  In 2-D it saves the winners' tap numbers, not
     # their flat indices: uint8 for windows of up to 255 taps, so that the
     # forward writes and the backward reads a byte per window instead of 8
     # (on W5, 0.5 MB instead of 4 MB each way).  ``indices`` turns them
-    # into flat indices only when asked.
+    # into flat indices only when asked.  1-D and 3-D save the int64 flat
+    # indices that the _pool3d kernels write.
     def forward_kernel(self, x, geom):
+        if x.ndim != 4:
+            return self._forward_nd(x, geom)
         n, c, h, w = x.shape
         oh, ow = geom.out_size
         shape = (n * c, oh, ow)
@@ -135,6 +155,8 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
         return out.reshape(n, c, oh, ow), taps
 
     def backward_kernel(self, grad_output, state):
+        if len(state.x_shape) != 4:
+            return self._backward_nd(grad_output, state)
         taps, geom = state.saved, state.geometry
         n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element (zeroing per plane in
@@ -148,3 +170,75 @@ class MaxPool2d(MaxReduction, Pool2d, name="max"):
             threads_for(n * c, grad_x.size + grad_output.size),
         )
         return grad_x.reshape(state.x_shape)
+
+    def _forward_nd(self, x, geom):
+        n, c = x.shape[:2]
+        planes = n * c
+        out = self._outputs.empty("out", (planes,) + geom.out_size, x.dtype)
+        argmax = np.empty((planes,) + geom.out_size, np.int64)
+        threads = threads_for(planes, x.size + out.size)
+        if geom.ndim == 1:
+            _pool3d.max_forward_1d(
+                x.reshape(planes, geom.in_size[0]),
+                geom.axis_ranges[0],
+                geom.dilation[0],
+                threads,
+                out=out,
+                argmax=argmax,
+            )
+        else:
+            _pool3d.max_forward_3d(
+                x.reshape((planes,) + geom.in_size),
+                *geom.axis_ranges,
+                geom.dilation,
+                threads,
+                out=out,
+                argmax=argmax,
+            )
+        argmax = argmax.reshape((n, c) + geom.out_size)
+        argmax.setflags(write=False)  # backward trusts these, and indices reports them
+        return out.reshape(argmax.shape), argmax
+
+    def _backward_nd(self, grad_output, state):
+        argmax, geom = state.saved, state.geometry
+        planes = state.x_shape[0] * state.x_shape[1]
+        grad_x = self._outputs.empty("grad_x", (planes,) + geom.in_size, grad_output.dtype)
+        grad = grad_output.reshape((planes,) + geom.out_size)
+        flat = argmax.reshape(grad.shape)
+        threads = threads_for(planes, grad_x.size + grad_output.size)
+        if geom.ndim == 1:
+            _pool3d.max_backward_1d(grad, flat, geom.in_size[0], threads, out=grad_x)
+        else:
+            _pool3d.max_backward_3d(grad, flat, geom.in_size, threads, out=grad_x)
+        return grad_x.reshape(state.x_shape)
+
+
+class MaxPool1d(MaxPool2d):
+    """1-D max pooling, as ``torch.nn.MaxPool1d``: ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`MaxPool2d` over one spatial axis (``MaxPool2d.for_dims(1)``):
+    the same arguments as ints or 1-tuples (``padding`` also ``(before,
+    after)`` or a string mode), the same rules; :attr:`indices` are
+    positions ``il`` along the axis.  Compiled (1-D kernels of
+    ``_ext/_pool3d.pyx``).
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> cp.MaxPool1d(2)(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+    array([[[3., 2.]]])
+    """
+
+    spatial_dims = 1
+
+
+class MaxPool3d(MaxPool2d):
+    """3-D max pooling, as ``torch.nn.MaxPool3d``: ``(N, C, D, H, W)`` or ``(C, D, H, W)``.
+
+    :class:`MaxPool2d` over three spatial axes (``MaxPool2d.for_dims(3)``):
+    kernel, stride, padding and dilation as ints or triples (``padding``
+    also six ints ``(before, after)`` per axis, or a string mode);
+    :attr:`indices` are flat ``id * H * W + ih * W + iw``, as PyTorch's.
+    """
+
+    spatial_dims = 3

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..._parallel import threads_for
 from ...registry import register
-from .._ext import _kernels
+from .._ext import _kernels, _pool3d
 from ..base import Pool2d
 
 
@@ -36,6 +36,8 @@ class MeanPool2d(Pool2d, name="mean"):
     """
 
     pad_value = 0.0
+    # 2-D: _kernels; 1-D and 3-D: _pool3d.
+    kernel_ranks = (1, 2, 3)
 
     def __init__(
         self,
@@ -89,6 +91,8 @@ class MeanPool2d(Pool2d, name="mean"):
 
     # The kernel tier.
     def forward_kernel(self, x, geom):
+        if x.ndim != 4:
+            return self._forward_nd(x, geom)
         n, c, h, w = x.shape
         oh, ow = geom.out_size
         out = self._outputs.empty("out", (n * c, oh, ow), x.dtype)
@@ -103,6 +107,8 @@ class MeanPool2d(Pool2d, name="mean"):
 
     def backward_kernel(self, grad_output, state):
         geom = state.geometry
+        if len(state.x_shape) != 4:
+            return self._backward_nd(grad_output, state)
         n, c, h, w = state.x_shape
         # Not zeroed: the kernel writes every element.
         grad_x = self._outputs.empty("grad_x", (n * c, h, w), grad_output.dtype)
@@ -113,6 +119,61 @@ class MeanPool2d(Pool2d, name="mean"):
             *geom.kernel_args,
             threads_for(n * c, grad_x.size + grad_output.size),
         )
+        return grad_x.reshape(state.x_shape)
+
+    def _forward_nd(self, x, geom):
+        n, c = x.shape[:2]
+        planes = n * c
+        out = self._outputs.empty("out", (planes,) + geom.out_size, x.dtype)
+        threads = threads_for(planes, x.size + out.size)
+        divisor = self.divisor(geom)
+        if geom.ndim == 1:
+            _pool3d.mean_forward_1d(
+                x.reshape(planes, geom.in_size[0]),
+                geom.axis_ranges[0],
+                geom.dilation[0],
+                divisor,
+                threads,
+                out=out,
+            )
+        else:
+            _pool3d.mean_forward_3d(
+                x.reshape((planes,) + geom.in_size),
+                *geom.axis_ranges,
+                geom.dilation,
+                divisor,
+                threads,
+                out=out,
+            )
+        return out.reshape((n, c) + geom.out_size), None
+
+    def _backward_nd(self, grad_output, state):
+        geom = state.geometry
+        planes = state.x_shape[0] * state.x_shape[1]
+        grad_x = self._outputs.empty("grad_x", (planes,) + geom.in_size, grad_output.dtype)
+        grad = grad_output.reshape((planes,) + geom.out_size)
+        threads = threads_for(planes, grad_x.size + grad_output.size)
+        divisor = self.divisor(geom)
+        if geom.ndim == 1:
+            _pool3d.mean_backward_1d(
+                grad,
+                geom.in_size[0],
+                geom.axis_ranges[0],
+                geom.dilation[0],
+                divisor,
+                threads,
+                out=grad_x,
+            )
+        else:
+            _pool3d.mean_backward_3d(
+                grad,
+                geom.in_size,
+                *geom.axis_ranges,
+                geom.dilation,
+                divisor,
+                threads,
+                out=grad_x,
+            )
         return grad_x.reshape(state.x_shape)
 
     def extra_repr(self):
@@ -130,3 +191,36 @@ class MeanPool2d(Pool2d, name="mean"):
 
 AvgPool2d = MeanPool2d
 register(MeanPool2d, "avg")  # PyTorch's name for the same strategy
+
+
+class MeanPool1d(MeanPool2d):
+    """1-D mean pooling, as ``torch.nn.AvgPool1d`` (``AvgPool1d``): ``(N, C, L)`` or ``(C, L)``.
+
+    :class:`MeanPool2d` over one spatial axis (``MeanPool2d.for_dims(1)``),
+    with PyTorch's ``count_include_pad``; ``divisor_override`` and
+    ``dilation`` are extensions (PyTorch's AvgPool1d has neither).  Compiled
+    (1-D kernels of ``_ext/_pool3d.pyx``).
+
+    Examples
+    --------
+    >>> import numpy as np, cnnpool as cp
+    >>> cp.MeanPool1d(2)(np.array([[[1.0, 3.0, 2.0, 0.0]]]))
+    array([[[2., 1.]]])
+    """
+
+    spatial_dims = 1
+
+
+class MeanPool3d(MeanPool2d):
+    """3-D mean pooling, as ``torch.nn.AvgPool3d`` (``AvgPool3d``): ``(N, C, D, H, W)``.
+
+    :class:`MeanPool2d` over three spatial axes (``MeanPool2d.for_dims(3)``),
+    with PyTorch's ``count_include_pad`` and ``divisor_override``;
+    ``dilation`` is an extension.  Unbatched ``(C, D, H, W)`` works too.
+    """
+
+    spatial_dims = 3
+
+
+AvgPool1d = MeanPool1d
+AvgPool3d = MeanPool3d

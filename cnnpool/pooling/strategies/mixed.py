@@ -78,8 +78,9 @@ class _Blend(Pool2d):
 
     def __init__(self, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
-        self._max = MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode)
-        self._mean = MeanPool2d(
+        n = self.spatial_dims  # the same rank as this layer (for_dims)
+        self._max = MaxPool2d.for_dims(n)(kernel_size, stride, padding, dilation, ceil_mode)
+        self._mean = MeanPool2d.for_dims(n)(
             kernel_size, stride, padding, ceil_mode, count_include_pad, dilation=dilation
         )
         self.count_include_pad = self._mean.count_include_pad
@@ -303,7 +304,7 @@ class GatedPool2d(_Blend, name="gated"):
     ):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, count_include_pad)
         dtype = _checks.float_dtype(dtype)
-        k = self.kernel_size[0] * self.kernel_size[1]
+        k = math.prod(self.kernel_size)  # one weight per tap, in any rank
         self.weight = Parameter(np.zeros(k, dtype=dtype), "weight")
 
     def _gate(self, windows):
@@ -330,7 +331,8 @@ class GatedPool2d(_Blend, name="gated"):
         mx, mean, _, _ = self._max_mean(windows)
         a = self._gate(windows).astype(np.float64)
         slope = grad_output * (mx - mean) * a * (1 - a)
-        return {self.weight: np.einsum("nchwk,nchw->k", windows, slope)}
+        lead = "nchwzyx"[: slope.ndim]  # "nchw" in 2-D; any rank
+        return {self.weight: np.einsum(f"{lead}k,{lead}->k", windows, slope)}
 
     # The kernel tier: MaxPool2d's and MeanPool2d's kernels, and the gate in
     # compiled loops (_mixed.pyx).

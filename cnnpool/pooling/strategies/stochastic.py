@@ -210,10 +210,12 @@ class StochasticPool2d(Pool2d, name="stochastic"):
             drawn = state.saved.taps
             if drawn is None:
                 return None
-            return state.geometry.flat_index(drawn.reshape(state.out_shape))
-        if state.saved.ctx.drawn is None:
-            return None
-        return state.geometry.flat_index(state.saved.ctx.drawn)
+            indices = state.geometry.flat_index(drawn.reshape(state.out_shape))
+        else:
+            if state.saved.ctx.drawn is None:
+                return None
+            indices = state.geometry.flat_index(state.saved.ctx.drawn)
+        return indices[0] if state.unbatched else indices
 
     def extra_repr(self):
         return super().extra_repr() + f", training={self.training}"

@@ -172,18 +172,19 @@ def kernel_forward(layer, strategy, x, geom):
     Shared by :class:`CompiledPool2d` and ``LpPool2d``.  The plan of a
     geometry is built once and kept on the layer (beside its geometries).
     """
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
+    size = geom.plane_size
     plans = layer.__dict__.setdefault("_window_plans", {})
     plan = plans.get(id(geom))
     if plan is None or plan[0] is not geom:
         taps = geom.taps.reshape(-1, geom.taps.shape[-1])
-        plan = plans[id(geom)] = (geom, window_plan(taps, h * w))
+        plan = plans[id(geom)] = (geom, window_plan(taps, size))
     # Backward needs x and the output unchanged: private copies, in buffers
     # reused from one call to the next once the last forward's record lets go.
     layer._state = None
     buffers = layer._outputs
-    planes = buffers.empty("planes", (n * c, h * w), x.dtype)
-    np.copyto(planes, x.reshape(n * c, h * w))
+    planes = buffers.empty("planes", (n * c, size), x.dtype)
+    np.copyto(planes, x.reshape(n * c, size))
     out = strategy_forward(strategy, planes, plan[1], buffers=buffers)
     saved = buffers.empty("pooled", out.shape, out.dtype)
     np.copyto(saved, out)
@@ -232,6 +233,8 @@ class CompiledPool2d(Pool2d):
     """
 
     pad_value = 0.0
+    # The tap table is rank-agnostic: the kernel tier runs in every rank.
+    kernel_ranks = (1, 2, 3)
 
     def __init__(self, strategy, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
@@ -239,14 +242,16 @@ class CompiledPool2d(Pool2d):
 
     # The generic path: the same strategy over the gathered windows.
     def _window_taps(self, windows):
-        n, c, oh, ow, k = windows.shape
-        index = np.arange(oh * ow * k, dtype=np.intp).reshape(oh * ow, k)
-        inside = self.geometry.inside.reshape(oh * ow, k)
-        return np.where(inside, index, -1), windows.reshape(n * c, oh * ow * k)
+        n, c = windows.shape[:2]
+        k = windows.shape[-1]
+        o = int(np.prod(windows.shape[2:-1]))
+        index = np.arange(o * k, dtype=np.intp).reshape(o, k)
+        inside = self.geometry.inside.reshape(o, k)
+        return np.where(inside, index, -1), windows.reshape(n * c, o * k)
 
     def pool(self, windows):
         taps, planes = self._window_taps(windows)
-        return strategy_forward(self.strategy, planes, taps).reshape(windows.shape[:4])
+        return strategy_forward(self.strategy, planes, taps).reshape(windows.shape[:-1])
 
     def route(self, windows, pooled):
         taps, planes = self._window_taps(windows)

@@ -171,6 +171,8 @@ class JitPool2d(Pool2d):
     #: Whether ``values`` holds padded taps (as :attr:`pad_value`).
     include_pad: ClassVar[bool] = False
     pad_value = 0.0
+    # The kernels walk a tap table: any rank (``for_dims``).
+    kernel_ranks = (1, 2, 3)
 
     window: Any = None
     window_grad: Any = None
@@ -278,7 +280,7 @@ class JitPool2d(Pool2d):
             )
             order = np.argsort(~mask, axis=1, kind="stable")  # seen taps first, in order
             taps = np.take_along_axis(geom.taps.reshape(mask.shape), order, axis=1)
-            taps = np.where(taps < 0, geom.in_size[0] * geom.in_size[1], taps)
+            taps = np.where(taps < 0, geom.plane_size, taps)
             taps = np.ascontiguousarray(taps, dtype=np.intp)
             counts = np.ascontiguousarray(mask.sum(axis=1), dtype=np.intp)
             if len(self._tables) > 32:
@@ -421,18 +423,20 @@ class JitPool2d(Pool2d):
         params, _ = self._params()
         taps, counts = self._table(geom)
         self._check(params, counts)
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
+        size = geom.plane_size  # H * W in 2-D
         # Ours (backward reads it); when the windows see padded taps, pad_value
         # follows each plane, at the index H*W that the tap table gives them.
-        padded = bool(taps.size) and int(taps.max()) == h * w
-        planes = np.empty((n * c, h * w + padded), dtype=x.dtype)
-        planes[:, : h * w] = x.reshape(n * c, h * w)
+        padded = bool(taps.size) and int(taps.max()) == size
+        planes = np.empty((n * c, size + padded), dtype=x.dtype)
+        planes[:, :size] = x.reshape(n * c, size)
         if padded:
-            planes[:, h * w] = self.pad_value
+            planes[:, size] = self.pad_value
         out = np.empty((n * c, taps.shape[0]), dtype=x.dtype)
         threads = threads_for(n * c, planes.size + out.size * taps.shape[1])
         k = geom.window_size
-        self._run("forward", k, n * c, threads, planes, taps, counts, params, out)
+        taps_t, _ = _tap_major(taps, counts, size)
+        self._run("forward", k, n * c, threads, planes, taps, taps_t, counts, params, out)
         pooled = out.copy()
         planes.flags.writeable = pooled.flags.writeable = False
         return out.reshape((n, c) + geom.out_size), (planes, pooled, params)
@@ -443,16 +447,19 @@ class JitPool2d(Pool2d):
         taps, counts = self._table(state.geometry)
         _, learnable = self._params()
         p = planes.shape[0]
-        h, w = state.x_shape[2:]
-        grad_x = np.zeros((p, h * w), dtype=planes.dtype)
+        size = state.geometry.plane_size  # H * W in 2-D
+        taps_t, store = _tap_major(taps, counts, size)
+        # Windows that never share an element and cover every one store their
+        # gradients (a zero route as 0): nothing to zero first.
+        grad_x = (np.empty if store else np.zeros)((p, size), dtype=planes.dtype)
         g = grad_output.reshape(pooled.shape)
         threads = threads_for(p, planes.size + g.size * taps.shape[1])
         k = state.geometry.window_size
-        self._run("backward", k, p, threads, planes, taps, counts, params, pooled, g, grad_x)
+        args = (planes, taps, taps_t, counts, params, pooled, g)
+        self._run("backward", k, p, threads, *args, grad_x, store)
         if learnable:
             per_plane = np.zeros((p, params.size))
-            args = (planes, taps, counts, params, pooled, g, per_plane)
-            self._run("param_backward", k, p, threads, *args)
+            self._run("param_backward", k, p, threads, *args, per_plane)
             self._add_learnable(per_plane, learnable)
         return grad_x.reshape(state.x_shape)
 
@@ -495,7 +502,7 @@ class JitPool2d(Pool2d):
                 values = flat[p, o, mask[o]].astype(np.float64)
                 values.flags.writeable = False
                 out[p, o] = self._call("window", window, values, params)
-        return out.reshape(windows.shape[:4])
+        return out.reshape(windows.shape[:-1])
 
     def route(  # type: ignore[override]
         self, windows: np.ndarray, pooled: np.ndarray, ctx: Any
@@ -568,6 +575,28 @@ class JitPool2d(Pool2d):
                     f"get_config to return the constructor's arguments"
                 )
         return config
+
+
+_TAP_MAJOR: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
+
+
+def _tap_major(taps: np.ndarray, counts: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """``taps`` transposed, (K, O) C-contiguous and unsigned (the kernels'
+    gathers read it along the windows), and whether every element of a plane
+    of ``size`` is seen by exactly one window (then backward stores instead of
+    adding, tap by tap across a block).  Kept per table (tables live as long
+    as a geometry)."""
+    entry = _TAP_MAJOR.get(id(taps))
+    if entry is None or entry[0] is not taps:
+        if len(_TAP_MAJOR) > 64:
+            _TAP_MAJOR.clear()
+        seen = taps[np.arange(taps.shape[1]) < counts[:, None]]
+        seen = seen[seen < size]
+        uses = np.bincount(seen, minlength=size)
+        store = bool(size and uses.min() == 1 and uses.max() == 1)
+        transposed = np.ascontiguousarray(taps.T).view(np.uintp)
+        entry = _TAP_MAJOR[id(taps)] = (taps, transposed, store)
+    return entry[1], entry[2]
 
 
 def _first_lines(exc: Exception, lines: int = 6) -> str:
