@@ -80,7 +80,8 @@ class Linear(Layer):
 
     Notes
     -----
-    Input ``(N, in_features)``, output ``(N, out_features)``.  Put a
+    Input ``(*, in_features)``, output ``(*, out_features)``, as in PyTorch:
+    usually ``(N, in_features)``; an unbatched ``(in_features,)`` too.  Put a
     :class:`Flatten` in front to feed it convolution or pooling output.
     Forward keeps a copy of ``x`` for the weight gradient (unless ``x``
     already had to be copied to become C-contiguous), so editing ``x`` in
@@ -104,15 +105,24 @@ class Linear(Layer):
         self._inputs = OutputBuffers()  # the private copy of x, reused between calls
 
     def forward(self, x):
-        """``x`` (N, in_features) -> (N, out_features)."""
+        """``x`` of shape ``(*, in_features)`` -> ``(*, out_features)``.
+
+        As ``torch.nn.Linear``: any number of leading axes, none included
+        (one unbatched row ``(in_features,)`` gives ``(out_features,)``).
+        """
         given = x
-        x = _checks.as_float_array(x, "x", 2, layout="N, in_features")
+        x = _checks.as_float_array(x, "x", layout="*, in_features")
         weight = self.weight.data
-        if x.shape[1] != self.in_features:
+        if np.ndim(given) == 0:  # as_float_array made it (1,); PyTorch refuses a scalar too
             raise ValueError(
-                f"x has {x.shape[1]} features (shape {x.shape}) but Linear expects "
-                f"in_features={self.in_features}; a Flatten before it gives "
-                f"(N, C*H*W)"
+                f"x must have at least one axis (*, in_features={self.in_features}), "
+                "got a 0-D array"
+            )
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x has {x.shape[-1]} features (shape {x.shape}) but Linear expects "
+                f"in_features={self.in_features} on its last axis; a Flatten before it "
+                f"gives (N, C*H*W)"
             )
         if x.dtype != weight.dtype:
             raise TypeError(
@@ -120,35 +130,38 @@ class Linear(Layer):
                 f"{weight.dtype}; convert x with x.astype(np.{weight.dtype}) or build "
                 f"the layer with dtype=np.{x.dtype}"
             )
-        out = x @ weight.T
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)  # a view: x is C-contiguous
+        out = x2 @ weight.T
         if self.bias is not None:
             out += self.bias.data
         # Our own copy for the weight gradient: the caller may edit x next.
         # (The previous one is dropped first, so that its memory is reused.)
         self._saved = None
-        self._saved = (_checks.owned(x, given, self._inputs), weight)
-        return out
+        self._saved = (_checks.owned(x2, given, self._inputs), weight, lead)
+        return out.reshape(lead + (self.out_features,))
 
     def backward(self, grad_output):
-        """Gradient w.r.t. ``x``; adds the weight and bias gradients into ``.grad``."""
+        """Gradient w.r.t. ``x`` (its shape); adds the weight and bias gradients to ``.grad``."""
         if self._saved is None:
             raise BackwardBeforeForwardError("Linear.backward called before forward")
-        x, weight = self._saved
-        grad = _checks.grad_like(grad_output, (x.shape[0], self.out_features), x.dtype)
+        x, weight, lead = self._saved
+        grad = _checks.grad_like(grad_output, lead + (self.out_features,), x.dtype)
+        grad = grad.reshape(-1, self.out_features)
         if self.bias is not None:
             self.bias.grad += grad.sum(axis=0)
         self.weight.grad += grad.T @ x
-        return grad @ weight
+        return (grad @ weight).reshape(lead + (self.in_features,))
 
     def output_shape(self, input_shape):
-        """``(N, out_features)`` for an input of shape ``(N, in_features)``."""
+        """``(*, out_features)`` for an input of shape ``(*, in_features)``."""
         input_shape = tuple(input_shape)
-        if len(input_shape) != 2 or input_shape[1] != self.in_features:
+        if len(input_shape) < 1 or input_shape[-1] != self.in_features:
             raise ValueError(
-                f"input_shape must be (N, {self.in_features}) for Linear with "
+                f"input_shape must be (*, {self.in_features}) for Linear with "
                 f"in_features={self.in_features}, got {input_shape}"
             )
-        return (input_shape[0], self.out_features)
+        return input_shape[:-1] + (self.out_features,)
 
     def parameters(self):
         return [self.weight] if self.bias is None else [self.weight, self.bias]

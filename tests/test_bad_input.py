@@ -762,14 +762,17 @@ def test_linear_feature_mismatch():
     )
 
 
-def test_linear_three_dimensional_input():
+def test_linear_features_on_the_wrong_axis():
+    # (*, in_features) as in PyTorch: a (3, 4, 1) array has 1 feature per row, not 4
     raises(
         ValueError,
         lambda: cp.Linear(4, 2)(np.zeros((3, 4, 1), np.float32)),
         "x",
-        "2-D",
+        "1 features",
         "(3, 4, 1)",
+        "last axis",
     )
+    raises(ValueError, lambda: cp.Linear(4, 2)(np.array(1.0, np.float32)), "x", "0-D")
 
 
 def test_linear_zero_features():

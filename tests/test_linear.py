@@ -112,7 +112,7 @@ def test_linear_bad_input():
     lin = cp.Linear(4, 2)
     with pytest.raises(ValueError, match=r"x has 5 features \(shape \(3, 5\)\).*in_features=4"):
         lin(np.zeros((3, 5), np.float32))
-    with pytest.raises(ValueError, match=r"must be 2-D \(N, in_features\)"):
+    with pytest.raises(ValueError, match=r"x has 2 features \(shape \(3, 2, 2\)\).*last axis"):
         lin(np.zeros((3, 2, 2), np.float32))
     with pytest.raises(TypeError, match=r"x has dtype float64.*weights are float32"):
         lin(np.zeros((3, 4)))
@@ -125,3 +125,26 @@ def test_linear_bad_input():
         cp.Linear(0, 3)
     with pytest.raises(TypeError, match="out_features must be an int"):
         cp.Linear(3, None)
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 4), (2, 3, 4), (2, 1, 3, 4), (0, 4)])
+def test_linear_takes_any_leading_axes_as_torch(shape):
+    torch = _torch()
+    lin = cp.Linear(4, 3, rng=1)
+    ref = torch.nn.Linear(4, 3)
+    ref.weight.data = torch.tensor(lin.weight.data)
+    ref.bias.data = torch.tensor(lin.bias.data)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape[:-1] + (3,)).astype(np.float32)
+    y = lin(x)
+    gx = lin.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = ref(xt)
+    yt.backward(torch.tensor(g))
+    assert y.shape == tuple(yt.shape) == lin.output_shape(shape)
+    assert gx.shape == shape
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(lin.weight.grad, ref.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lin.bias.grad, ref.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
