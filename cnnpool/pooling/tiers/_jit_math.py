@@ -157,7 +157,7 @@ def matches_libm() -> bool:
 @functools.lru_cache(maxsize=1)
 def compiled_exp(numba: Any) -> Any:
     """The Numba form of :func:`reference_exp` (inlined where it is called)."""
-    from llvmlite import ir  # type: ignore[import-untyped]
+    from llvmlite import ir
     from numba.core import types as nbtypes
     from numba.extending import intrinsic
 
