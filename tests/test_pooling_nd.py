@@ -621,12 +621,16 @@ print(json.dumps(out))
 
 
 def _threads_run(n):
+    # The cnnpool this test imports (installed, or in-place via PYTHONPATH),
+    # never the repository root's unbuilt source: run from the tests folder.
     env = dict(os.environ, OMP_NUM_THREADS=str(n))
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")]
-    )
     proc = subprocess.run(
-        [sys.executable, "-c", THREADS], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", THREADS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent,
     )
     return json.loads(proc.stdout)
 
